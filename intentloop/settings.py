@@ -1,0 +1,34 @@
+"""The one settings object, read from ``INTENTLOOP_*`` environment variables (12-factor).
+
+Sections nest with ``__``: ``INTENTLOOP_POSTGRES__URL``, ``INTENTLOOP_KAFKA__BOOTSTRAP``,
+``INTENTLOOP_TRAIN__EPOCHS``. Built once at the entry point and passed down section by section.
+"""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from serving.settings import ServeSettings
+from store.settings import ArtifactSettings, PostgresSettings, RedisSettings, TaxonomySettings
+from streams.settings import IngestSettings, KafkaSettings
+from trainer.settings import ModelSettings, TrainSettings
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Unset server URLs mean "use the embedded stack under ``state_dir``"."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INTENTLOOP_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    state_dir: Path = Path(".intentloop")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)

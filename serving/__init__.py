@@ -1,0 +1,1 @@
+"""Inference workers: load the promoted adapter, answer over HTTP, hot-swap on promotion."""

@@ -1,0 +1,1 @@
+"""Training: dataset snapshots from the store, LoRA fine-tuning with PEFT, evaluation, artifacts."""
