@@ -20,9 +20,12 @@ class RedisSettings(BaseModel):
 
 
 class ArtifactSettings(BaseModel):
-    """Adapter artifacts are directories under ``dir`` named by content hash."""
+    """Adapter artifacts are directories under ``dir`` named by content hash.
 
-    dir: Path = Path(".intentloop/artifacts")
+    ``None`` means ``<state_dir>/artifacts``.
+    """
+
+    dir: Path | None = None
 
 
 class TaxonomySettings(BaseModel):

@@ -1,0 +1,3 @@
+from intentloop.cli import main
+
+main()

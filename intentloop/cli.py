@@ -1,0 +1,241 @@
+"""The ``intentloop`` console script. Errors map to exit codes here, and only here."""
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from intentloop.runtime import Runtime
+from intentloop.settings import Settings
+from store.exceptions import ConfigurationError, IntentloopError, StoreUnavailableError
+
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _runtime(*, start_stack: bool = False) -> Runtime:
+    return Runtime.from_settings(_settings(), start_stack=start_stack)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.version_option(package_name="intentloop")
+def cli(verbose: bool) -> None:
+    """intentloop: search feedback -> weak intent labels -> LoRA adapters -> hot-swapped inference.
+
+    Configuration comes from INTENTLOOP_* environment variables (see README). With no server URLs
+    set, commands use the embedded stack (`intentloop stack up`).
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("kafka", "aiokafka", "faust", "mode", "httpx", "urllib3", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# ---------------------------------------------------------------- stack
+@cli.group()
+def stack() -> None:
+    """Start, stop and inspect the local servers (Tansu, PostgreSQL, Redis) for unset URLs."""
+
+
+@stack.command("up")
+@click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for health.")
+def stack_up(timeout: float) -> None:
+    """Start every server that has no configured URL; prints the endpoints."""
+    from intentloop.stack import LocalStack
+
+    eps = LocalStack.from_settings(_settings()).up(timeout_s=timeout)
+    click.echo(
+        json.dumps({"kafka": eps.kafka_bootstrap, "postgres": eps.postgres_url, "redis": eps.redis_url})
+    )
+
+
+@stack.command("down")
+def stack_down() -> None:
+    """Stop the embedded servers this state directory started."""
+    from intentloop.stack import LocalStack
+
+    LocalStack.from_settings(_settings()).down()
+    click.echo("stack stopped")
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """Health of each server (embedded or configured)."""
+    from intentloop.stack import LocalStack
+
+    rows = LocalStack.from_settings(_settings()).status()
+    for s in rows:
+        mark = "ok  " if s.healthy else "DOWN"
+        kind = "embedded" if s.embedded else "configured"
+        click.echo(f"{mark} {s.name:<9} {kind:<10} {s.address}  pid={s.pid or '-'}  log={s.log_path or '-'}")
+    if not all(s.healthy for s in rows):
+        raise SystemExit(EXIT_UNAVAILABLE)
+
+
+# ---------------------------------------------------------------- db
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply Alembic migrations up to head (idempotent)."""
+    from store.migrate import current, upgrade
+
+    rt = _runtime()
+    upgrade(rt.endpoints.postgres_url)
+    click.echo(f"database at revision {current(rt.endpoints.postgres_url)}")
+
+
+# ---------------------------------------------------------------- workers
+@cli.group()
+def worker() -> None:
+    """Long-running workers."""
+
+
+@worker.command("ingest")
+def worker_ingest() -> None:
+    """Faust ingestion worker: search.queries + search.feedback -> Postgres weak labels."""
+    from store.migrate import upgrade
+    from streams.app import create_app, run_worker
+    from streams.kafka import ensure_topics
+
+    rt = _runtime()
+    s = rt.settings
+    upgrade(rt.endpoints.postgres_url)
+    ensure_topics(
+        rt.endpoints.kafka_bootstrap,
+        partitions=s.kafka.partitions,
+        replication_factor=s.kafka.replication_factor,
+    )
+    sys.argv = [sys.argv[0], "worker"]  # Faust's Worker reads argv; ours are already parsed
+    run_worker(create_app(rt.endpoints.kafka_bootstrap, s.kafka, s.ingest, rt.db))
+
+
+@worker.command("serve")
+@click.option("--port", type=int, default=None, help="Overrides INTENTLOOP_SERVE__PORT.")
+@click.option("--worker-id", default=None, help="Name shown in the registry (default host-pid).")
+def worker_serve(port: int | None, worker_id: str | None) -> None:
+    """Inference worker: POST /v1/intent, hot-swaps to each promoted adapter."""
+    from serving.worker import run_serve
+
+    rt = _runtime()
+    serve = rt.settings.serve if port is None else rt.settings.serve.model_copy(update={"port": port})
+    run_serve(rt.db, rt.registry, rt.artifacts, rt.settings.model, serve, worker_id=worker_id)
+
+
+# ---------------------------------------------------------------- training and registry
+@cli.command("train")
+@click.option("--promote/--no-promote", default=False, help="Promote the candidate if it passes the gate.")
+@click.option("--min-macro-f1", default=0.5, show_default=True, help="Gate: validation macro-F1 floor.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(promote: bool, min_macro_f1: float, quiet: bool) -> None:
+    """Snapshot weak labels, fine-tune a LoRA adapter, record it (and optionally promote it)."""
+    from intentloop.jobs import train_and_maybe_promote
+
+    rt = _runtime()
+    result = train_and_maybe_promote(rt, promote=promote, min_macro_f1=min_macro_f1, progress=not quiet)
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+@cli.group()
+def registry() -> None:
+    """Adapter versions and the champion alias."""
+
+
+@registry.command("list")
+def registry_list() -> None:
+    """Every recorded version, newest first; * marks the champion."""
+    from store.versions import list_versions, reconcile_alias
+
+    rt = _runtime()
+    champion = reconcile_alias(rt.db, rt.registry)
+    with rt.db.session() as session:
+        for v in list_versions(session):
+            f1 = v.metrics.get("val_macro_f1")
+            mark = "*" if v.version == champion else " "
+            f1_s = f"{f1:.3f}" if isinstance(f1, float) else "-"
+            when = f"{v.created_at:%Y-%m-%d %H:%M:%S}"
+            click.echo(f"{mark} {v.version}  {when}  val_macro_f1={f1_s}  run={v.training_run_id}")
+
+
+@registry.command("promote")
+@click.argument("version")
+@click.option("--reason", default="manual promotion", show_default=True)
+def registry_promote(version: str, reason: str) -> None:
+    """Make VERSION the champion; workers switch to it without restarting."""
+    from store.versions import promote
+
+    rt = _runtime()
+    move = promote(rt.db, rt.registry, version, actor=_actor(), reason=reason)
+    click.echo(f"champion: {move.previous} -> {move.version}")
+
+
+@registry.command("rollback")
+@click.option("--reason", default="manual rollback", show_default=True)
+def registry_rollback(reason: str) -> None:
+    """Point the champion back at the version before the latest move."""
+    from store.versions import rollback
+
+    rt = _runtime()
+    move = rollback(rt.db, rt.registry, actor=_actor(), reason=reason)
+    click.echo(f"champion: {move.previous} -> {move.version}")
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+# ---------------------------------------------------------------- demo
+@cli.command("demo")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object, last line.")
+@click.option("--searches", default=6000, show_default=True, help="Simulated searches.")
+@click.option("--seed", default=7, show_default=True)
+def demo(as_json: bool, searches: int, seed: int) -> None:
+    """The whole loop on the local stack: traffic -> labels -> adapter -> promoted -> served."""
+    from intentloop.demo import run_demo
+
+    summary = run_demo(_settings(), searches=searches, seed=seed, echo=click.echo)
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+
+
+def _exit_code(exc: IntentloopError) -> int:
+    if isinstance(exc, ConfigurationError):
+        return EXIT_CONFIG
+    if isinstance(exc, StoreUnavailableError):
+        return EXIT_UNAVAILABLE
+    return EXIT_ERROR
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the click group and turns our errors into one line and an exit code."""
+    runner: Callable[..., Any] = cli.main
+    try:
+        runner(args=argv, prog_name="intentloop", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        raise SystemExit(130) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except IntentloopError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(_exit_code(exc)) from None
+
+
+if __name__ == "__main__":
+    main()

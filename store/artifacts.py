@@ -1,0 +1,106 @@
+"""Content-addressed adapter artifacts on a local directory.
+
+A version id is derived from the sha256 of every file, so the same bytes always get the same id
+and a cache keyed by version can never serve stale content. Publishing writes to a hidden temp
+directory and renames it into place: readers never see a half-written adapter.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from store.exceptions import ArtifactError
+
+MANIFEST = "manifest.json"
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _content_version(files: dict[str, str]) -> str:
+    joined = "\n".join(f"{name}:{sha}" for name, sha in sorted(files.items()))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+class ArtifactStore:
+    """Adapter directories under ``root/<version>/``, each with a manifest listing file hashes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def publish(self, src: Path) -> str:
+        """Copy a freshly saved adapter directory in, atomically; returns its content version."""
+        manifest = self._read_manifest(src)
+        files = {p.name: sha256_file(p) for p in sorted(src.iterdir()) if p.is_file() and p.name != MANIFEST}
+        if not files:
+            raise ArtifactError(f"{src} holds no adapter files")
+        version = _content_version(files)
+        final = self.root / version
+        if final.exists():
+            return version
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=self.root))
+        try:
+            for name in files:
+                shutil.copy2(src / name, tmp / name)
+            manifest.update({"version": version, "files": files})
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            for p in tmp.iterdir():
+                with p.open("rb") as fh:
+                    os.fsync(fh.fileno())
+            os.rename(tmp, final)
+        except FileExistsError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return version
+
+    def path(self, version: str) -> Path:
+        return self.root / version
+
+    def fetch(self, version: str) -> tuple[Path, dict[str, Any]]:
+        """The verified directory and manifest of ``version``; refuses anything that does not hash right."""
+        path = self.root / version
+        if not path.is_dir():
+            raise ArtifactError(f"artifact {version} not found under {self.root}")
+        manifest = self._read_manifest(path)
+        files: dict[str, str] = manifest.get("files") or {}
+        if manifest.get("version") != version or not files:
+            raise ArtifactError(f"artifact {version}: manifest names version {manifest.get('version')!r}")
+        for name, expected in files.items():
+            f = path / name
+            if not f.is_file():
+                raise ArtifactError(f"artifact {version}: file {name} is missing")
+            if sha256_file(f) != expected:
+                raise ArtifactError(f"artifact {version}: sha256 mismatch for {name} (corrupt or truncated)")
+        if _content_version(files) != version:
+            raise ArtifactError(f"artifact {version}: file hashes do not give its version id")
+        return path, manifest
+
+    def list_versions(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    @staticmethod
+    def _read_manifest(path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads((path / MANIFEST).read_text())
+        except FileNotFoundError as exc:
+            raise ArtifactError(f"{path} has no {MANIFEST}") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{path / MANIFEST} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{path / MANIFEST} is not a JSON object")
+        return data

@@ -1,0 +1,153 @@
+"""The ingestion write path: one transaction per batch, idempotent by event id.
+
+At-least-once delivery means any batch may arrive again after a crash. Every insert is
+``ON CONFLICT DO NOTHING`` and votes are added only by the statement that moves a feedback row out
+of ``pending``, which happens once per event id, so a redelivered batch changes nothing.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from store.models import DeadLetter, FeedbackEvent, Product, SearchQuery, WeakLabel
+from store.settings import TaxonomySettings
+from store.taxonomy import label_for_category
+
+# Resolves pending feedback whose query is now known: decides its status, then adds its vote.
+# ``weight = 0`` means no labeling function fired. Runs for the query ids a batch touched.
+_RESOLVE_SQL = text(
+    """
+    WITH todo AS (
+        SELECT f.event_id, q.norm_text, c.label
+          FROM feedback_events f
+          JOIN search_queries q ON q.query_id = f.query_id
+          LEFT JOIN catalog c ON c.product_id = f.product_id
+         WHERE f.status = 'pending' AND f.query_id = ANY(:query_ids)
+           FOR UPDATE OF f
+    ), resolved AS (
+        UPDATE feedback_events f
+           SET label = todo.label,
+               status = CASE WHEN f.weight = 0 THEN 'no_vote'
+                             WHEN todo.label IS NULL THEN 'unknown_product'
+                             ELSE 'voted' END
+          FROM todo
+         WHERE f.event_id = todo.event_id AND f.status = 'pending'
+     RETURNING todo.norm_text, f.label, f.weight, f.ts, f.status
+    ), agg AS (
+        SELECT norm_text, label, sum(weight) AS votes, count(*) AS events, max(ts) AS last_ts
+          FROM resolved WHERE status = 'voted' GROUP BY norm_text, label
+    )
+    INSERT INTO weak_labels (norm_text, label, votes, events, last_ts)
+    SELECT norm_text, label, votes, events, last_ts FROM agg
+    ON CONFLICT (norm_text, label) DO UPDATE
+       SET votes = weak_labels.votes + excluded.votes,
+           events = weak_labels.events + excluded.events,
+           last_ts = greatest(weak_labels.last_ts, excluded.last_ts)
+    """
+)
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """What one batch changed (redelivered rows count zero)."""
+
+    queries: int
+    feedback: int
+    dead_letters: int
+
+
+def write_batch(
+    session: Session,
+    queries: Sequence[dict[str, Any]],
+    feedback: Sequence[dict[str, Any]],
+    dead_letters: Sequence[dict[str, Any]] = (),
+) -> BatchCounts:
+    """Store a batch of validated rows and fold new feedback into weak labels, all or nothing.
+
+    Rows are dicts of the ``search_queries`` / ``feedback_events`` / ``dead_letters`` columns;
+    feedback rows carry the labeling functions' ``weight`` already (store knows no labeling logic).
+    """
+    n_q = _insert_new(session, SearchQuery, queries, SearchQuery.query_id)
+    n_f = _insert_new(
+        session, FeedbackEvent, [{**r, "status": "pending"} for r in feedback], FeedbackEvent.event_id
+    )
+    n_d = _insert_new(session, DeadLetter, dead_letters, DeadLetter.id, ["topic", "partition", "offset"])
+    touched = {r["query_id"] for r in queries} | {r["query_id"] for r in feedback}
+    if touched:
+        session.execute(_RESOLVE_SQL, {"query_ids": sorted(touched)})
+    return BatchCounts(queries=n_q, feedback=n_f, dead_letters=n_d)
+
+
+def _insert_new(
+    session: Session,
+    model: type[Any],
+    rows: Sequence[dict[str, Any]],
+    returning: Any,
+    conflict_cols: list[str] | None = None,
+) -> int:
+    if not rows:
+        return 0
+    stmt = insert(model).on_conflict_do_nothing(index_elements=conflict_cols).returning(returning)
+    return len(session.execute(stmt, list(rows)).all())
+
+
+def resolve_all_pending(session: Session) -> int:
+    """Sweep: resolve every pending event whose query exists (covers cross-worker races)."""
+    ids = session.scalars(
+        select(FeedbackEvent.query_id).where(FeedbackEvent.status == "pending").distinct()
+    ).all()
+    if ids:
+        session.execute(_RESOLVE_SQL, {"query_ids": list(ids)})
+    return len(ids)
+
+
+def load_catalog(session: Session, products: Sequence[dict[str, Any]], taxonomy: TaxonomySettings) -> int:
+    """Upsert catalog rows, deriving each product's intent label from its category path."""
+    rows = [{**p, "label": label_for_category(p["category_path"], taxonomy)} for p in products]
+    if not rows:
+        return 0
+    stmt = insert(Product)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Product.product_id],
+        set_={
+            "category_path": stmt.excluded.category_path,
+            "label": stmt.excluded.label,
+            "title": stmt.excluded.title,
+        },
+    )
+    for start in range(0, len(rows), 5000):
+        session.execute(stmt, rows[start : start + 5000])
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class IngestStats:
+    """Counts for the summary and dashboards."""
+
+    queries: int
+    feedback_by_status: dict[str, int]
+    dead_letters: int
+    weak_label_queries: int
+    last_event_ts: datetime | None
+
+    @property
+    def feedback(self) -> int:
+        return sum(self.feedback_by_status.values())
+
+
+def ingest_stats(session: Session) -> IngestStats:
+    by_status = dict(
+        session.execute(select(FeedbackEvent.status, func.count()).group_by(FeedbackEvent.status)).all()
+    )
+    return IngestStats(
+        queries=session.scalar(select(func.count()).select_from(SearchQuery)) or 0,
+        feedback_by_status={str(k): int(v) for k, v in by_status.items()},
+        dead_letters=session.scalar(select(func.count()).select_from(DeadLetter)) or 0,
+        weak_label_queries=session.scalar(select(func.count(func.distinct(WeakLabel.norm_text)))) or 0,
+        last_event_ts=session.scalar(select(func.max(FeedbackEvent.ts))),
+    )

@@ -1,0 +1,161 @@
+"""The relational schema. Alembic migrations under ``store/migrations`` create exactly this."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+_NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=_NAMING)
+    type_annotation_map = {dict[str, Any]: JSONB, datetime: DateTime(timezone=True)}
+
+
+class Product(Base):
+    """Catalog entry; ``label`` is the category path cut to the taxonomy depth at load time."""
+
+    __tablename__ = "catalog"
+    product_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    category_path: Mapped[str] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+
+
+class SearchQuery(Base):
+    """One search as answered; ``norm_text`` is the key weak labels aggregate under."""
+
+    __tablename__ = "search_queries"
+    query_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(128))
+    ts: Mapped[datetime]
+    text: Mapped[str] = mapped_column(Text)
+    norm_text: Mapped[str] = mapped_column(Text, index=True)
+    locale: Mapped[str] = mapped_column(String(16))
+    shown: Mapped[list[str]] = mapped_column(ARRAY(Text))
+
+
+class FeedbackEvent(Base):
+    """One feedback event, stored once by ``event_id`` (the idempotency key of at-least-once delivery).
+
+    ``status`` says what became of it: ``pending`` (its query has not arrived yet), ``voted``,
+    ``no_vote`` (no labeling function fired) or ``unknown_product`` (counted and skipped).
+    """
+
+    __tablename__ = "feedback_events"
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    query_id: Mapped[str] = mapped_column(String(128))
+    ts: Mapped[datetime]
+    type: Mapped[str] = mapped_column(String(16))
+    product_id: Mapped[str] = mapped_column(String(128))
+    position: Mapped[int] = mapped_column(Integer)
+    dwell_ms: Mapped[int | None] = mapped_column(Integer)
+    weight: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(Text)
+    ingested_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (Index("ix_feedback_events_pending", "query_id", postgresql_where="status = 'pending'"),)
+
+
+class WeakLabel(Base):
+    """Accumulated labeling-function votes of one normalised query for one label."""
+
+    __tablename__ = "weak_labels"
+    norm_text: Mapped[str] = mapped_column(Text, primary_key=True)
+    label: Mapped[str] = mapped_column(Text, primary_key=True)
+    votes: Mapped[float] = mapped_column(Float)
+    events: Mapped[int] = mapped_column(Integer)
+    last_ts: Mapped[datetime]
+
+
+class GoldLabel(Base):
+    """A human-verified label: evaluation truth, and weighted into training snapshots."""
+
+    __tablename__ = "gold_labels"
+    norm_text: Mapped[str] = mapped_column(Text, primary_key=True)
+    label: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(64), default="manual")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class DeadLetter(Base):
+    """A rejected input event, keyed by its Kafka coordinates so a redelivery is not counted twice."""
+
+    __tablename__ = "dead_letters"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (UniqueConstraint("topic", "partition", "offset", name="uq_dead_letters_coords"),)
+
+
+class TrainingRun(Base):
+    """One training attempt, successful or not, with its data window, parameters and results."""
+
+    __tablename__ = "training_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    trigger: Mapped[str] = mapped_column(String(32), default="manual")
+    device: Mapped[str | None] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    version: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class AdapterVersion(Base):
+    """A trained adapter, identified by the content hash of its artifact."""
+
+    __tablename__ = "adapter_versions"
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    base_model: Mapped[str] = mapped_column(Text)
+    labels: Mapped[dict[str, Any]] = mapped_column()
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    artifact_uri: Mapped[str] = mapped_column(Text)
+    training_run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id"))
+
+
+class AliasEvent(Base):
+    """Audit trail of alias moves (promotions, rollbacks): which version served when, and why."""
+
+    __tablename__ = "alias_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    alias: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(ForeignKey("adapter_versions.version"))
+    previous: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,0 +1,101 @@
+"""The live adapter registry in Redis: durable alias keys plus a pub/sub hint.
+
+Pub/sub messages can be missed (a worker restarting, a network blip), so they are only a hint to
+look now; the alias key is the truth every worker reconciles against on start and periodically.
+Postgres keeps the audit trail and re-seeds Redis if Redis lost its keys (it may run without
+persistence).
+"""
+
+import json
+import time
+from types import TracebackType
+from typing import Any, Self
+
+import redis
+from redis.exceptions import RedisError
+
+from store import redis_keys
+from store.exceptions import StoreUnavailableError
+
+_WORKER_TTL_S = 30
+
+
+class RedisRegistry:
+    """Thin wrapper around one Redis client; connects lazily, translates Redis errors once."""
+
+    def __init__(self, url: str, *, prefix: str = "intentloop") -> None:
+        self._url = url
+        self.prefix = prefix
+        self._client: redis.Redis | None = None
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            self._client = redis.Redis.from_url(
+                self._url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
+            )
+        return self._client
+
+    @property
+    def channel(self) -> str:
+        return redis_keys.promotions_channel(self.prefix)
+
+    def get_alias(self, alias: str) -> str | None:
+        return self._call(lambda c: c.get(redis_keys.alias_key(self.prefix, alias)))
+
+    def set_alias(self, alias: str, version: str) -> None:
+        """Move the alias (atomic SET) and hint every subscribed worker to reconcile now."""
+        payload = json.dumps({"alias": alias, "version": version, "at": time.time()})
+
+        def _do(c: redis.Redis) -> None:
+            pipe = c.pipeline(transaction=True)
+            pipe.set(redis_keys.alias_key(self.prefix, alias), version)
+            pipe.publish(self.channel, payload)
+            pipe.execute()
+
+        self._call(_do)
+
+    def report_worker(self, worker_id: str, info: dict[str, Any]) -> None:
+        """Heartbeat: which version a worker serves, visible to ops while the worker lives."""
+        key = redis_keys.worker_key(self.prefix, worker_id)
+        self._call(lambda c: c.set(key, json.dumps(info), ex=_WORKER_TTL_S))
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        def _do(c: redis.Redis) -> dict[str, dict[str, Any]]:
+            keys = sorted(c.scan_iter(redis_keys.worker_pattern(self.prefix)))
+            values = c.mget(keys) if keys else []
+            return {k.rsplit(":", 1)[-1]: json.loads(v) for k, v in zip(keys, values, strict=True) if v}
+
+        return self._call(_do)
+
+    def pubsub(self) -> Any:
+        """A subscription to promotion hints (caller polls ``get_message``)."""
+
+        def _do(c: redis.Redis) -> Any:
+            ps = c.pubsub(ignore_subscribe_messages=True)
+            ps.subscribe(self.channel)
+            return ps
+
+        return self._call(_do)
+
+    def ping(self) -> None:
+        self._call(lambda c: c.ping())
+
+    def _call(self, fn: Any) -> Any:
+        try:
+            return fn(self.client)
+        except RedisError as exc:
+            raise StoreUnavailableError(f"Redis is unreachable ({type(exc).__name__}: {exc})") from exc
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,139 @@
+"""Adapter versions, training runs and the alias audit trail in Postgres, plus promotion.
+
+Promotion writes the audit row first, then moves the Redis alias: if Redis is down the CLI fails
+loudly and a later ``registry promote``/``reconcile`` finishes the move from the recorded truth.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.db import Database
+from store.exceptions import IntentloopError, VersionNotFoundError
+from store.models import AdapterVersion, AliasEvent, TrainingRun
+from store.registry import RedisRegistry
+
+CHAMPION = "champion"
+
+
+def start_run(session: Session, *, trigger: str, params: dict[str, Any]) -> int:
+    run = TrainingRun(trigger=trigger, params=params, status="running")
+    session.add(run)
+    session.flush()
+    return run.id
+
+
+def finish_run(session: Session, run_id: int, *, status: str, **fields: Any) -> None:
+    run = session.get(TrainingRun, run_id)
+    if run is None:
+        raise IntentloopError(f"training run {run_id} vanished")
+    run.status = status
+    run.finished_at = datetime.now(UTC)
+    for key, value in fields.items():
+        setattr(run, key, value)
+
+
+def record_version(
+    session: Session, *, version: str, manifest: dict[str, Any], uri: str, run_id: int | None
+) -> None:
+    """Idempotent: the same content trained twice is one version."""
+    if session.get(AdapterVersion, version) is None:
+        session.add(
+            AdapterVersion(
+                version=version,
+                base_model=str(manifest.get("base_model", {}).get("name", "?")),
+                labels={"labels": manifest.get("labels", [])},
+                metrics=manifest.get("metrics", {}),
+                artifact_uri=uri,
+                training_run_id=run_id,
+            )
+        )
+
+
+def list_versions(session: Session) -> list[AdapterVersion]:
+    return list(session.scalars(select(AdapterVersion).order_by(AdapterVersion.created_at.desc())).all())
+
+
+def alias_history(session: Session, alias: str = CHAMPION, limit: int = 50) -> list[AliasEvent]:
+    stmt = select(AliasEvent).where(AliasEvent.alias == alias).order_by(AliasEvent.id.desc()).limit(limit)
+    return list(session.scalars(stmt).all())
+
+
+def recorded_alias(session: Session, alias: str = CHAMPION) -> str | None:
+    """The alias as the audit trail says it is (the truth Redis is re-seeded from)."""
+    latest = alias_history(session, alias, limit=1)
+    return latest[0].version if latest else None
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    alias: str
+    version: str
+    previous: str | None
+
+
+def promote(
+    db: Database, registry: RedisRegistry, version: str, *, actor: str, reason: str, alias: str = CHAMPION
+) -> AliasMove:
+    """Point ``alias`` at ``version``: audit row in Postgres, then the Redis key and a hint."""
+    with db.session() as session:
+        if session.get(AdapterVersion, version) is None:
+            raise VersionNotFoundError(f"no adapter version {version!r}; see `intentloop registry list`")
+        previous = recorded_alias(session, alias)
+        session.add(
+            AliasEvent(
+                alias=alias, version=version, previous=previous, action="promote", actor=actor, reason=reason
+            )
+        )
+    registry.set_alias(alias, version)
+    return AliasMove(alias, version, previous)
+
+
+def rollback(
+    db: Database, registry: RedisRegistry, *, actor: str, reason: str, alias: str = CHAMPION
+) -> AliasMove:
+    """Point ``alias`` back at the version it pointed to before the latest move."""
+    with db.session() as session:
+        history = alias_history(session, alias, limit=1)
+        if not history or history[0].previous is None:
+            raise IntentloopError(f"{alias} has no earlier version to roll back to")
+        current, target = history[0].version, history[0].previous
+        previous_of_target = _previous_of(session, alias, target, before_id=history[0].id)
+        session.add(
+            AliasEvent(
+                alias=alias,
+                version=target,
+                previous=previous_of_target,
+                action="rollback",
+                actor=actor,
+                reason=reason,
+            )
+        )
+    registry.set_alias(alias, target)
+    return AliasMove(alias, target, current)
+
+
+def _previous_of(session: Session, alias: str, version: str, *, before_id: int) -> str | None:
+    """What preceded ``version`` when it last became the alias, so repeated rollbacks walk back."""
+    stmt = (
+        select(AliasEvent.previous)
+        .where(AliasEvent.alias == alias, AliasEvent.version == version, AliasEvent.id < before_id)
+        .order_by(AliasEvent.id.desc())
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
+def reconcile_alias(db: Database, registry: RedisRegistry, alias: str = CHAMPION) -> str | None:
+    """The alias's version, re-seeding Redis from Postgres when Redis lost it (e.g. restarted empty)."""
+    live = registry.get_alias(alias)
+    if live is not None:
+        return live
+    with db.session() as session:
+        recorded = recorded_alias(session, alias)
+    if recorded is not None:
+        registry.set_alias(alias, recorded)
+    return recorded

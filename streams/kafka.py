@@ -1,0 +1,105 @@
+"""The synchronous Kafka wrapper (kafka-python): topic administration and event producing.
+
+Used by the simulator, replay and tooling; the ingestion agent consumes through Faust instead.
+"""
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Self
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import TopicPartition
+
+from streams import topics
+from streams.exceptions import StreamsError
+
+log = logging.getLogger(__name__)
+
+
+class KafkaUnavailableError(StreamsError):
+    """Kafka cannot be reached: check INTENTLOOP_KAFKA__BOOTSTRAP or run `intentloop stack up`."""
+
+
+def ensure_topics(
+    bootstrap: str, *, partitions: int, replication_factor: int = 1, names: Iterable[str] = topics.ALL_TOPICS
+) -> None:
+    """Create the project's topics if missing (idempotent; existing topics are left as they are)."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+            for name in names
+            if name not in existing
+        ]
+        if missing:
+            # Another process may create one between our list and create: that is success too.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(missing)
+    finally:
+        admin.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> int:
+    """Total records ever written to ``topic`` (sum of partition end offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        return sum(consumer.end_offsets(tps).values()) if tps else 0
+    finally:
+        consumer.close()
+
+
+class EventProducer:
+    """Produces keyed raw events; connects on first send and flushes on exit."""
+
+    def __init__(self, bootstrap: str, *, linger_ms: int = 20) -> None:
+        self._bootstrap = bootstrap
+        self._linger_ms = linger_ms
+        self._producer: KafkaProducer | None = None
+
+    def _client(self) -> KafkaProducer:
+        if self._producer is None:
+            try:
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self._bootstrap,
+                    linger_ms=self._linger_ms,
+                    batch_size=256 * 1024,
+                    acks="all",
+                    retries=5,
+                )
+            except KafkaError as exc:
+                raise KafkaUnavailableError(f"cannot reach Kafka at {self._bootstrap}: {exc}") from exc
+        return self._producer
+
+    def send(self, topic: str, key: str | None, value: bytes) -> None:
+        self._client().send(topic, key=key.encode() if key is not None else None, value=value)
+
+    def flush(self, timeout_s: float = 60) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.flush(timeout=timeout_s)
+            except KafkaError as exc:
+                raise KafkaUnavailableError(f"events not acknowledged by Kafka: {exc}") from exc
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self.flush()
+            self._producer.close()
+            self._producer = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,33 @@
+"""Labeling functions: how much one feedback event votes for its product's intent label.
+
+Pure functions of one event. The vote goes to the label of the product's category (the store
+joins the product to the catalog and the event to its query); a weight of 0 means "abstain".
+"""
+
+from collections.abc import Callable
+
+from streams.events import Feedback, FeedbackType
+
+LabelingFunction = Callable[[Feedback], float]
+
+
+def lf_purchase(event: Feedback) -> float:
+    """A purchase is the strongest evidence of what the shopper meant."""
+    return 3.0 if event.type is FeedbackType.purchase else 0.0
+
+
+def lf_add_to_cart(event: Feedback) -> float:
+    return 2.0 if event.type is FeedbackType.add_to_cart else 0.0
+
+
+def lf_click(event: Feedback) -> float:
+    """A click is weak, position-biased evidence (issue #3 corrects it for position)."""
+    return 1.0 if event.type is FeedbackType.click else 0.0
+
+
+LABELING_FUNCTIONS: tuple[LabelingFunction, ...] = (lf_purchase, lf_add_to_cart, lf_click)
+
+
+def vote_weight(event: Feedback, functions: tuple[LabelingFunction, ...] = LABELING_FUNCTIONS) -> float:
+    """The summed vote of every labeling function for this event."""
+    return sum(fn(event) for fn in functions)
