@@ -5,6 +5,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -197,6 +198,83 @@ def registry_rollback(reason: str) -> None:
 
 def _actor() -> str:
     return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+# ---------------------------------------------------------------- traffic
+@cli.command("simulate")
+@click.option("--searches", default=10_000, show_default=True, help="Number of simulated searches.")
+@click.option("--seed", default=0, show_default=True, help="Same seed, same events.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write JSONL (.gz ok) instead of producing to Kafka.",
+)
+@click.option("--malformed", default=0, show_default=True, help="Add this many malformed events.")
+@click.option("--unknown-product", default=0, show_default=True, help="Add clicks on unknown products.")
+def simulate_cmd(searches: int, seed: int, out: Path | None, malformed: int, unknown_product: int) -> None:
+    """Synthetic shop traffic with known ground truth (catalog, long-tail queries, biased clicks).
+
+    To Kafka (and the catalog into Postgres), or with --out to FILE plus FILE.catalog.jsonl and
+    FILE.truth.json (normalised query -> true category path).
+    """
+    from store.ingest import load_catalog
+    from store.migrate import upgrade
+    from streams.codec import write_catalog_jsonl, write_jsonl
+    from streams.kafka import ensure_topics
+    from streams.simulator import SimConfig, simulate
+    from streams.traffic import produce, traffic_records
+
+    sim = simulate(SimConfig(seed=seed, n_searches=searches))
+    if out is not None:
+        n = write_jsonl(out, sim.events())
+        write_catalog_jsonl(out.with_name(out.name + ".catalog.jsonl"), sim.catalog)
+        out.with_name(out.name + ".truth.json").write_text(json.dumps(sim.truth, indent=0, sort_keys=True))
+        click.echo(f"wrote {n} events, {len(sim.catalog)} products and ground truth next to {out}")
+        return
+    rt = _runtime()
+    upgrade(rt.endpoints.postgres_url)
+    with rt.db.session() as session:
+        load_catalog(session, [p.model_dump() for p in sim.catalog], rt.settings.taxonomy)
+    ensure_topics(
+        rt.endpoints.kafka_bootstrap,
+        partitions=rt.settings.kafka.partitions,
+        replication_factor=rt.settings.kafka.replication_factor,
+    )
+    records, counts = traffic_records(sim, malformed=malformed, unknown_product=unknown_product, seed=seed)
+    produce(rt.endpoints.kafka_bootstrap, records)
+    click.echo(
+        json.dumps(
+            {
+                "produced": counts.total,
+                "queries": counts.queries,
+                "feedback": counts.feedback,
+                "malformed": counts.malformed,
+                "products": len(sim.catalog),
+            }
+        )
+    )
+
+
+@cli.group()
+def catalog() -> None:
+    """The product catalog (product id -> category path, title)."""
+
+
+@catalog.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def catalog_load(path: Path) -> None:
+    """Upsert products from a JSONL file in the documented schema (docs/schemas/catalog.schema.json)."""
+    from store.ingest import load_catalog
+    from store.migrate import upgrade
+    from streams.codec import read_catalog_jsonl
+
+    rt = _runtime()
+    upgrade(rt.endpoints.postgres_url)
+    products = [p.model_dump() for p in read_catalog_jsonl(path)]
+    with rt.db.session() as session:
+        n = load_catalog(session, products, rt.settings.taxonomy)
+    click.echo(f"loaded {n} products")
 
 
 # ---------------------------------------------------------------- demo

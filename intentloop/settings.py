@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from intentloop.stack import StackPorts
 from serving.settings import ServeSettings
 from store.settings import ArtifactSettings, PostgresSettings, RedisSettings, TaxonomySettings
 from streams.settings import IngestSettings, KafkaSettings
@@ -23,6 +24,7 @@ class Settings(BaseSettings):
     )
 
     state_dir: Path = Path(".intentloop")
+    stack: StackPorts = Field(default_factory=StackPorts)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

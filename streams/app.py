@@ -35,6 +35,11 @@ def create_app(bootstrap: str, kafka: KafkaSettings, ingest: IngestSettings, db:
         broker_commit_every=ingest.batch_size,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, ingest.batch_size * 2),
+        # A joining member waits up to the rebalance timeout for the others; short timeouts make a
+        # restarted worker resume in seconds, and a dead one is noticed in ``session_timeout``.
+        broker_session_timeout=ingest.session_timeout_s,
+        broker_heartbeat_interval=max(0.5, ingest.session_timeout_s / 5),
+        broker_rebalance_timeout=ingest.session_timeout_s,
     )
     source = app.topic(*topics.INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
     dead_letter = app.topic(topics.DEAD_LETTER, key_serializer="raw", value_serializer="raw")

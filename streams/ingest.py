@@ -71,14 +71,10 @@ def decode_batch(records: Sequence[RawRecord], settings: IngestSettings, now: da
 
 
 def _decode(rec: RawRecord, max_bytes: int) -> SearchQuery | Feedback:
-    if rec.value is None:
-        raise MalformedEventError("empty_value")
-    if len(rec.value) > max_bytes:
-        raise MalformedEventError("too_large")
     if rec.topic == topics.QUERIES:
-        return decode_query(rec.value)
+        return decode_query(rec.value or b"", max_bytes=max_bytes)
     if rec.topic == topics.FEEDBACK:
-        return decode_feedback(rec.value)
+        return decode_feedback(rec.value or b"", max_bytes=max_bytes)
     raise MalformedEventError(f"unexpected_topic:{rec.topic}")
 
 

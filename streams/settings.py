@@ -19,3 +19,4 @@ class IngestSettings(BaseModel):
     batch_within_s: float = Field(default=0.25, gt=0)
     max_event_bytes: int = Field(default=64 * 1024, ge=256)
     max_future_skew_s: float = Field(default=24 * 3600, ge=0)
+    session_timeout_s: float = Field(default=10.0, ge=1.0)

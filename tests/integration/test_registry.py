@@ -19,8 +19,13 @@ def registry(redis_url, redis_prefix):
 def versions(db):
     with db.session() as s:
         for v in ("v1", "v2", "v3"):
-            record_version(s, version=v, manifest={"base_model": {"name": "tiny"}, "labels": ["a"]},
-                           uri=f"/a/{v}", run_id=None)
+            record_version(
+                s,
+                version=v,
+                manifest={"base_model": {"name": "tiny"}, "labels": ["a"]},
+                uri=f"/a/{v}",
+                run_id=None,
+            )
     return ["v1", "v2", "v3"]
 
 
@@ -32,7 +37,9 @@ def test_promote_sets_alias_records_history_and_hints(db, registry, versions):
     assert registry.get_alias("champion") == "v2"
     with db.session() as s:
         assert [(e.version, e.previous, e.reason) for e in alias_history(s)] == [
-            ("v2", "v1", "better"), ("v1", None, "first")]
+            ("v2", "v1", "better"),
+            ("v1", None, "first"),
+        ]
     hints = [m for m in (sub.get_message(timeout=0.5) for _ in range(4)) if m is not None]
     assert [json.loads(m["data"])["version"] for m in hints] == ["v1", "v2"]
 

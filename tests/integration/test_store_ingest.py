@@ -27,13 +27,28 @@ def catalog(db):
 
 
 def q(qid, text="Red  Shoes"):
-    return {"query_id": qid, "session_id": "s", "ts": T0, "text": text, "norm_text": " ".join(text.lower().split()),
-            "locale": "en-US", "shown": ["shoe", "cable"]}
+    return {
+        "query_id": qid,
+        "session_id": "s",
+        "ts": T0,
+        "text": text,
+        "norm_text": " ".join(text.lower().split()),
+        "locale": "en-US",
+        "shown": ["shoe", "cable"],
+    }
 
 
 def fb(eid, qid, product="shoe", weight=1.0, type_="click"):
-    return {"event_id": eid, "query_id": qid, "ts": T0 + timedelta(seconds=1), "type": type_,
-            "product_id": product, "position": 0, "dwell_ms": None, "weight": weight}
+    return {
+        "event_id": eid,
+        "query_id": qid,
+        "ts": T0 + timedelta(seconds=1),
+        "type": type_,
+        "product_id": product,
+        "position": 0,
+        "dwell_ms": None,
+        "weight": weight,
+    }
 
 
 def votes(db):
@@ -67,7 +82,9 @@ def test_feedback_before_its_query_waits_then_votes_once(db, catalog):
 
 def test_unknown_product_and_abstentions_are_counted_not_voted(db, catalog):
     with db.session() as s:
-        write_batch(s, [q("q1")], [fb("e1", "q1", product="nope"), fb("e2", "q1", weight=0.0, type_="impression")])
+        write_batch(
+            s, [q("q1")], [fb("e1", "q1", product="nope"), fb("e2", "q1", weight=0.0, type_="impression")]
+        )
     with db.session() as s:
         stats = ingest_stats(s)
     assert stats.feedback_by_status == {"unknown_product": 1, "no_vote": 1}
@@ -75,7 +92,9 @@ def test_unknown_product_and_abstentions_are_counted_not_voted(db, catalog):
 
 
 def test_dead_letters_are_counted_once_per_kafka_record(db):
-    dead = [{"topic": "search.feedback", "partition": 0, "offset": 7, "reason": "invalid_json", "payload": b"{"}]
+    dead = [
+        {"topic": "search.feedback", "partition": 0, "offset": 7, "reason": "invalid_json", "payload": b"{"}
+    ]
     for _ in range(2):
         with db.session() as s:
             write_batch(s, [], [], dead)
@@ -88,8 +107,14 @@ def test_snapshot_applies_evidence_and_confidence_thresholds(db, catalog):
         write_batch(
             s,
             [q("q1", "red shoes"), q("q2", "usb cable"), q("q3", "mixed")],
-            [fb("a", "q1"), fb("b", "q1"), fb("c", "q2", product="cable"),
-             fb("d", "q3"), fb("e", "q3", product="cable"), fb("f", "q3", product="cable")],
+            [
+                fb("a", "q1"),
+                fb("b", "q1"),
+                fb("c", "q2", product="cable"),
+                fb("d", "q3"),
+                fb("e", "q3", product="cable"),
+                fb("f", "q3", product="cable"),
+            ],
         )
     with db.session() as s:
         rows = weak_label_snapshot(s, min_votes=2, min_confidence=0.6)
@@ -106,4 +131,7 @@ def test_gold_labels_upsert(db):
     from store.labels import gold_labels
 
     with db.session() as s:
-        assert [(g.norm_text, g.label) for g in gold_labels(s)] == [("red shoes", "fashion"), ("usb", "office")]
+        assert [(g.norm_text, g.label) for g in gold_labels(s)] == [
+            ("red shoes", "fashion"),
+            ("usb", "office"),
+        ]

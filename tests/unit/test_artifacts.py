@@ -20,8 +20,11 @@ def test_publish_is_content_addressed_and_idempotent(tmp_path, adapter_dir):
     store = ArtifactStore(tmp_path / "store")
     v1 = store.publish(adapter_dir)
     assert store.publish(adapter_dir) == v1
-    path, manifest = store.fetch(v1)
-    assert manifest["version"] == v1 and set(manifest["files"]) == {"adapter_model.safetensors", "head.safetensors"}
+    _, manifest = store.fetch(v1)
+    assert manifest["version"] == v1 and set(manifest["files"]) == {
+        "adapter_model.safetensors",
+        "head.safetensors",
+    }
     assert manifest["labels"] == ["a", "b"]
     (adapter_dir / "head.safetensors").write_bytes(b"other head")
     assert store.publish(adapter_dir) != v1

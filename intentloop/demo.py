@@ -1,0 +1,233 @@
+"""`intentloop demo`: the whole loop on real servers, with a readable summary at the end.
+
+stack up -> migrate -> simulate traffic into Kafka -> Faust worker ingests -> weak labels ->
+LoRA fine-tune -> promote -> an inference worker (already running, not yet ready) hot-swaps to
+the new adapter -> held-out queries are answered over HTTP and scored against ground truth.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+from intentloop.jobs import train_and_maybe_promote
+from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, wait_until
+from intentloop.runtime import Runtime
+from intentloop.settings import Settings
+from store.ingest import ingest_stats, load_catalog
+from store.labels import weak_label_snapshot
+from store.migrate import upgrade
+from store.taxonomy import label_for_category
+from streams.kafka import ensure_topics
+from streams.simulator import SimConfig, Simulation, simulate
+from streams.traffic import TrafficCounts, produce, traffic_records
+from trainer.metrics import accuracy, macro_f1
+from trainer.split import is_validation
+
+Echo = Callable[[str], None]
+
+_MALFORMED = 25
+_UNKNOWN_PRODUCT = 10
+
+
+def run_demo(settings: Settings, *, searches: int, seed: int, echo: Echo) -> dict[str, Any]:
+    started = time.monotonic()
+    echo("[1/6] starting the local stack (Tansu, PostgreSQL, Redis) ...")
+    rt = Runtime.from_settings(settings, start_stack=True)
+    eps = rt.endpoints
+    upgrade(eps.postgres_url)
+    ensure_topics(
+        eps.kafka_bootstrap,
+        partitions=settings.kafka.partitions,
+        replication_factor=settings.kafka.replication_factor,
+    )
+    logs = settings.state_dir / "logs"
+    serve_port = free_port()
+    server = WorkerProcess(
+        ["worker", "serve", "--port", str(serve_port), "--worker-id", "demo-serve"],
+        endpoint_env(eps),
+        logs / "serve.log",
+    )
+    ingest = WorkerProcess(["worker", "ingest"], endpoint_env(eps), logs / "ingest.log")
+    try:
+        sim, produced = _produce_traffic(rt, searches, seed, echo)
+        _await_ingestion(rt, produced, ingest, echo)
+        ingest.stop()
+        label_quality = _weak_label_quality(rt, sim.truth)
+        echo(
+            f"[4/6] training a LoRA adapter on {label_quality['labelled_queries']} weak-labelled queries ..."
+        )
+        trained = train_and_maybe_promote(rt, promote=False, progress=True)
+        before = _served_version(serve_port)
+        echo(f"[5/6] promoting {trained['version']} (worker serving: {before or 'nothing yet'}) ...")
+        train_and_promote = _promote(rt, trained)
+        wait_until(
+            http_ready(f"http://127.0.0.1:{serve_port}/readyz"),
+            timeout_s=120,
+            what="the inference worker to load the adapter",
+            proc=server,
+        )
+        echo("[6/6] asking the inference worker about held-out queries ...")
+        evaluation = _evaluate_served(serve_port, sim.truth, settings)
+    finally:
+        ingest.stop()
+        server.stop()
+        rt.close()
+    summary = {
+        "events_produced": {**asdict(produced), "total": produced.total},
+        "ingested": _stats_dict(rt),
+        "weak_labels": label_quality,
+        "training": {k: trained[k] for k in ("run_id", "version", "snapshot", "gate")}
+        | {
+            "val_macro_f1": trained["metrics"].get("val_macro_f1"),
+            "device": trained["metrics"].get("device"),
+            "trainable_params_pct": trained["metrics"].get("trainable_params_pct"),
+            "train_wall_s": trained["metrics"].get("wall_s"),
+        },
+        "promotion": train_and_promote,
+        "served": {"version_before_promotion": before, **evaluation},
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    _print_summary(summary, echo)
+    return summary
+
+
+def _produce_traffic(rt: Runtime, searches: int, seed: int, echo: Echo) -> tuple[Simulation, TrafficCounts]:
+    echo(f"[2/6] simulating {searches} searches (seed {seed}) and producing them to Kafka ...")
+    sim = simulate(SimConfig(seed=seed, n_searches=searches))
+    with rt.db.session() as session:
+        load_catalog(session, [p.model_dump() for p in sim.catalog], rt.settings.taxonomy)
+    records, counts = traffic_records(sim, malformed=_MALFORMED, unknown_product=_UNKNOWN_PRODUCT, seed=seed)
+    produce(rt.endpoints.kafka_bootstrap, records)
+    return sim, counts
+
+
+def _await_ingestion(rt: Runtime, produced: TrafficCounts, proc: WorkerProcess, echo: Echo) -> None:
+    echo("[3/6] the Faust worker ingests both topics into Postgres ...")
+    want = produced.total
+    with tqdm(total=want, desc="ingest", unit="ev", leave=False) as bar:
+
+        def done() -> bool:
+            with rt.db.session() as session:
+                s = ingest_stats(session)
+            have = s.queries + s.feedback + s.dead_letters
+            bar.update(have - bar.n)
+            return have >= want and s.feedback_by_status.get("pending", 0) == 0
+
+        wait_until(done, timeout_s=600, what="ingestion to catch up", proc=proc, interval_s=0.5)
+
+
+def _weak_label_quality(rt: Runtime, truth: dict[str, str]) -> dict[str, Any]:
+    t = rt.settings.train
+    with rt.db.session() as session:
+        rows = weak_label_snapshot(session, min_votes=t.min_votes, min_confidence=t.min_confidence)
+    tax = rt.settings.taxonomy
+    scored = [(r.label, label_for_category(truth[r.norm_text], tax)) for r in rows if r.norm_text in truth]
+    return {
+        "labelled_queries": len(rows),
+        "distinct_queries_seen": len(truth),
+        "coverage": round(len(rows) / max(1, len(truth)), 3),
+        "accuracy_vs_truth": round(sum(a == b for a, b in scored) / max(1, len(scored)), 3),
+    }
+
+
+def _promote(rt: Runtime, trained: dict[str, Any]) -> dict[str, Any]:
+    from store.versions import promote
+
+    gate = trained["gate"]
+    if not gate["passed"]:
+        return {"promoted": False, "reason": f"gate refused: {gate}"}
+    move = promote(
+        rt.db,
+        rt.registry,
+        trained["version"],
+        actor="demo",
+        reason=f"demo: val_macro_f1={gate['val_macro_f1']:.3f}",
+    )
+    return {"promoted": True, "previous": move.previous, "version": move.version}
+
+
+def _served_version(port: int) -> str | None:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    return r.json().get("version") if r.status_code == 200 else None
+
+
+def _evaluate_served(port: int, truth: dict[str, str], settings: Settings) -> dict[str, Any]:
+    tax = settings.taxonomy
+    held_out = sorted(q for q in truth if is_validation(q, settings.train.val_fraction))
+    gold = [label_for_category(truth[q], tax) or "?" for q in held_out]
+    predicted: list[str] = []
+    versions: set[str] = set()
+    samples: list[dict[str, Any]] = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        for start in range(0, len(held_out), 64):
+            chunk = held_out[start : start + 64]
+            body = client.post("/v1/intent", json={"queries": chunk, "top_k": 2}).raise_for_status().json()
+            versions.add(body["version"])
+            for pred in body["predictions"]:
+                predicted.append(pred["labels"][0]["label"])
+                if len(samples) < 6:
+                    samples.append({"query": pred["query"], "top": pred["labels"]})
+    labels = sorted(set(gold))
+    return {
+        "answered_by": sorted(versions),
+        "held_out_queries": len(held_out),
+        "accuracy": round(accuracy(gold, predicted), 3),
+        "macro_f1": round(macro_f1(gold, predicted), 3),
+        "chance_accuracy": round(1 / max(1, len(labels)), 3),
+        "samples": samples,
+    }
+
+
+def _stats_dict(rt: Runtime) -> dict[str, Any]:
+    with rt.db.session() as session:
+        s = ingest_stats(session)
+    return {
+        "queries": s.queries,
+        "feedback": s.feedback,
+        "feedback_by_status": s.feedback_by_status,
+        "dead_letters": s.dead_letters,
+        "weak_label_queries": s.weak_label_queries,
+    }
+
+
+def _print_summary(s: dict[str, Any], echo: Echo) -> None:
+    ing, wl, tr, sv = s["ingested"], s["weak_labels"], s["training"], s["served"]
+    echo("")
+    echo("intentloop demo — the loop closed")
+    ep = s["events_produced"]
+    echo(
+        f"  events produced     {ep['total']:>8}  "
+        f"({ep['malformed']} malformed, {ep['unknown_product']} for unknown products)"
+    )
+    echo(
+        f"  events stored       {ing['queries'] + ing['feedback']:>8}  "
+        f"queries {ing['queries']}, feedback {ing['feedback']} {ing['feedback_by_status']}"
+    )
+    echo(f"  dead letters        {ing['dead_letters']:>8}")
+    echo(
+        f"  weak labels         {wl['labelled_queries']:>8}  queries over the confidence bar; "
+        f"accuracy vs truth {wl['accuracy_vs_truth']:.1%}, coverage {wl['coverage']:.1%}"
+    )
+    echo(
+        f"  adapter             {tr['version']}  val macro-F1 {tr['val_macro_f1']:.3f} on {tr['device']}, "
+        f"{tr['trainable_params_pct']:.2f}% params trained, {tr['train_wall_s']:.0f}s"
+    )
+    echo(
+        f"  served by           {', '.join(sv['answered_by'])} (before promotion: "
+        f"{sv['version_before_promotion'] or 'nothing'})"
+    )
+    echo(
+        f"  held-out queries    {sv['held_out_queries']:>8}  accuracy {sv['accuracy']:.1%}, macro-F1 "
+        f"{sv['macro_f1']:.3f} (chance {sv['chance_accuracy']:.1%})"
+    )
+    for sample in sv["samples"]:
+        tops = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in sample["top"])
+        echo(f"    {sample['query']!r:<36} -> {tops}")
+    echo(f"  wall time           {s['wall_s']:.0f}s")

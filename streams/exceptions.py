@@ -1,0 +1,20 @@
+"""Errors of the streaming layer."""
+
+from store.exceptions import IntentloopError
+
+
+class StreamsError(IntentloopError):
+    """Base of streaming-layer errors."""
+
+
+class MalformedEventError(StreamsError):
+    """A raw event cannot be decoded; it goes to the dead-letter topic with ``reason``.
+
+    ``reason`` is short and machine-readable (``invalid_json``, ``invalid_utf8``, ``too_large``,
+    ``schema: timestamp: missing``...): it becomes the dead letter's ``reason`` header and column.
+    """
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail

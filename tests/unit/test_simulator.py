@@ -1,0 +1,194 @@
+import random
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from store.taxonomy import normalise_query
+from streams import topics
+from streams.codec import encode
+from streams.events import FeedbackType
+from streams.simulator import SimConfig, simulate, unknown_product_feedback
+from streams.simulator.vocabulary import AMBIGUOUS, LEAVES, TAXONOMY
+from streams.simulator.world import build_world
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate(SimConfig(seed=11, n_searches=8_000))
+
+
+def _stream(seed: int, n: int = 1_500) -> list[tuple[str, str, bytes]]:
+    return [
+        (topic, key, encode(event))
+        for topic, key, event in simulate(SimConfig(seed=seed, n_searches=n)).events()
+    ]
+
+
+def test_same_seed_gives_identical_events_and_another_seed_does_not():
+    first = _stream(5)
+    assert first == _stream(5)
+    other = _stream(6)
+    assert other != first
+    assert not {key for _, key, _ in first} & {key for _, key, _ in other}  # ids never collide across seeds
+
+
+def test_catalog_covers_the_taxonomy_with_unique_ids(sim):
+    ids = [p.product_id for p in sim.catalog]
+    assert len(ids) == len(set(ids)) == sim.config.n_products
+    assert all(re.fullmatch(r"p\d{6}", i) for i in ids)
+    assert {p.category_path for p in sim.catalog} == {leaf.path for leaf in LEAVES}
+    assert len(TAXONOMY) == 12
+    assert all(2 <= len(subs) <= 3 for subs in TAXONOMY.values())
+
+
+def test_query_popularity_has_a_long_tail(sim):
+    counts = Counter(normalise_query(q.query) for q in sim.queries)
+    top = sum(n for _, n in counts.most_common(max(1, len(counts) // 100)))
+    assert top / len(sim.queries) > 0.2  # the top 1% of texts take a big share
+    assert sum(1 for n in counts.values() if n == 1) / len(counts) > 0.3  # many texts seen once
+    assert len(counts) > 2_000
+
+
+def test_texts_come_in_case_and_whitespace_variants(sim):
+    variants = [q.query for q in sim.queries if q.query != normalise_query(q.query)]
+    assert 0.05 < len(variants) / len(sim.queries) < 0.2
+
+
+def test_truth_covers_every_query_text_with_a_catalog_category(sim):
+    assert set(sim.truth) == {normalise_query(q.query) for q in sim.queries}
+    assert set(sim.truth.values()) <= {p.category_path for p in sim.catalog}
+
+
+def test_ambiguous_texts_mix_intents_and_truth_is_the_majority(sim):
+    by_text = defaultdict(list)
+    for q in sim.queries:
+        by_text[normalise_query(q.query)].append(sim.intents[q.query_id])
+    assert sim.ambiguous
+    assert 0.02 < len(sim.ambiguous) / len(sim.truth) < 0.1
+    for text, intents in by_text.items():
+        if text not in sim.ambiguous:
+            assert set(intents) == {sim.truth[text]}
+    mixed = [t for t in sim.ambiguous if len(set(by_text[t])) > 1]
+    assert mixed
+    # Texts of one ambiguous term ("apple", "cheap apple") share its mixture: pool them.
+    by_term = defaultdict(list)
+    for text in sim.ambiguous:
+        term = next(w for w in text.split() if w in AMBIGUOUS)
+        by_term[term].extend(by_text[text])
+        assert sim.truth[text] in AMBIGUOUS[term]
+    # Pooled over all ambiguous searches, the truth is what most shoppers meant.
+    searches = [i for t in sim.ambiguous for i in by_text[t]]
+    truths = [sim.truth[t] for t in sim.ambiguous for _ in by_text[t]]
+    agree = sum(i == t for i, t in zip(searches, truths, strict=True)) / len(searches)
+    assert 0.5 < agree < 0.85
+
+
+def test_the_truth_of_an_ambiguous_text_is_its_largest_intent():
+    world = build_world(random.Random(0), 500, 0.05)
+    ambiguous = [e for e in world.texts if e.ambiguous]
+    assert {e.text for e in ambiguous} >= set(AMBIGUOUS)
+    for entry in ambiguous:
+        weights = [b - a for a, b in zip((0.0, *entry.cum_weights), entry.cum_weights, strict=False)]
+        assert entry.truth == entry.leaves[weights.index(max(weights))]
+        assert len({world.leaves[i].top for i in entry.leaves}) == len(entry.leaves)
+
+
+def test_clicks_are_position_biased(sim):
+    by_type = defaultdict(Counter)
+    for f in sim.feedback:
+        by_type[f.type][f.position] += 1
+    clicks, shown = by_type[FeedbackType.click], by_type[FeedbackType.impression]
+    assert clicks[0] > clicks[5] > clicks[9]
+    assert clicks[0] / shown[0] > clicks[5] / shown[5]
+
+
+def test_clicks_mostly_match_the_intent_and_purchases_follow_relevant_clicks(sim):
+    category = {p.product_id: p.category_path for p in sim.catalog}
+    on_intent = Counter((f.type, category[f.product_id] == sim.intents[f.query_id]) for f in sim.feedback)
+    for kind, floor in ((FeedbackType.click, 0.8), (FeedbackType.purchase, 0.9)):
+        hits, misses = on_intent[(kind, True)], on_intent[(kind, False)]
+        assert hits / (hits + misses) > floor
+    assert all(f.dwell_ms is not None for f in sim.feedback if f.type is FeedbackType.click)
+    assert on_intent[(FeedbackType.return_, True)] + on_intent[(FeedbackType.return_, False)] > 0
+
+
+def test_every_feedback_refers_to_a_shown_product_of_an_earlier_query(sim):
+    queries = {q.query_id: q for q in sim.queries}
+    assert len(queries) == len(sim.queries)
+    assert len({f.event_id for f in sim.feedback}) == len(sim.feedback)
+    for f in sim.feedback:
+        q = queries[f.query_id]
+        assert q.shown[f.position] == f.product_id
+        assert f.timestamp > q.timestamp
+    assert all(len(q.shown) == 10 and len(set(q.shown)) == 10 for q in sim.queries)
+
+
+def test_events_merge_both_topics_in_time_order_keyed_by_query_id(sim):
+    events = list(sim.events())
+    assert len(events) == len(sim.queries) + len(sim.feedback) == len(sim)
+    stamps = [e.timestamp for _, _, e in events]
+    assert stamps == sorted(stamps)
+    assert all(s.tzinfo is not None and s.utcoffset().total_seconds() == 0 for s in stamps[:100])
+    seen = set()
+    for topic, key, event in events:
+        assert key == event.query_id
+        if topic == topics.QUERIES:
+            seen.add(key)
+        else:
+            assert topic == topics.FEEDBACK and key in seen
+
+
+def test_search_rate_sets_the_timestamp_spacing():
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    sim = simulate(SimConfig(seed=1, n_searches=2_000, searches_per_second=20, start=start))
+    span = (sim.queries[-1].timestamp - sim.queries[0].timestamp).total_seconds()
+    assert sim.queries[0].timestamp >= start
+    assert 80 < span < 120  # 2,000 searches at 20/s: about 100 s
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"n_products": len(LEAVES) - 1}, "greater than or equal"),
+        ({"ambiguity_share": 0.9}, "less than or equal"),
+        ({"searches_per_second": 0}, "greater than"),
+        ({"drift": True}, "Extra inputs"),
+    ],
+)
+def test_config_rejects_bad_values(changes, error):
+    with pytest.raises(ValidationError, match=error):
+        SimConfig(**changes)
+
+
+def test_config_reads_a_naive_start_as_utc():
+    assert SimConfig(start=datetime(2025, 1, 1)).start.tzinfo is UTC
+
+
+@pytest.mark.parametrize(("impressions", "expected"), [(True, True), (False, False)])
+def test_impressions_can_be_switched_off(impressions, expected):
+    sim = simulate(SimConfig(seed=2, n_searches=300, impressions=impressions))
+    assert any(f.type is FeedbackType.impression for f in sim.feedback) is expected
+    assert any(f.type is FeedbackType.click for f in sim.feedback)
+
+
+def test_unknown_product_feedback_is_valid_but_outside_the_catalog(sim):
+    extra = unknown_product_feedback(random.Random(3), sim.queries, 20)
+    catalog = {p.product_id for p in sim.catalog}
+    queries = {q.query_id for q in sim.queries}
+    assert len(extra) == 20
+    assert all(f.product_id not in catalog and f.query_id in queries for f in extra)
+    assert unknown_product_feedback(random.Random(3), [], 5) == []
+
+
+def test_streams_never_imports_the_ml_stack():
+    code = (
+        "import sys, streams.simulator, streams.codec, streams.exceptions; "
+        "bad = {'torch', 'transformers', 'sklearn', 'peft'} & set(sys.modules); "
+        "sys.exit(f'imported {bad}' if bad else 0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
