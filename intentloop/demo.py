@@ -5,9 +5,11 @@ LoRA fine-tune -> promote -> an inference worker (already running, not yet ready
 the new adapter -> held-out queries are answered over HTTP and scored against ground truth.
 """
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,9 +19,11 @@ from intentloop.jobs import train_and_maybe_promote
 from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, wait_until
 from intentloop.runtime import Runtime
 from intentloop.settings import Settings
+from intentloop.stack import LocalStack, StackPorts
 from store.ingest import ingest_stats, load_catalog
 from store.labels import weak_label_snapshot
 from store.migrate import upgrade
+from store.settings import ArtifactSettings
 from store.taxonomy import label_for_category
 from streams.kafka import ensure_topics
 from streams.simulator import SimConfig, Simulation, simulate
@@ -33,28 +37,34 @@ _MALFORMED = 25
 _UNKNOWN_PRODUCT = 10
 
 
-def run_demo(settings: Settings, *, searches: int, seed: int, echo: Echo) -> dict[str, Any]:
+def run_demo(
+    settings: Settings, *, searches: int, seed: int, echo: Echo, keep_stack: bool = False
+) -> dict[str, Any]:
+    """Run the loop on a fresh embedded stack of its own; never touches configured servers."""
     started = time.monotonic()
-    echo("[1/6] starting the local stack (Tansu, PostgreSQL, Redis) ...")
-    rt = Runtime.from_settings(settings, start_stack=True)
-    eps = rt.endpoints
+    echo("[1/6] starting a fresh embedded stack (Tansu, PostgreSQL 18, Redis) ...")
+    demo_dir = (settings.state_dir / "demo").resolve()
+    stack = _fresh_stack(demo_dir)
+    eps = stack.up(timeout_s=120)
+    settings = settings.model_copy(update={"state_dir": demo_dir, "artifacts": ArtifactSettings()})
+    rt = Runtime(settings, eps)
     upgrade(eps.postgres_url)
     ensure_topics(
         eps.kafka_bootstrap,
         partitions=settings.kafka.partitions,
         replication_factor=settings.kafka.replication_factor,
     )
-    logs = settings.state_dir / "logs"
+    logs = demo_dir / "logs"
+    env = endpoint_env(eps, {"INTENTLOOP_STATE_DIR": str(demo_dir)})
     serve_port = free_port()
     server = WorkerProcess(
-        ["worker", "serve", "--port", str(serve_port), "--worker-id", "demo-serve"],
-        endpoint_env(eps),
-        logs / "serve.log",
+        ["worker", "serve", "--port", str(serve_port), "--worker-id", "demo-serve"], env, logs / "serve.log"
     )
-    ingest = WorkerProcess(["worker", "ingest"], endpoint_env(eps), logs / "ingest.log")
+    ingest = WorkerProcess(["worker", "ingest"], env, logs / "ingest.log")
     try:
         sim, produced = _produce_traffic(rt, searches, seed, echo)
-        _await_ingestion(rt, produced, ingest, echo)
+        ingest_s = _await_ingestion(rt, produced, ingest, echo)
+        ingested = _stats_dict(rt) | {"wall_s": round(ingest_s, 1)}
         ingest.stop()
         label_quality = _weak_label_quality(rt, sim.truth)
         echo(
@@ -63,7 +73,7 @@ def run_demo(settings: Settings, *, searches: int, seed: int, echo: Echo) -> dic
         trained = train_and_maybe_promote(rt, promote=False, progress=True)
         before = _served_version(serve_port)
         echo(f"[5/6] promoting {trained['version']} (worker serving: {before or 'nothing yet'}) ...")
-        train_and_promote = _promote(rt, trained)
+        promotion = _promote(rt, trained)
         wait_until(
             http_ready(f"http://127.0.0.1:{serve_port}/readyz"),
             timeout_s=120,
@@ -76,9 +86,11 @@ def run_demo(settings: Settings, *, searches: int, seed: int, echo: Echo) -> dic
         ingest.stop()
         server.stop()
         rt.close()
+        if not keep_stack:
+            stack.down()
     summary = {
         "events_produced": {**asdict(produced), "total": produced.total},
-        "ingested": _stats_dict(rt),
+        "ingested": ingested,
         "weak_labels": label_quality,
         "training": {k: trained[k] for k in ("run_id", "version", "snapshot", "gate")}
         | {
@@ -87,12 +99,21 @@ def run_demo(settings: Settings, *, searches: int, seed: int, echo: Echo) -> dic
             "trainable_params_pct": trained["metrics"].get("trainable_params_pct"),
             "train_wall_s": trained["metrics"].get("wall_s"),
         },
-        "promotion": train_and_promote,
+        "promotion": promotion,
         "served": {"version_before_promotion": before, **evaluation},
         "wall_s": round(time.monotonic() - started, 1),
     }
     _print_summary(summary, echo)
     return summary
+
+
+def _fresh_stack(demo_dir: Path) -> LocalStack:
+    """Stop whatever a previous demo left and start from empty servers on free ports."""
+    if demo_dir.exists():
+        LocalStack(demo_dir).down()
+        shutil.rmtree(demo_dir)
+    ports = StackPorts(kafka_port=free_port(), postgres_port=free_port(), redis_port=free_port())
+    return LocalStack(demo_dir, ports=ports)
 
 
 def _produce_traffic(rt: Runtime, searches: int, seed: int, echo: Echo) -> tuple[Simulation, TrafficCounts]:
@@ -105,7 +126,9 @@ def _produce_traffic(rt: Runtime, searches: int, seed: int, echo: Echo) -> tuple
     return sim, counts
 
 
-def _await_ingestion(rt: Runtime, produced: TrafficCounts, proc: WorkerProcess, echo: Echo) -> None:
+def _await_ingestion(rt: Runtime, produced: TrafficCounts, proc: WorkerProcess, echo: Echo) -> float:
+    """Block until every produced event is accounted for in Postgres; returns the seconds it took."""
+    t0 = time.monotonic()
     echo("[3/6] the Faust worker ingests both topics into Postgres ...")
     want = produced.total
     with tqdm(total=want, desc="ingest", unit="ev", leave=False) as bar:
@@ -118,6 +141,7 @@ def _await_ingestion(rt: Runtime, produced: TrafficCounts, proc: WorkerProcess, 
             return have >= want and s.feedback_by_status.get("pending", 0) == 0
 
         wait_until(done, timeout_s=600, what="ingestion to catch up", proc=proc, interval_s=0.5)
+    return time.monotonic() - t0
 
 
 def _weak_label_quality(rt: Runtime, truth: dict[str, str]) -> dict[str, Any]:
@@ -210,7 +234,10 @@ def _print_summary(s: dict[str, Any], echo: Echo) -> None:
         f"  events stored       {ing['queries'] + ing['feedback']:>8}  "
         f"queries {ing['queries']}, feedback {ing['feedback']} {ing['feedback_by_status']}"
     )
-    echo(f"  dead letters        {ing['dead_letters']:>8}")
+    echo(
+        f"  dead letters        {ing['dead_letters']:>8}  (ingestion took {ing['wall_s']:.0f}s, worker start and "
+        "consumer-group join included)"
+    )
     echo(
         f"  weak labels         {wl['labelled_queries']:>8}  queries over the confidence bar; "
         f"accuracy vs truth {wl['accuracy_vs_truth']:.1%}, coverage {wl['coverage']:.1%}"

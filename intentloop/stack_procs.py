@@ -107,8 +107,13 @@ def run_logged(cmd: list[str], log_path: Path, *, demote: bool, timeout_s: float
     preexec = demote_to_unprivileged() if demote else None
     with log_path.open("ab") as log:
         done = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=preexec, timeout=timeout_s, check=False,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec,
+            timeout=timeout_s,
+            check=False,
         )
     return done.returncode
 
@@ -119,8 +124,13 @@ def spawn_detached(cmd: list[str], log_path: Path, *, demote: bool = False) -> i
     preexec = demote_to_unprivileged() if demote else None
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, preexec_fn=preexec,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            preexec_fn=preexec,
         )
     _CHILDREN[proc.pid] = proc
     return proc.pid
@@ -225,8 +235,10 @@ def kafka_healthy(bootstrap: str) -> bool:
 
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, client_id="intentloop-stack-health",
-            request_timeout_ms=3000, bootstrap_timeout_ms=3000,
+            bootstrap_servers=bootstrap,
+            client_id="intentloop-stack-health",
+            request_timeout_ms=3000,
+            bootstrap_timeout_ms=3000,
         )
     except Exception:
         return False

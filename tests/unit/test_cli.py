@@ -1,0 +1,38 @@
+import pytest
+from click.testing import CliRunner
+
+from intentloop.cli import EXIT_UNAVAILABLE, cli, main
+from intentloop.settings import Settings
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["stack"], ["db"], ["worker"], ["registry"], ["catalog"], ["train"], ["simulate"], ["demo"]],
+)
+def test_every_command_has_help(args):
+    result = CliRunner().invoke(cli, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_settings_nest_sections_from_environment(monkeypatch):
+    monkeypatch.setenv("INTENTLOOP_KAFKA__BOOTSTRAP", "broker:9092")
+    monkeypatch.setenv("INTENTLOOP_TRAIN__EPOCHS", "3")
+    monkeypatch.setenv("INTENTLOOP_TAXONOMY__LABELS", '["fashion", "toys"]')
+    monkeypatch.setenv("INTENTLOOP_POSTGRES__URL", "postgresql+psycopg://u:secret@db/x")
+    s = Settings()
+    assert s.kafka.bootstrap == "broker:9092" and s.train.epochs == 3
+    assert s.taxonomy.labels == ["fashion", "toys"]
+    assert "secret" not in repr(s)  # URLs with passwords are secrets
+
+
+def test_unreachable_server_is_one_line_and_exit_code_3(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("INTENTLOOP_POSTGRES__URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("INTENTLOOP_REDIS__URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("INTENTLOOP_KAFKA__BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("INTENTLOOP_STATE_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as exc:
+        main(["registry", "list"])
+    assert exc.value.code == EXIT_UNAVAILABLE
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "unreachable" in err
