@@ -235,8 +235,8 @@ def _print_summary(s: dict[str, Any], echo: Echo) -> None:
         f"queries {ing['queries']}, feedback {ing['feedback']} {ing['feedback_by_status']}"
     )
     echo(
-        f"  dead letters        {ing['dead_letters']:>8}  (ingestion took {ing['wall_s']:.0f}s, worker start and "
-        "consumer-group join included)"
+        f"  dead letters        {ing['dead_letters']:>8}  "
+        f"(ingestion took {ing['wall_s']:.0f}s, worker start and consumer-group join included)"
     )
     echo(
         f"  weak labels         {wl['labelled_queries']:>8}  queries over the confidence bar; "

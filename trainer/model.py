@@ -22,21 +22,24 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers/huggingface_hub read it
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict  # noqa: E402
-from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
-from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
+import numpy as np
+import torch
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from trainer.exceptions import ModelError  # noqa: E402
-from trainer.settings import TrainSettings  # noqa: E402
+from trainer.exceptions import ModelError
+from trainer.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
 FORMAT = "intentloop-adapter/1"
 ADAPTER_WEIGHTS, ADAPTER_CONFIG, HEAD, MANIFEST = (
-    "adapter_model.safetensors", "adapter_config.json", "head.safetensors", "manifest.json",
+    "adapter_model.safetensors",
+    "adapter_config.json",
+    "head.safetensors",
+    "manifest.json",
 )
 # Attention projections LoRA goes on when PEFT has no default for the architecture.
 _FALLBACK_TARGETS = {"query", "value", "q_lin", "v_lin", "q_proj", "v_proj", "query_key_value", "Wqkv"}
@@ -63,14 +66,19 @@ def resolve_base_dir(base_dir: Path | None) -> Path:
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
     """CUDA (bf16 autocast) when available, else CPU fp32; logs which."""
-    dev = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu"
+    dev = (
+        torch.device(device)
+        if device is not None
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
     if dev.type == "cuda":
         log.info("device: CUDA %s, bf16 autocast", torch.cuda.get_device_name(dev))
     else:
-        log.info("device: %s, fp32 (%s)", dev.type.upper(), "CUDA available but not chosen"
-                 if torch.cuda.is_available() else "no CUDA")
+        log.info(
+            "device: %s, fp32 (%s)",
+            dev.type.upper(),
+            "CUDA available but not chosen" if torch.cuda.is_available() else "no CUDA",
+        )
     return dev
 
 
@@ -88,8 +96,14 @@ def config_sha256(base_dir: Path) -> str:
 class IntentClassifier(torch.nn.Module):
     """``encoder`` (PEFT-wrapped while training, merged for serving) -> mean pool -> dropout -> head."""
 
-    def __init__(self, encoder: torch.nn.Module, hidden_size: int, labels: list[str], dropout: float = 0.1,
-                 max_length: int = 32) -> None:
+    def __init__(
+        self,
+        encoder: torch.nn.Module,
+        hidden_size: int,
+        labels: list[str],
+        dropout: float = 0.1,
+        max_length: int = 32,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.dropout = torch.nn.Dropout(dropout)
@@ -124,15 +138,18 @@ def _target_modules(encoder: torch.nn.Module, wanted: list[str] | None) -> list[
     model_type = encoder.config.model_type
     if model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
         return list(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type])
-    found = sorted({
-        name.rsplit(".", 1)[-1] for name, mod in encoder.named_modules()
-        if isinstance(mod, torch.nn.Linear) and name.rsplit(".", 1)[-1] in _FALLBACK_TARGETS
-    })
+    found = sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, mod in encoder.named_modules()
+            if isinstance(mod, torch.nn.Linear) and name.rsplit(".", 1)[-1] in _FALLBACK_TARGETS
+        }
+    )
     if not found:
         raise ModelError(
             f"PEFT has no default LoRA targets for model_type {model_type!r} and no attention "
             "projection named like query/value/q_lin/v_lin/q_proj/v_proj was found: set "
-            "INTENTLOOP_TRAIN__TARGET_MODULES (e.g. '[\"q\", \"v\"]')"
+            'INTENTLOOP_TRAIN__TARGET_MODULES (e.g. \'["q", "v"]\')'
         )
     return found
 
@@ -141,8 +158,13 @@ def build_classifier(base_dir: Path, labels: list[str], train: TrainSettings) ->
     """A fresh trainable classifier (only LoRA + head require grad) and its tokenizer."""
     encoder = _load_encoder(base_dir)
     targets = _target_modules(encoder, train.target_modules)
-    config = LoraConfig(r=train.lora_r, lora_alpha=train.lora_alpha, lora_dropout=train.lora_dropout,
-                        target_modules=targets, bias="none")
+    config = LoraConfig(
+        r=train.lora_r,
+        lora_alpha=train.lora_alpha,
+        lora_dropout=train.lora_dropout,
+        target_modules=targets,
+        bias="none",
+    )
     try:
         peft_encoder = get_peft_model(encoder, config)
     except ValueError as exc:
@@ -151,9 +173,16 @@ def build_classifier(base_dir: Path, labels: list[str], train: TrainSettings) ->
     return model, _load_tokenizer(base_dir)
 
 
-def save_adapter(model: IntentClassifier, out_dir: Path, *, base_dir: Path, labels: list[str],
-                 metrics: dict[str, Any], extra: dict[str, Any] | None = None,
-                 max_length: int | None = None) -> Path:
+def save_adapter(
+    model: IntentClassifier,
+    out_dir: Path,
+    *,
+    base_dir: Path,
+    labels: list[str],
+    metrics: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    max_length: int | None = None,
+) -> Path:
     """Write the adapter, head and manifest (safetensors + JSON only) into ``out_dir``."""
     peft_encoder = model.encoder
     if not hasattr(peft_encoder, "peft_config"):
@@ -167,16 +196,27 @@ def save_adapter(model: IntentClassifier, out_dir: Path, *, base_dir: Path, labe
     lora.save_pretrained(str(out_dir))
     state = get_peft_model_state_dict(peft_encoder)
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(out_dir / ADAPTER_WEIGHTS))
-    save_file({k: v.detach().cpu().float().contiguous() for k, v in model.head.state_dict().items()},
-              str(out_dir / HEAD))
+    save_file(
+        {k: v.detach().cpu().float().contiguous() for k, v in model.head.state_dict().items()},
+        str(out_dir / HEAD),
+    )
     config = peft_encoder.get_base_model().config
     manifest = {
         "format": FORMAT,
-        "base_model": {"name": name, "model_type": config.model_type, "hidden_size": config.hidden_size,
-                       "config_sha256": config_sha256(base_dir)},
+        "base_model": {
+            "name": name,
+            "model_type": config.model_type,
+            "hidden_size": config.hidden_size,
+            "config_sha256": config_sha256(base_dir),
+        },
         "labels": list(labels),
-        "peft": {"method": "lora", "r": lora.r, "alpha": lora.lora_alpha, "dropout": lora.lora_dropout,
-                 "target_modules": sorted(lora.target_modules)},
+        "peft": {
+            "method": "lora",
+            "r": lora.r,
+            "alpha": lora.lora_alpha,
+            "dropout": lora.lora_dropout,
+            "target_modules": sorted(lora.target_modules),
+        },
         "max_length": max_length if max_length is not None else model.max_length,
         "metrics": metrics,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -189,8 +229,14 @@ def save_adapter(model: IntentClassifier, out_dir: Path, *, base_dir: Path, labe
 class LoadedModel:
     """A merged, eval-mode classifier for serving. ``predict_proba`` is safe to call from many threads."""
 
-    def __init__(self, module: IntentClassifier, tokenizer: Any, manifest: dict[str, Any],
-                 device: torch.device, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        module: IntentClassifier,
+        tokenizer: Any,
+        manifest: dict[str, Any],
+        device: torch.device,
+        batch_size: int = 64,
+    ) -> None:
         self.module, self.tokenizer, self.manifest = module, tokenizer, manifest
         self.labels: list[str] = list(manifest["labels"])
         self.max_length = int(manifest["max_length"])
@@ -201,8 +247,13 @@ class LoadedModel:
     def _batches(self, texts: list[str]) -> Iterator[dict[str, torch.Tensor]]:
         for i in range(0, len(texts), self.batch_size):
             with self._tok_lock:
-                enc = self.tokenizer(texts[i : i + self.batch_size], padding="longest", truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
+                enc = self.tokenizer(
+                    texts[i : i + self.batch_size],
+                    padding="longest",
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
             yield {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask")}
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
@@ -215,7 +266,9 @@ class LoadedModel:
         return np.concatenate(out)
 
 
-def load_for_inference(base_dir: Path, adapter_dir: Path, device: str | torch.device | None = None) -> LoadedModel:
+def load_for_inference(
+    base_dir: Path, adapter_dir: Path, device: str | torch.device | None = None
+) -> LoadedModel:
     """Load an adapter onto ``base_dir``, refusing one trained on another base; merge LoRA for speed."""
     try:
         manifest = json.loads((adapter_dir / MANIFEST).read_text())
@@ -226,22 +279,32 @@ def load_for_inference(base_dir: Path, adapter_dir: Path, device: str | torch.de
     want = manifest["base_model"]
     base_config = AutoConfig.from_pretrained(base_dir, local_files_only=True)
     if want.get("hidden_size") != base_config.hidden_size:
-        raise ModelError(f"adapter was trained on {want.get('name')} (hidden_size {want.get('hidden_size')}) "
-                         f"but the base at {base_dir} has hidden_size {base_config.hidden_size}")
+        raise ModelError(
+            f"adapter was trained on {want.get('name')} (hidden_size {want.get('hidden_size')}) "
+            f"but the base at {base_dir} has hidden_size {base_config.hidden_size}"
+        )
     if want.get("config_sha256") != config_sha256(base_dir):
-        raise ModelError(f"adapter was trained on {want.get('name')} but the config.json at {base_dir} "
-                         "differs (config_sha256 mismatch): point INTENTLOOP_MODEL__BASE_DIR at that base")
+        raise ModelError(
+            f"adapter was trained on {want.get('name')} but the config.json at {base_dir} "
+            "differs (config_sha256 mismatch): point INTENTLOOP_MODEL__BASE_DIR at that base"
+        )
     encoder = _load_encoder(base_dir)
     lora = LoraConfig.from_pretrained(str(adapter_dir))
     peft_encoder = get_peft_model(encoder, lora)
     result = set_peft_model_state_dict(peft_encoder, load_file(str(adapter_dir / ADAPTER_WEIGHTS)))
     missing = [k for k in result.missing_keys if "lora_" in k]
     if missing or result.unexpected_keys:
-        raise ModelError(f"{adapter_dir}: adapter weights do not fit the base "
-                         f"(missing {missing[:3]}, unexpected {list(result.unexpected_keys)[:3]})")
+        raise ModelError(
+            f"{adapter_dir}: adapter weights do not fit the base "
+            f"(missing {missing[:3]}, unexpected {list(result.unexpected_keys)[:3]})"
+        )
     labels = list(manifest["labels"])
-    module = IntentClassifier(peft_encoder.merge_and_unload(), base_config.hidden_size, labels,
-                              max_length=int(manifest["max_length"]))
+    module = IntentClassifier(
+        peft_encoder.merge_and_unload(),
+        base_config.hidden_size,
+        labels,
+        max_length=int(manifest["max_length"]),
+    )
     try:
         module.head.load_state_dict(load_file(str(adapter_dir / HEAD)))
     except RuntimeError as exc:

@@ -18,7 +18,12 @@ from trainer.model import (
 from trainer.settings import TrainSettings
 
 LABELS = ["electronics", "fashion", "grocery"]
-TEXTS = ["red running shoe", "usb c cable 2m", "organic oat milk", "a much longer query about a blue denim jacket"]
+TEXTS = [
+    "red running shoe",
+    "usb c cable 2m",
+    "organic oat milk",
+    "a much longer query about a blue denim jacket",
+]
 
 
 def _probs(model: IntentClassifier, tokenizer, texts: list[str], max_length: int = 32) -> np.ndarray:
@@ -76,10 +81,20 @@ def test_only_lora_and_head_are_trainable(tiny_encoder_dir):
 
 def test_save_writes_only_safetensors_and_json(trained_like, tiny_encoder_dir, tmp_path):
     model, _ = trained_like
-    out = save_adapter(model, tmp_path / "a", base_dir=tiny_encoder_dir, labels=LABELS,
-                       metrics={"val_macro_f1": 0.5}, extra={"training_run_id": 7}, max_length=24)
+    out = save_adapter(
+        model,
+        tmp_path / "a",
+        base_dir=tiny_encoder_dir,
+        labels=LABELS,
+        metrics={"val_macro_f1": 0.5},
+        extra={"training_run_id": 7},
+        max_length=24,
+    )
     assert sorted(p.name for p in out.iterdir()) == [
-        "adapter_config.json", "adapter_model.safetensors", "head.safetensors", "manifest.json",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "head.safetensors",
+        "manifest.json",
     ]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format"] == "intentloop-adapter/1"
@@ -90,8 +105,13 @@ def test_save_writes_only_safetensors_and_json(trained_like, tiny_encoder_dir, t
     assert manifest["base_model"]["model_type"] == "bert"
     assert manifest["base_model"]["hidden_size"] == 32
     assert len(manifest["base_model"]["config_sha256"]) == 64
-    assert manifest["peft"] == {"method": "lora", "r": 8, "alpha": 16, "dropout": 0.05,
-                                "target_modules": ["query", "value"]}
+    assert manifest["peft"] == {
+        "method": "lora",
+        "r": 8,
+        "alpha": 16,
+        "dropout": 0.05,
+        "target_modules": ["query", "value"],
+    }
     assert "created_at" in manifest
 
 
@@ -135,8 +155,9 @@ def test_unknown_architecture_falls_back_to_attention_projections(tiny_encoder_d
     from transformers import DistilBertConfig, DistilBertModel
 
     dest = tmp_path / "tiny_distilbert"
-    config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64,
-                              max_position_embeddings=64)
+    config = DistilBertConfig(
+        vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64, max_position_embeddings=64
+    )
     DistilBertModel(config).save_pretrained(dest)
     for f in tiny_encoder_dir.iterdir():
         if f.name not in {"config.json", "model.safetensors"}:
@@ -146,8 +167,9 @@ def test_unknown_architecture_falls_back_to_attention_projections(tiny_encoder_d
     assert any("q_lin.lora_A" in n for n in trainable) and any("v_lin.lora_A" in n for n in trainable)
     out = save_adapter(model, tmp_path / "a", base_dir=dest, labels=LABELS, metrics={}, extra={})
     assert json.loads((out / "manifest.json").read_text())["peft"]["target_modules"] == ["q_lin", "v_lin"]
-    np.testing.assert_allclose(load_for_inference(dest, out).predict_proba(TEXTS), _probs(model, tok, TEXTS),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        load_for_inference(dest, out).predict_proba(TEXTS), _probs(model, tok, TEXTS), atol=1e-5
+    )
 
 
 def test_saving_a_merged_model_is_refused(trained_like, tiny_encoder_dir, tmp_path):
