@@ -256,6 +256,63 @@ def simulate_cmd(searches: int, seed: int, out: Path | None, malformed: int, unk
     )
 
 
+@cli.command("replay")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--speed",
+    default=0.0,
+    show_default=True,
+    help="0: as fast as possible; 1: real time by the records' timestamps; 60: an hour a minute.",
+)
+@click.option(
+    "--csv-topic",
+    type=click.Choice(["search.queries", "search.feedback"]),
+    default=None,
+    help="PATH is a CSV export of this topic (else JSONL as written by `simulate --out`).",
+)
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="FIELD=COLUMN",
+    help="CSV column for an event field, e.g. --map query_id=qid (repeat; default same names).",
+)
+def replay_cmd(path: Path, speed: float, csv_topic: str | None, mapping: tuple[str, ...]) -> None:
+    """Replay recorded logs into Kafka so a shop can backfill from its own history."""
+    from streams.kafka import EventProducer, ensure_topics
+    from streams.replay import ReplayReport, read_csv, read_jsonl, replay
+
+    rt = _runtime()
+    ensure_topics(
+        rt.endpoints.kafka_bootstrap,
+        partitions=rt.settings.kafka.partitions,
+        replication_factor=rt.settings.kafka.replication_factor,
+    )
+    report = ReplayReport()
+    if csv_topic is None:
+        records = read_jsonl(path, report)
+    else:
+        pairs: dict[str, str] = {}
+        for item in mapping:
+            name, sep, column = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"{item!r}: expected FIELD=COLUMN", param_hint="--map")
+            pairs[name] = column
+        records = read_csv(path, csv_topic, pairs)
+    with EventProducer(rt.endpoints.kafka_bootstrap) as producer:
+        replay(records, producer, report, speed=speed)
+    click.echo(
+        json.dumps(
+            {
+                "sent": report.sent,
+                "by_topic": report.by_topic,
+                "unreadable_lines": report.unreadable_lines[:20],
+                "unreadable": len(report.unreadable_lines),
+            }
+        )
+    )
+
+
 @cli.group()
 def catalog() -> None:
     """The product catalog (product id -> category path, title)."""

@@ -146,8 +146,10 @@ def reap() -> None:
 def alive(pid: int, marker: str) -> bool:
     """Whether ``pid`` runs and is still our server (its command line contains ``marker``)."""
     child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
-        return False
+    if child is not None:
+        # Our own child: poll() is exact. Its cmdline is not checked because between fork and exec
+        # it is still this Python process's, which would look like "not our server".
+        return child.poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import faust
 
 from store.db import Database
+from store.exceptions import StoreUnavailableError
 from store.ingest import resolve_all_pending
 from streams import topics
 from streams.ingest import BatchIngestor, RawRecord, decode_batch
@@ -84,7 +85,10 @@ def create_app(bootstrap: str, kafka: KafkaSettings, ingest: IngestSettings, db:
             with db.session() as session:
                 return resolve_all_pending(session)
 
-        await asyncio.get_running_loop().run_in_executor(None, _sweep)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, _sweep)
+        except StoreUnavailableError as exc:  # the next tick retries; batches have their own retry
+            log.warning("pending sweep skipped: %s", exc)
 
     return app
 

@@ -19,7 +19,9 @@ from intentloop.stack_procs import psycopg_dsn
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-_PG_ADMIN = os.environ.get("INTENTLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+_PG_ADMIN = os.environ.get(
+    "INTENTLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _free_port() -> int:
