@@ -106,6 +106,21 @@ def resolve_all_pending(session: Session) -> int:
     return len(ids)
 
 
+def expire_orphans(session: Session, *, older_than_s: float) -> list[tuple[str, str]]:
+    """Give up on feedback whose query never arrived: ``pending`` -> ``unknown_query``.
+
+    Returns ``(event_id, query_id)`` of each event given up on, for the dead-letter topic.
+    """
+    rows = session.execute(
+        text(
+            "UPDATE feedback_events SET status = 'unknown_query' WHERE status = 'pending' "
+            "AND ingested_at < now() - make_interval(secs => :age) RETURNING event_id, query_id"
+        ),
+        {"age": older_than_s},
+    ).all()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
 def load_catalog(session: Session, products: Sequence[dict[str, Any]], taxonomy: TaxonomySettings) -> int:
     """Upsert catalog rows, deriving each product's intent label from its category path."""
     rows = [{**p, "label": label_for_category(p["category_path"], taxonomy)} for p in products]

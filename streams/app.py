@@ -7,6 +7,7 @@ Postgres, so a crash anywhere replays the batch and idempotent writes absorb the
 """
 
 import asyncio
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -14,14 +15,12 @@ import faust
 
 from store.db import Database
 from store.exceptions import StoreUnavailableError
-from store.ingest import resolve_all_pending
+from store.ingest import expire_orphans, resolve_all_pending
 from streams import topics
 from streams.ingest import BatchIngestor, RawRecord, decode_batch
 from streams.settings import IngestSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
-
-_SWEEP_INTERVAL_S = 30.0
 
 
 def create_app(bootstrap: str, kafka: KafkaSettings, ingest: IngestSettings, db: Database) -> faust.App:
@@ -77,18 +76,30 @@ def create_app(bootstrap: str, kafka: KafkaSettings, ingest: IngestSettings, db:
                 len(batch.dead),
             )
 
-    @app.timer(_SWEEP_INTERVAL_S)
+    @app.timer(ingest.sweep_interval_s)
     async def sweep_pending() -> None:
-        """Resolve feedback whose query arrived through another worker (cross-partition races)."""
+        """Re-join feedback whose query arrived through another worker; dead-letter true orphans."""
 
-        def _sweep() -> int:
+        def _sweep() -> list[tuple[str, str]]:
             with db.session() as session:
-                return resolve_all_pending(session)
+                resolve_all_pending(session)
+                return expire_orphans(session, older_than_s=ingest.orphan_after_s)
 
         try:
-            await asyncio.get_running_loop().run_in_executor(None, _sweep)
+            orphans = await asyncio.get_running_loop().run_in_executor(None, _sweep)
         except StoreUnavailableError as exc:  # the next tick retries; batches have their own retry
             log.warning("pending sweep skipped: %s", exc)
+            return
+        for event_id, query_id in orphans:
+            await dead_letter.send(
+                key=event_id.encode(),
+                value=json.dumps({"event_id": event_id, "query_id": query_id}).encode(),
+                headers={"reason": b"unknown_query", "source_topic": topics.FEEDBACK.encode()},
+            )
+        if orphans:
+            log.warning(
+                "%d feedback events never met their query: dead-lettered as unknown_query", len(orphans)
+            )
 
     return app
 

@@ -20,3 +20,7 @@ class IngestSettings(BaseModel):
     max_event_bytes: int = Field(default=64 * 1024, ge=256)
     max_future_skew_s: float = Field(default=24 * 3600, ge=0)
     session_timeout_s: float = Field(default=10.0, ge=1.0)
+    sweep_interval_s: float = Field(default=30.0, gt=0, description="how often pending feedback is re-joined")
+    orphan_after_s: float = Field(
+        default=3600.0, gt=0, description="pending this long without its query -> dead letter 'unknown_query'"
+    )
