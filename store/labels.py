@@ -1,13 +1,15 @@
 """Reading labels back: weak-label snapshots for training, gold labels for evaluation."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Row, delete, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from store.models import GoldLabel
+from store.models import GoldLabel, LabelDistribution, LabelingReport, Product
 
 # Per normalised query: the winning label, its share of positive votes (confidence) and the evidence.
 _SNAPSHOT_SQL = text(
@@ -61,3 +63,61 @@ def upsert_gold(session: Session, rows: Iterable[tuple[str, str]], source: str =
 
 def gold_labels(session: Session) -> Sequence[GoldLabel]:
     return session.scalars(select(GoldLabel).order_by(GoldLabel.norm_text)).all()
+
+
+# One row per (search, interaction), searches of a session in time order: the labeling functions
+# need a search's whole context (what was shown, what was skipped, what the shopper searched next).
+_SEARCH_ROWS_SQL = text(
+    """
+    SELECT q.query_id, q.session_id, q.ts, q.norm_text, q.shown,
+           f.type, f.product_id, f.position, f.dwell_ms, f.ts
+      FROM search_queries q
+      LEFT JOIN feedback_events f ON f.query_id = q.query_id
+     WHERE q.ts >= :since
+     ORDER BY q.session_id, q.ts, q.query_id, f.ts
+    """
+)
+
+
+def iter_search_rows(session: Session, *, since: datetime) -> Iterator[Row[Any]]:
+    """Stream searches with their interactions (server-side cursor: flat memory on big windows)."""
+    result = session.execute(_SEARCH_ROWS_SQL.execution_options(yield_per=5000), {"since": since})
+    yield from result
+
+
+def catalog_labels(session: Session) -> dict[str, str]:
+    rows = session.execute(select(Product.product_id, Product.label).where(Product.label.is_not(None)))
+    return {str(pid): str(label) for pid, label in rows}
+
+
+def replace_label_distributions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Swap in a new aggregation atomically (readers see the old one until commit)."""
+    session.execute(delete(LabelDistribution))
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(LabelDistribution), list(rows[start : start + 5000]))
+    return len(rows)
+
+
+def record_labeling_report(session: Session, report: dict[str, Any]) -> int:
+    entry = LabelingReport(report=report)
+    session.add(entry)
+    session.flush()
+    return entry.id
+
+
+def latest_labeling_report(session: Session) -> LabelingReport | None:
+    return session.scalars(select(LabelingReport).order_by(LabelingReport.id.desc()).limit(1)).first()
+
+
+def distribution_snapshot(session: Session, *, min_confidence: float) -> list[LabelledQuery]:
+    """Training rows from the latest aggregation: confident, non-abstained queries."""
+    stmt = (
+        select(LabelDistribution)
+        .where(LabelDistribution.abstained.is_(False), LabelDistribution.confidence >= min_confidence)
+        .order_by(LabelDistribution.norm_text)
+    )
+    return [
+        LabelledQuery(d.norm_text, str(d.label), d.confidence, d.evidence, 0)
+        for d in session.scalars(stmt)
+        if d.label is not None
+    ]

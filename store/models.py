@@ -159,3 +159,28 @@ class AliasEvent(Base):
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LabelDistribution(Base):
+    """The aggregated weak label of one query: what training reads (rebuilt by each aggregation)."""
+
+    __tablename__ = "label_distributions"
+    norm_text: Mapped[str] = mapped_column(Text, primary_key=True)
+    label: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[float] = mapped_column(Float)
+    distribution: Mapped[dict[str, Any]] = mapped_column()
+    abstained: Mapped[bool]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    method: Mapped[str] = mapped_column(String(32))
+    computed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LabelingReport(Base):
+    """One aggregation's analysis: per-function coverage/overlap/conflict/accuracy, propensities,
+    majority vote vs label model on gold. Kept for the dashboard's history."""
+
+    __tablename__ = "labeling_reports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    computed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    report: Mapped[dict[str, Any]] = mapped_column()
