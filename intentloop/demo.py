@@ -16,7 +16,7 @@ import httpx
 from tqdm import tqdm
 
 from intentloop.jobs import train_and_maybe_promote
-from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, wait_until
+from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, served_version, wait_until
 from intentloop.runtime import Runtime
 from intentloop.settings import Settings
 from intentloop.stack import LocalStack, StackPorts
@@ -71,7 +71,7 @@ def run_demo(
             f"[4/6] training a LoRA adapter on {label_quality['labelled_queries']} weak-labelled queries ..."
         )
         trained = train_and_maybe_promote(rt, promote=False, progress=True)
-        before = _served_version(serve_port)
+        before = served_version(serve_port)
         echo(f"[5/6] promoting {trained['version']} (worker serving: {before or 'nothing yet'}) ...")
         promotion = _promote(rt, trained)
         wait_until(
@@ -172,14 +172,6 @@ def _promote(rt: Runtime, trained: dict[str, Any]) -> dict[str, Any]:
         reason=f"demo: val_macro_f1={gate['val_macro_f1']:.3f}",
     )
     return {"promoted": True, "previous": move.previous, "version": move.version}
-
-
-def _served_version(port: int) -> str | None:
-    try:
-        r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2.0)
-    except httpx.HTTPError:
-        return None
-    return r.json().get("version") if r.status_code == 200 else None
 
 
 def _evaluate_served(port: int, truth: dict[str, str], settings: Settings) -> dict[str, Any]:

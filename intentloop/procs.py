@@ -106,3 +106,12 @@ def http_ready(url: str) -> Callable[[], bool]:
             return False
 
     return _check
+
+
+def served_version(port: int) -> str | None:
+    """The adapter version a local inference worker serves, or ``None`` while it is not ready."""
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    return r.json().get("version") if r.status_code == 200 else None

@@ -131,34 +131,45 @@ def write_batch(
     return BatchCounts(queries=n_q, feedback=n_f, dead_letters=n_d)
 
 
+# Bind parameter -> row key, in the order the unnest() of each statement lists its columns.
+_QUERY_COLUMNS = {
+    "q": "query_id",
+    "s": "session_id",
+    "t": "ts",
+    "x": "text",
+    "n": "norm_text",
+    "l": "locale",
+    "sh": "shown",
+}
+_FEEDBACK_COLUMNS = {
+    "e": "event_id",
+    "q": "query_id",
+    "t": "ts",
+    "ty": "type",
+    "p": "product_id",
+    "pos": "position",
+    "d": "dwell_ms",
+    "w": "weight",
+}
+
+
+def _column_arrays(rows: Sequence[dict[str, Any]], columns: dict[str, str]) -> dict[str, list[Any]]:
+    return {param: [r[key] for r in rows] for param, key in columns.items()}
+
+
 def _insert_queries(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     if not rows:
         return 0
-    params = {
-        "q": [r["query_id"] for r in rows],
-        "s": [r["session_id"] for r in rows],
-        "t": [r["ts"] for r in rows],
-        "x": [r["text"] for r in rows],
-        "n": [r["norm_text"] for r in rows],
-        "l": [r["locale"] for r in rows],
-        "sh": [json.dumps(r["shown"]) for r in rows],
-    }
+    params = _column_arrays(rows, _QUERY_COLUMNS)
+    params["sh"] = [json.dumps(shown) for shown in params["sh"]]  # text[][] cannot be ragged
     return len(session.execute(_INSERT_QUERIES_SQL, params).all())
 
 
 def _insert_feedback(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     if not rows:
         return 0
-    params = {
-        "e": [r["event_id"] for r in rows],
-        "q": [r["query_id"] for r in rows],
-        "t": [r["ts"] for r in rows],
-        "ty": [r["type"] for r in rows],
-        "p": [r["product_id"] for r in rows],
-        "pos": [r["position"] for r in rows],
-        "d": [r["dwell_ms"] for r in rows],
-        "w": [float(r["weight"]) for r in rows],
-    }
+    params = _column_arrays(rows, _FEEDBACK_COLUMNS)
+    params["w"] = [float(w) for w in params["w"]]
     return int(session.execute(_INSERT_FEEDBACK_SQL, params).one()[0])
 
 

@@ -1,11 +1,11 @@
 """Fuzzed bad input through the real broker and worker: every bad event dead-lettered with a reason,
 valid events around them all kept, the worker never down."""
 
-import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fuzz_strategies import PAYLOADS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaConsumer
@@ -25,30 +25,10 @@ from streams.traffic import traffic_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-_field = st.sampled_from(
-    [
-        "query_id",
-        "session_id",
-        "timestamp",
-        "query",
-        "shown",
-        "event_id",
-        "type",
-        "product_id",
-        "position",
-        "dwell_ms",
-    ]
-)
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
-    max_leaves=8,
-)
-_near = st.dictionaries(_field, _json, max_size=10).map(lambda d: json.dumps(d).encode())
 _payloads = st.lists(
     st.tuples(
         st.sampled_from(topics.INPUT_TOPICS),
-        st.one_of(st.binary(max_size=200), _near, st.just(b"{" * 70_000)),
+        st.one_of(PAYLOADS, st.just(b"{" * 70_000)),
     ),
     min_size=30,
     max_size=40,

@@ -4,7 +4,7 @@ import httpx
 import pytest
 from kafka import KafkaConsumer
 
-from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, wait_until
+from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, served_version, wait_until
 from intentloop.stack import Endpoints
 from store.artifacts import ArtifactStore
 from store.ingest import ingest_stats, load_catalog
@@ -93,12 +93,14 @@ def test_loop_closes_and_hot_swaps(
         wait_until(http_ready(f"http://127.0.0.1:{port}/healthz"), timeout_s=60, what="serve up", proc=server)
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 503
         promote(db, registry, first.version, actor="test", reason="first")
-        wait_until(lambda: _served(port) == first.version, timeout_s=60, what="first version", proc=server)
+        wait_until(
+            lambda: served_version(port) == first.version, timeout_s=60, what="first version", proc=server
+        )
 
         second = run_training(db, store, model, train.model_copy(update={"seed": 99}), progress=False)
         assert second.version != first.version
         promote(db, registry, second.version, actor="test", reason="second")
-        wait_until(lambda: _served(port) == second.version, timeout_s=60, what="hot swap", proc=server)
+        wait_until(lambda: served_version(port) == second.version, timeout_s=60, what="hot swap", proc=server)
         assert server.alive()  # swapped without a restart
 
         held_out = [q for q in sorted(sim.truth) if is_validation(q, train.val_fraction)]
@@ -118,11 +120,3 @@ def test_loop_closes_and_hot_swaps(
     finally:
         server.stop()
         registry.close()
-
-
-def _served(port: int) -> str | None:
-    try:
-        r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-    except httpx.HTTPError:
-        return None
-    return r.json().get("version") if r.status_code == 200 else None
