@@ -39,8 +39,14 @@ class FitResult:
 class _Encoded:
     """Pre-tokenised examples; ``collate`` pads one batch of indices to its longest row."""
 
-    def __init__(self, examples: list[Example], tokenizer: Any, label_ids: dict[str, int], max_length: int,
-                 sample_weights: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        examples: list[Example],
+        tokenizer: Any,
+        label_ids: dict[str, int],
+        max_length: int,
+        sample_weights: torch.Tensor | None = None,
+    ) -> None:
         enc = tokenizer([e.text for e in examples], truncation=True, max_length=max_length, padding=False)
         self.ids = [torch.tensor(row, dtype=torch.long) for row in enc["input_ids"]]
         self.labels = torch.tensor([label_ids[e.label] for e in examples], dtype=torch.long)
@@ -58,8 +64,12 @@ class _Encoded:
             n = len(self.ids[i])
             input_ids[row, :n] = self.ids[i]
             mask[row, :n] = 1
-        return {"input_ids": input_ids, "attention_mask": mask,
-                "labels": self.labels[idx], "weights": self.weights[idx]}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "labels": self.labels[idx],
+            "weights": self.weights[idx],
+        }
 
 
 def _seed(seed: int) -> None:
@@ -99,8 +109,15 @@ def _predict(model: IntentClassifier, data: _Encoded, device: torch.device) -> l
     return preds
 
 
-def fit(train: list[Example], val: list[Example], labels: list[str], base_dir: Path, settings: TrainSettings,
-        max_length: int, progress: bool = True) -> FitResult:
+def fit(
+    train: list[Example],
+    val: list[Example],
+    labels: list[str],
+    base_dir: Path,
+    settings: TrainSettings,
+    max_length: int,
+    progress: bool = True,
+) -> FitResult:
     """Fine-tune LoRA + head on ``train``; keep the epoch with the best validation macro-F1."""
     if len(labels) < 2 or not train:
         raise NotEnoughDataError(
@@ -125,15 +142,28 @@ def fit(train: list[Example], val: list[Example], labels: list[str], base_dir: P
     n_trainable = sum(p.numel() for p in trainable)
     n_total = sum(p.numel() for p in model.parameters())
     generator = torch.Generator().manual_seed(settings.seed)
-    loader = DataLoader(list(range(len(train_data))), batch_size=settings.batch_size, shuffle=True,
-                        generator=generator, collate_fn=train_data.collate, num_workers=0)
+    indices: Any = list(range(len(train_data)))  # a list is a valid map-style dataset
+    loader: DataLoader[int] = DataLoader(
+        indices,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        generator=generator,
+        collate_fn=train_data.collate,
+        num_workers=0,
+    )
     total_steps = settings.epochs * len(loader)
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _linear_schedule(int(settings.warmup_ratio * total_steps), total_steps)
     )
-    log.info("fine-tuning %d/%d params (%.2f%%) on %d examples, %d labels", n_trainable, n_total,
-             100 * n_trainable / n_total, len(train), len(labels))
+    log.info(
+        "fine-tuning %d/%d params (%.2f%%) on %d examples, %d labels",
+        n_trainable,
+        n_total,
+        100 * n_trainable / n_total,
+        len(train),
+        len(labels),
+    )
 
     best: tuple[float, float, int] | None = None  # (macro-F1, accuracy, epoch)
     best_state: dict[str, torch.Tensor] = {}
@@ -145,8 +175,9 @@ def fit(train: list[Example], val: list[Example], labels: list[str], base_dir: P
         for batch in bar:
             with autocast(device):
                 logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            losses = torch.nn.functional.cross_entropy(logits.float(), batch["labels"].to(device),
-                                                       reduction="none")
+            losses = torch.nn.functional.cross_entropy(
+                logits.float(), batch["labels"].to(device), reduction="none"
+            )
             loss = (losses * batch["weights"].to(device)).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

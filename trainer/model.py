@@ -118,7 +118,7 @@ class IntentClassifier(torch.nn.Module):
         return self.head(self.dropout(pooled)).float()
 
 
-def _load_encoder(base_dir: Path) -> torch.nn.Module:
+def _load_encoder(base_dir: Path) -> Any:  # a transformers PreTrainedModel
     try:
         return AutoModel.from_pretrained(base_dir, local_files_only=True, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as exc:
@@ -132,7 +132,7 @@ def _load_tokenizer(base_dir: Path) -> Any:
         raise ModelError(f"cannot load the tokenizer at {base_dir}: {exc}") from exc
 
 
-def _target_modules(encoder: torch.nn.Module, wanted: list[str] | None) -> list[str]:
+def _target_modules(encoder: Any, wanted: list[str] | None) -> list[str]:
     if wanted:
         return list(wanted)
     model_type = encoder.config.model_type
@@ -184,7 +184,7 @@ def save_adapter(
     max_length: int | None = None,
 ) -> Path:
     """Write the adapter, head and manifest (safetensors + JSON only) into ``out_dir``."""
-    peft_encoder = model.encoder
+    peft_encoder: Any = model.encoder
     if not hasattr(peft_encoder, "peft_config"):
         raise ModelError("this model's LoRA weights are merged (an inference model): nothing to save")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -290,8 +290,9 @@ def load_for_inference(
         )
     encoder = _load_encoder(base_dir)
     lora = LoraConfig.from_pretrained(str(adapter_dir))
+    lora.base_model_name_or_path = None  # the manifest names the base; spares PEFT's rename warning
     peft_encoder = get_peft_model(encoder, lora)
-    result = set_peft_model_state_dict(peft_encoder, load_file(str(adapter_dir / ADAPTER_WEIGHTS)))
+    result: Any = set_peft_model_state_dict(peft_encoder, load_file(str(adapter_dir / ADAPTER_WEIGHTS)))
     missing = [k for k in result.missing_keys if "lora_" in k]
     if missing or result.unexpected_keys:
         raise ModelError(
