@@ -8,6 +8,7 @@ import contextlib
 import logging
 import threading
 import time
+from typing import Any
 
 from serving.exceptions import AdapterRefusedError
 from serving.host import ModelHost
@@ -38,7 +39,7 @@ class AliasWatcher(threading.Thread):
         self._interval_s = interval_s
         self._alias = alias
         self._stop_event = threading.Event()
-        self._pubsub: object | None = None
+        self._pubsub: Any = None
 
     def reconcile(self) -> None:
         """Load the alias's version if it differs from what is served (refused ones are skipped)."""
@@ -70,7 +71,7 @@ class AliasWatcher(threading.Thread):
         deadline = time.monotonic() + self._interval_s
         while not self._stop_event.is_set() and time.monotonic() < deadline:
             try:
-                msg = self._pubsub.get_message(timeout=0.2)  # type: ignore[attr-defined]
+                msg = self._pubsub.get_message(timeout=0.2)
             except Exception as exc:
                 raise StoreUnavailableError(f"pub/sub lost: {exc}") from exc
             if msg is not None:

@@ -48,7 +48,9 @@ def create_app(bootstrap: str, kafka: KafkaSettings, ingest: IngestSettings, db:
     @app.agent(source, name="ingest")
     async def ingest_agent(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
-        async for events in stream.noack_take(ingest.batch_size, within=ingest.batch_within_s):
+        # noack_take: events are acknowledged by hand, after their batch is committed (not typed in faust).
+        batches = stream.noack_take(ingest.batch_size, within=ingest.batch_within_s)  # type: ignore[attr-defined]
+        async for events in batches:
             records = [
                 RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.value)
                 for e in events

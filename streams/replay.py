@@ -77,7 +77,11 @@ def read_csv(path: Path, topic: str, mapping: Mapping[str, str]) -> Iterator[Rep
     ``mapping`` (field -> column) names the columns whose header differs from the event field; any
     other field is read from a column of its own name when the header has one.
     """
-    model = {topics.QUERIES: SearchQuery, topics.FEEDBACK: Feedback}.get(topic)
+    models: dict[str, type[SearchQuery] | type[Feedback]] = {
+        topics.QUERIES: SearchQuery,
+        topics.FEEDBACK: Feedback,
+    }
+    model = models.get(topic)
     if model is None:
         raise StreamsError(f"the CSV topic must be one of {topics.INPUT_TOPICS}, not {topic!r}")
     unknown = sorted(set(mapping) - set(model.model_fields))
