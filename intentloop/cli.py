@@ -353,6 +353,33 @@ def demo(as_json: bool, searches: int, seed: int, keep_stack: bool) -> None:
         click.echo(json.dumps(summary, default=str))
 
 
+# ---------------------------------------------------------------- benchmarks
+@cli.group()
+def bench() -> None:
+    """Benchmarks: they print numbers (JSON on the last line) and assert nothing."""
+
+
+@bench.command("ingest")
+@click.option("--events", default=1_000_000, show_default=True, help="Approximate stream size.")
+@click.option("--seed", default=11, show_default=True)
+@click.option("--rate", type=float, default=None, help="Latency phase events/s [default: half the max].")
+@click.option("--latency-seconds", default=25.0, show_default=True, help="Length of the latency phase.")
+@click.option("--keep-stack", is_flag=True, help="Leave the benchmark's servers running afterwards.")
+def bench_ingest(
+    events: int, seed: int, rate: float | None, latency_seconds: float, keep_stack: bool
+) -> None:
+    """End-to-end ingest speed vs a raw consume + COPY baseline, label latency and worker memory.
+
+    Uses its own servers under <state_dir>/bench on free ports for every unset URL (configured
+    servers must be empty, and Postgres needs track_commit_timestamp=on).
+    """
+    from intentloop.bench.ingest import BenchOptions, run_ingest_bench
+
+    opts = BenchOptions(events, seed, rate, latency_seconds, keep_stack)
+    summary = run_ingest_bench(_settings(), opts, echo=click.echo)
+    click.echo(json.dumps(summary, default=str))
+
+
 def _exit_code(exc: IntentloopError) -> int:
     if isinstance(exc, ConfigurationError):
         return EXIT_CONFIG

@@ -47,9 +47,20 @@ def test_fit_learns_a_separable_task_quickly(fitted):
     assert m["val_accuracy"] > 0.9
     assert m["val_macro_f1"] > 0.9
     assert seconds < 60
-    assert set(m) == {"val_macro_f1", "val_accuracy", "best_epoch", "epochs_run", "train_examples",
-                      "val_examples", "trainable_params", "total_params", "trainable_params_pct", "device",
-                      "wall_s", "samples_per_s"}
+    assert set(m) == {
+        "val_macro_f1",
+        "val_accuracy",
+        "best_epoch",
+        "epochs_run",
+        "train_examples",
+        "val_examples",
+        "trainable_params",
+        "total_params",
+        "trainable_params_pct",
+        "device",
+        "wall_s",
+        "samples_per_s",
+    }
     assert (m["train_examples"], m["val_examples"]) == (160, 40)
     assert 1 <= m["best_epoch"] <= m["epochs_run"] <= FAST.epochs
     assert m["device"] == "cpu"
@@ -66,15 +77,23 @@ def test_fit_is_deterministic(fitted, tiny_encoder_dir, data):
     assert {k: v for k, v in first.metrics.items() if k not in timing} == {
         k: v for k, v in second.metrics.items() if k not in timing
     }
-    np.testing.assert_array_equal(first.model.head.weight.detach().numpy(),
-                                  second.model.head.weight.detach().numpy())
+    np.testing.assert_array_equal(
+        first.model.head.weight.detach().numpy(), second.model.head.weight.detach().numpy()
+    )
 
 
 def test_fitted_model_round_trips(fitted, tiny_encoder_dir, data, tmp_path):
     result, _ = fitted
     _, val = data
-    out = save_adapter(result.model, tmp_path / "a", base_dir=tiny_encoder_dir, labels=LABELS,
-                       metrics=result.metrics, extra={}, max_length=16)
+    out = save_adapter(
+        result.model,
+        tmp_path / "a",
+        base_dir=tiny_encoder_dir,
+        labels=LABELS,
+        metrics=result.metrics,
+        extra={},
+        max_length=16,
+    )
     loaded = load_for_inference(tiny_encoder_dir, out)
     predicted = [LABELS[i] for i in loaded.predict_proba([e.text for e in val]).argmax(1)]
     accuracy = np.mean([p == e.label for p, e in zip(predicted, val, strict=True)])
@@ -90,8 +109,15 @@ def test_not_enough_data(tiny_encoder_dir):
 
 def test_unknown_label_is_refused(tiny_encoder_dir):
     with pytest.raises(TrainerError, match="grocery"):
-        fit([*_examples(4), Example("oat milk", "grocery")], [], LABELS, tiny_encoder_dir, FAST, 16,
-            progress=False)
+        fit(
+            [*_examples(4), Example("oat milk", "grocery")],
+            [],
+            LABELS,
+            tiny_encoder_dir,
+            FAST,
+            16,
+            progress=False,
+        )
 
 
 def test_label_counts():
@@ -107,8 +133,15 @@ def test_real_minilm_fit_and_round_trip(tmp_path):
     result = fit(train, val, LABELS, base, settings, max_length=16, progress=False)
     assert result.metrics["epochs_run"] == 1
     assert result.metrics["trainable_params_pct"] < 1
-    out = save_adapter(result.model, tmp_path / "a", base_dir=base, labels=LABELS, metrics=result.metrics,
-                       extra={}, max_length=16)
+    out = save_adapter(
+        result.model,
+        tmp_path / "a",
+        base_dir=base,
+        labels=LABELS,
+        metrics=result.metrics,
+        extra={},
+        max_length=16,
+    )
     loaded = load_for_inference(base, out)
     texts = [e.text for e in val]
     enc = result.tokenizer(texts, padding="longest", truncation=True, max_length=16, return_tensors="pt")

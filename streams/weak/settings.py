@@ -1,0 +1,49 @@
+"""The ``labels`` settings section: how the aggregation job turns behaviour into label distributions.
+
+Composed by ``intentloop.settings`` as ``INTENTLOOP_LABELS__*``. It lives next to the code it
+configures (``streams.weak``) rather than in ``streams.settings``, which holds the ingestion
+worker's sections.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class LabelSettings(BaseModel):
+    """Knobs of ``intentloop labels aggregate`` (and of the demo's aggregation step).
+
+    Time is measured against the newest stored search, not the wall clock, so that a replayed
+    backfill labels exactly as the same behaviour did live.
+    """
+
+    window_days: float | None = Field(
+        default=90.0, gt=0, description="searches this far back from the newest one are read (None: all)"
+    )
+    half_life_days: float | None = Field(
+        default=14.0, gt=0, description="a search's votes halve in weight every this many days (None: no decay)"
+    )
+    min_evidence: float = Field(
+        default=2.0, ge=0, description="decayed positive vote weight a query needs, else it abstains"
+    )
+    min_confidence: float = Field(
+        default=0.6, ge=0, le=1, description="share the top label needs, else the query abstains"
+    )
+    propensity_method: Literal["harvest", "pbm"] = Field(
+        default="harvest", description="how examination propensity per rank is fitted from the clicks"
+    )
+    max_ips_weight: float = Field(default=10.0, ge=1, description="inverse-propensity weights are clipped here")
+    label_model_margin: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="accuracy on gold labels the label model must gain over majority vote to be used",
+    )
+
+    @property
+    def window_s(self) -> float | None:
+        return None if self.window_days is None else self.window_days * 86400.0
+
+    @property
+    def half_life_s(self) -> float | None:
+        return None if self.half_life_days is None else self.half_life_days * 86400.0
