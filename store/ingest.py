@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import CursorResult, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -53,16 +53,28 @@ _RESOLVE_SQL = text(
 )
 
 
-# Batches are bound as one array per column and unnested server-side: one short statement per
-# batch instead of thousands of placeholders for the driver to parse (5x faster at 2,000 rows).
+# Batches are COPYed (binary) into per-connection temp tables, then moved into the real tables by
+# one INSERT ... SELECT each: COPY is the fastest way into Postgres, and the INSERT keeps what COPY
+# cannot do (ON CONFLICT for idempotence, the join to label, the vote upsert). Binding arrays
+# instead cost 17 us/event of client CPU in psycopg's array quoting; COPY costs about 2.
+_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS stage_queries (query_id text, session_id text, ts timestamptz,"
+    " text text, norm_text text, locale text, shown text) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS stage_feedback (event_id text, query_id text, ts timestamptz,"
+    " type text, product_id text, position int, dwell_ms int, weight float8) ON COMMIT DELETE ROWS",
+)
+_QUERY_COLUMNS = ("query_id", "session_id", "ts", "text", "norm_text", "locale", "shown")
+_QUERY_TYPES = ("text", "text", "timestamptz", "text", "text", "text", "text")
+_FEEDBACK_COLUMNS = ("event_id", "query_id", "ts", "type", "product_id", "position", "dwell_ms", "weight")
+_FEEDBACK_TYPES = ("text", "text", "timestamptz", "text", "text", "int4", "int4", "float8")
+
 _INSERT_QUERIES_SQL = text(
     """
     INSERT INTO search_queries (query_id, session_id, ts, text, norm_text, locale, shown)
-    SELECT q, s, t, x, n, l, ARRAY(SELECT jsonb_array_elements_text(sh::jsonb))
-      FROM unnest(CAST(:q AS text[]), CAST(:s AS text[]), CAST(:t AS timestamptz[]), CAST(:x AS text[]),
-                  CAST(:n AS text[]), CAST(:l AS text[]), CAST(:sh AS text[])) AS u(q, s, t, x, n, l, sh)
+    SELECT query_id, session_id, ts, text, norm_text, locale,
+           ARRAY(SELECT jsonb_array_elements_text(shown::jsonb))
+      FROM stage_queries
     ON CONFLICT (query_id) DO NOTHING
-    RETURNING query_id
     """
 )
 # Feedback whose query is already stored (the usual case) is labelled on insert and its votes
@@ -72,17 +84,15 @@ _INSERT_FEEDBACK_SQL = text(
     WITH ins AS (
         INSERT INTO feedback_events
                (event_id, query_id, ts, type, product_id, position, dwell_ms, weight, status, label)
-        SELECT u.e, u.q, u.t, u.ty, u.p, u.pos, u.d, u.w,
+        SELECT u.event_id, u.query_id, u.ts, u.type, u.product_id, u.position, u.dwell_ms, u.weight,
                CASE WHEN sq.query_id IS NULL THEN 'pending'
-                    WHEN u.w = 0 THEN 'no_vote'
+                    WHEN u.weight = 0 THEN 'no_vote'
                     WHEN c.label IS NULL THEN 'unknown_product'
                     ELSE 'voted' END,
                CASE WHEN sq.query_id IS NULL THEN NULL ELSE c.label END
-          FROM unnest(CAST(:e AS text[]), CAST(:q AS text[]), CAST(:t AS timestamptz[]), CAST(:ty AS text[]),
-                      CAST(:p AS text[]), CAST(:pos AS int[]), CAST(:d AS int[]), CAST(:w AS float8[]))
-               AS u(e, q, t, ty, p, pos, d, w)
-          LEFT JOIN search_queries sq ON sq.query_id = u.q
-          LEFT JOIN catalog c ON c.product_id = u.p
+          FROM stage_feedback u
+          LEFT JOIN search_queries sq ON sq.query_id = u.query_id
+          LEFT JOIN catalog c ON c.product_id = u.product_id
         ON CONFLICT (event_id) DO NOTHING
         RETURNING query_id, status, label, weight, ts
     ), agg AS (
@@ -100,6 +110,12 @@ _INSERT_FEEDBACK_SQL = text(
     )
     SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up)
     """
+)
+# The staged queries' pending feedback (feedback that outran them) can be labelled now.
+_RESOLVE_STAGED_SQL = text(
+    _RESOLVE_SQL.text.replace(
+        "f.query_id = ANY(:query_ids)", "f.query_id IN (SELECT query_id FROM stage_queries)"
+    )
 )
 
 
@@ -126,51 +142,62 @@ def write_batch(
     n_q = _insert_queries(session, queries)
     n_f = _insert_feedback(session, feedback)
     n_d = _insert_new(session, DeadLetter, dead_letters, DeadLetter.id, ["topic", "partition", "offset"])
-    if queries:  # feedback that arrived before these queries can be labelled now
-        session.execute(_RESOLVE_SQL, {"query_ids": [r["query_id"] for r in queries]})
+    if queries:
+        session.execute(_RESOLVE_STAGED_SQL)
     return BatchCounts(queries=n_q, feedback=n_f, dead_letters=n_d)
 
 
-# Bind parameter -> row key, in the order the unnest() of each statement lists its columns.
-_QUERY_COLUMNS = {
-    "q": "query_id",
-    "s": "session_id",
-    "t": "ts",
-    "x": "text",
-    "n": "norm_text",
-    "l": "locale",
-    "sh": "shown",
-}
-_FEEDBACK_COLUMNS = {
-    "e": "event_id",
-    "q": "query_id",
-    "t": "ts",
-    "ty": "type",
-    "p": "product_id",
-    "pos": "position",
-    "d": "dwell_ms",
-    "w": "weight",
-}
-
-
-def _column_arrays(rows: Sequence[dict[str, Any]], columns: dict[str, str]) -> dict[str, list[Any]]:
-    return {param: [r[key] for r in rows] for param, key in columns.items()}
+def _copy_stage(
+    session: Session, table: str, columns: Sequence[str], types: Sequence[str], rows: Any
+) -> None:
+    """Binary COPY into a temp staging table of this connection (created on its first batch)."""
+    conn = session.connection()
+    if not conn.info.get("ingest_stage"):
+        for ddl in _STAGE_DDL:
+            conn.exec_driver_sql(ddl)
+        conn.info["ingest_stage"] = True
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with (
+        raw.cursor() as cur,
+        cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as cp,
+    ):
+        cp.set_types(types)
+        for row in rows:
+            cp.write_row(row)
 
 
 def _insert_queries(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     if not rows:
         return 0
-    params = _column_arrays(rows, _QUERY_COLUMNS)
-    params["sh"] = [json.dumps(shown) for shown in params["sh"]]  # text[][] cannot be ragged
-    return len(session.execute(_INSERT_QUERIES_SQL, params).all())
+    dump = json.dumps  # shown goes in as JSON text: text[][] cannot be ragged, and arrays quote slowly
+    staged = (
+        (r["query_id"], r["session_id"], r["ts"], r["text"], r["norm_text"], r["locale"], dump(r["shown"]))
+        for r in rows
+    )
+    _copy_stage(session, "stage_queries", _QUERY_COLUMNS, _QUERY_TYPES, staged)
+    result: CursorResult[Any] = session.execute(_INSERT_QUERIES_SQL)  # type: ignore[assignment]
+    return result.rowcount
 
 
 def _insert_feedback(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     if not rows:
         return 0
-    params = _column_arrays(rows, _FEEDBACK_COLUMNS)
-    params["w"] = [float(w) for w in params["w"]]
-    return int(session.execute(_INSERT_FEEDBACK_SQL, params).one()[0])
+    staged = (
+        (
+            r["event_id"],
+            r["query_id"],
+            r["ts"],
+            r["type"],
+            r["product_id"],
+            r["position"],
+            r["dwell_ms"],
+            float(r["weight"]),
+        )
+        for r in rows
+    )
+    _copy_stage(session, "stage_feedback", _FEEDBACK_COLUMNS, _FEEDBACK_TYPES, staged)
+    return int(session.execute(_INSERT_FEEDBACK_SQL).one()[0])
 
 
 def _insert_new(

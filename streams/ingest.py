@@ -1,6 +1,6 @@
 """Turning a batch of raw Kafka records into stored rows: validate, label, write, dead-letter.
 
-The Faust agent (``streams.app``) is a thin shell around :class:`BatchIngestor`; this module has
+The ingestion worker (``streams.consumer``) is a thin shell around :class:`BatchIngestor`; this module has
 no Faust in it so it is tested directly and reused by the replay and benchmark paths.
 """
 

@@ -1,6 +1,6 @@
 """The synchronous Kafka wrapper (kafka-python): topic administration and event producing.
 
-Used by the simulator, replay and tooling; the ingestion agent consumes through Faust instead.
+Used by the simulator, replay and tooling; the ingestion worker consumes with aiokafka (asyncio) instead.
 """
 
 import contextlib

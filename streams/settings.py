@@ -12,11 +12,19 @@ class KafkaSettings(BaseModel):
 
 
 class IngestSettings(BaseModel):
-    """How the ingestion agent batches: one Postgres transaction per batch, then the offsets commit."""
+    """How the ingestion worker batches: one Postgres transaction per batch, then the offsets commit."""
 
-    app_id: str = "intentloop-ingest"
-    batch_size: int = Field(default=2000, ge=1)
-    batch_within_s: float = Field(default=0.25, gt=0)
+    app_id: str = Field(
+        default="intentloop-ingest", description="consumer group: workers sharing it split the work"
+    )
+    batch_size: int = Field(default=5000, ge=1, description="most records one transaction takes")
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="how long the broker may hold a fetch to fill it (latency floor)",
+    )
+    max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
     max_event_bytes: int = Field(default=64 * 1024, ge=256)
     max_future_skew_s: float = Field(default=24 * 3600, ge=0)
     session_timeout_s: float = Field(default=10.0, ge=1.0)
