@@ -3,7 +3,6 @@
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,17 @@ EXIT_UNAVAILABLE = 3
 
 
 def _settings() -> Settings:
-    return Settings()
+    """The settings, or one line naming each bad INTENTLOOP_* variable (exit code 2), not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"INTENTLOOP_{'__'.join(str(part).upper() for part in err['loc'])}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
 
 
 def _runtime(*, start_stack: bool = False) -> Runtime:
@@ -40,7 +49,7 @@ def cli(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("kafka", "aiokafka", "faust", "mode", "httpx", "urllib3", "alembic"):
+    for noisy in ("kafka", "aiokafka", "httpx", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -109,9 +118,9 @@ def worker() -> None:
 
 @worker.command("ingest")
 def worker_ingest() -> None:
-    """Faust ingestion worker: search.queries + search.feedback -> Postgres weak labels."""
+    """Ingestion worker: search.queries + search.feedback -> Postgres weak labels; SIGTERM stops it."""
     from store.migrate import upgrade
-    from streams.app import create_app, run_worker
+    from streams.consumer import run_ingest_worker
     from streams.kafka import ensure_topics
 
     rt = _runtime()
@@ -122,8 +131,7 @@ def worker_ingest() -> None:
         partitions=s.kafka.partitions,
         replication_factor=s.kafka.replication_factor,
     )
-    sys.argv = [sys.argv[0], "worker"]  # Faust's Worker reads argv; ours are already parsed
-    run_worker(create_app(rt.endpoints.kafka_bootstrap, s.kafka, s.ingest, rt.db))
+    run_ingest_worker(rt.endpoints.kafka_bootstrap, s.ingest, rt.db)
 
 
 @worker.command("serve")
@@ -332,6 +340,80 @@ def catalog_load(path: Path) -> None:
     with rt.db.session() as session:
         n = load_catalog(session, products, rt.settings.taxonomy)
     click.echo(f"loaded {n} products")
+
+
+# ---------------------------------------------------------------- labels
+@cli.group()
+def labels() -> None:
+    """Weak labels: aggregate them per query, report on the labeling functions, load gold labels."""
+
+
+@labels.command("aggregate")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def labels_aggregate(quiet: bool) -> None:
+    """Re-label every query of the window from stored behaviour (INTENTLOOP_LABELS__*).
+
+    Position-debiased, time-decayed votes of every labeling function -> one label distribution per
+    query (or an abstention), replacing the previous ones; training reads them from then on. A
+    Dawid-Skene label model replaces the majority vote only where it wins on gold labels. Prints a
+    summary, then one JSON line.
+    """
+    from intentloop.labels_report import summary_lines
+    from store.migrate import upgrade
+    from streams.aggregation import run_aggregation
+
+    rt = _runtime()
+    upgrade(rt.endpoints.postgres_url)
+    result = run_aggregation(rt.db, rt.settings.labels, progress=not quiet)
+    for line in summary_lines(result.report_id, result.report):
+        click.echo(line)
+    click.echo(json.dumps(result.summary(), default=str))
+
+
+@labels.command("report")
+@click.option("--json", "as_json", is_flag=True, help="The stored report as one JSON object.")
+def labels_report(as_json: bool) -> None:
+    """The latest aggregation's report: per labeling function coverage, overlap, conflict and
+    accuracy on gold labels; propensity per rank; majority vote vs the label model."""
+    from intentloop.labels_report import report_lines
+    from store.labels import latest_labeling_report
+    from store.migrate import upgrade
+
+    rt = _runtime()
+    upgrade(rt.endpoints.postgres_url)
+    with rt.db.session() as session:
+        entry = latest_labeling_report(session)
+        if entry is None:
+            raise IntentloopError("no labeling report yet: run `intentloop labels aggregate` first")
+        report_id, computed_at, report = entry.id, entry.computed_at, dict(entry.report)
+    if as_json:
+        click.echo(json.dumps({"id": report_id, **report}, default=str))
+        return
+    for line in report_lines(report_id, computed_at, report):
+        click.echo(line)
+
+
+@labels.group("gold")
+def labels_gold() -> None:
+    """Human-verified labels: what labeling functions and the label model are measured against."""
+
+
+@labels_gold.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--source", default=None, help="Recorded with each label [default: the file name].")
+def labels_gold_load(path: Path, source: str | None) -> None:
+    """Upsert gold labels from CSV (header with query,label) or JSONL ({"query": .., "label": ..}).
+
+    Queries are normalised like search logs; labels must be ones the catalog (or the closed
+    INTENTLOOP_TAXONOMY__LABELS) knows. A bad row rejects the whole file.
+    """
+    from store.migrate import upgrade
+    from streams.gold import load_gold
+
+    rt = _runtime()
+    upgrade(rt.endpoints.postgres_url)
+    n = load_gold(rt.db, path, allowed=rt.settings.taxonomy.labels, source=(source or path.name)[:64])
+    click.echo(f"loaded {n} gold labels from {path}")
 
 
 # ---------------------------------------------------------------- demo

@@ -1,8 +1,9 @@
 """`intentloop demo`: the whole loop on real servers, with a readable summary at the end.
 
-stack up -> migrate -> simulate traffic into Kafka -> Faust worker ingests -> weak labels ->
-LoRA fine-tune -> promote -> an inference worker (already running, not yet ready) hot-swaps to
-the new adapter -> held-out queries are answered over HTTP and scored against ground truth.
+stack up -> migrate -> simulate traffic into Kafka -> the ingestion worker ingests -> weak labels ->
+aggregated labels (``intentloop labels aggregate``, with a sample of gold labels) -> LoRA
+fine-tune -> promote -> an inference worker (already running, not yet ready) hot-swaps to the new
+adapter -> held-out queries are answered over HTTP and scored against ground truth.
 """
 
 import shutil
@@ -16,15 +17,17 @@ import httpx
 from tqdm import tqdm
 
 from intentloop.jobs import train_and_maybe_promote
+from intentloop.labels_report import decision_line
 from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, served_version, wait_until
 from intentloop.runtime import Runtime
 from intentloop.settings import Settings
 from intentloop.stack import LocalStack, StackPorts
 from store.ingest import ingest_stats, load_catalog
-from store.labels import weak_label_snapshot
+from store.labels import upsert_gold, weak_label_snapshot
 from store.migrate import upgrade
 from store.settings import ArtifactSettings
 from store.taxonomy import label_for_category
+from streams.aggregation import run_aggregation
 from streams.kafka import ensure_topics
 from streams.simulator import SimConfig, Simulation, simulate
 from streams.traffic import TrafficCounts, produce, traffic_records
@@ -67,9 +70,9 @@ def run_demo(
         ingested = _stats_dict(rt) | {"wall_s": round(ingest_s, 1)}
         ingest.stop()
         label_quality = _weak_label_quality(rt, sim.truth)
-        echo(
-            f"[4/6] training a LoRA adapter on {label_quality['labelled_queries']} weak-labelled queries ..."
-        )
+        echo("[4/6] aggregating weak labels (position-debiased, with a label-model check on gold) ...")
+        aggregated = _aggregate_labels(rt, sim.truth)
+        echo(f"      training a LoRA adapter on {aggregated['labelled_queries']} labelled queries ...")
         trained = train_and_maybe_promote(rt, promote=False, progress=True)
         before = served_version(serve_port)
         echo(f"[5/6] promoting {trained['version']} (worker serving: {before or 'nothing yet'}) ...")
@@ -92,6 +95,7 @@ def run_demo(
         "events_produced": {**asdict(produced), "total": produced.total},
         "ingested": ingested,
         "weak_labels": label_quality,
+        "aggregated_labels": aggregated,
         "training": {k: trained[k] for k in ("run_id", "version", "snapshot", "gate")}
         | {
             "val_macro_f1": trained["metrics"].get("val_macro_f1"),
@@ -129,7 +133,7 @@ def _produce_traffic(rt: Runtime, searches: int, seed: int, echo: Echo) -> tuple
 def _await_ingestion(rt: Runtime, produced: TrafficCounts, proc: WorkerProcess, echo: Echo) -> float:
     """Block until every produced event is accounted for in Postgres; returns the seconds it took."""
     t0 = time.monotonic()
-    echo("[3/6] the Faust worker ingests both topics into Postgres ...")
+    echo("[3/6] the ingestion worker ingests both topics into Postgres ...")
     want = produced.total
     with tqdm(total=want, desc="ingest", unit="ev", leave=False) as bar:
 
@@ -155,6 +159,32 @@ def _weak_label_quality(rt: Runtime, truth: dict[str, str]) -> dict[str, Any]:
         "distinct_queries_seen": len(truth),
         "coverage": round(len(rows) / max(1, len(truth)), 3),
         "accuracy_vs_truth": round(sum(a == b for a, b in scored) / max(1, len(scored)), 3),
+    }
+
+
+_GOLD_EVERY = 10  # the demo's "annotators" label every 10th distinct query (from the simulator's truth)
+
+
+def _aggregate_labels(rt: Runtime, truth: dict[str, str]) -> dict[str, Any]:
+    """Load a gold sample, run the aggregation job, and score its labels against the full truth."""
+    tax = rt.settings.taxonomy
+    known = sorted((q, label) for q, path in truth.items() if (label := label_for_category(path, tax)))
+    gold = known[::_GOLD_EVERY]
+    with rt.db.session() as session:
+        upsert_gold(session, gold, source="demo:simulator-sample")
+    result = run_aggregation(rt.db, rt.settings.labels, progress=True)
+    labelled = {q: d.label for q, d in result.distributions.items() if not d.abstained}
+    scored = [(label, label_for_category(truth[q], tax)) for q, label in labelled.items() if q in truth]
+    return {
+        "labelled_queries": len(labelled),
+        "coverage": round(len(labelled) / max(1, len(truth)), 3),
+        "accuracy_vs_truth": round(sum(a == b for a, b in scored) / max(1, len(scored)), 3),
+        "abstained": result.report["abstained"],
+        "method": result.method,
+        "decision": decision_line(result.report),
+        "gold_labels": len(gold),
+        "comparison": result.report["comparison"],
+        "report_id": result.report_id,
     }
 
 
@@ -215,6 +245,7 @@ def _stats_dict(rt: Runtime) -> dict[str, Any]:
 
 def _print_summary(s: dict[str, Any], echo: Echo) -> None:
     ing, wl, tr, sv = s["ingested"], s["weak_labels"], s["training"], s["served"]
+    ag = s["aggregated_labels"]
     echo("")
     echo("intentloop demo — the loop closed")
     ep = s["events_produced"]
@@ -231,9 +262,15 @@ def _print_summary(s: dict[str, Any], echo: Echo) -> None:
         f"(ingestion took {ing['wall_s']:.0f}s, worker start and consumer-group join included)"
     )
     echo(
-        f"  weak labels         {wl['labelled_queries']:>8}  queries over the confidence bar; "
+        f"  weak labels (raw)   {wl['labelled_queries']:>8}  queries over the confidence bar; "
         f"accuracy vs truth {wl['accuracy_vs_truth']:.1%}, coverage {wl['coverage']:.1%}"
     )
+    echo(
+        f"  aggregated labels   {ag['labelled_queries']:>8}  queries labelled; accuracy vs truth "
+        f"{ag['accuracy_vs_truth']:.1%}, coverage {ag['coverage']:.1%}, "
+        f"{ag['abstained']['total']} abstained {ag['abstained']['by_reason']}"
+    )
+    echo(f"  labeler             {ag['decision']}; {ag['gold_labels']} gold labels")
     echo(
         f"  adapter             {tr['version']}  val macro-F1 {tr['val_macro_f1']:.3f} on {tr['device']}, "
         f"{tr['trainable_params_pct']:.2f}% params trained, {tr['train_wall_s']:.0f}s"

@@ -13,6 +13,7 @@ from intentloop.stack import StackPorts
 from serving.settings import ServeSettings
 from store.settings import ArtifactSettings, PostgresSettings, RedisSettings, TaxonomySettings
 from streams.settings import IngestSettings, KafkaSettings
+from streams.weak.settings import LabelSettings
 from trainer.settings import ModelSettings, TrainSettings
 
 
@@ -20,7 +21,11 @@ class Settings(BaseSettings):
     """Everything configurable. Unset server URLs mean "use the embedded stack under ``state_dir``"."""
 
     model_config = SettingsConfigDict(
-        env_prefix="INTENTLOOP_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+        env_prefix="INTENTLOOP_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        env_parse_none_str="null",  # e.g. INTENTLOOP_LABELS__HALF_LIFE_DAYS=null: no time decay
     )
 
     state_dir: Path = Path(".intentloop")
@@ -31,6 +36,7 @@ class Settings(BaseSettings):
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)

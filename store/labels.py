@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, select, text
+from sqlalchemy import Row, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from store.models import GoldLabel, LabelDistribution, LabelingReport, Product
+from store.models import GoldLabel, LabelDistribution, LabelingReport, Product, SearchQuery
 
 # Per normalised query: the winning label, its share of positive votes (confidence) and the evidence.
 _SNAPSHOT_SQL = text(
@@ -85,6 +85,18 @@ def iter_search_rows(session: Session, *, since: datetime) -> Iterator[Row[Any]]
     yield from result
 
 
+def newest_search_ts(session: Session) -> datetime | None:
+    """When the newest stored search happened: the aggregation window and time decay count back
+    from it, so a replayed backfill labels the same as live traffic did."""
+    return session.scalar(select(func.max(SearchQuery.ts)))
+
+
+def known_labels(session: Session) -> set[str]:
+    """Every intent label some catalog product votes for (what a gold label may be)."""
+    stmt = select(Product.label).where(Product.label.is_not(None)).distinct()
+    return {str(label) for label in session.scalars(stmt)}
+
+
 def catalog_labels(session: Session) -> dict[str, str]:
     rows = session.execute(select(Product.product_id, Product.label).where(Product.label.is_not(None)))
     return {str(pid): str(label) for pid, label in rows}
@@ -107,6 +119,13 @@ def record_labeling_report(session: Session, report: dict[str, Any]) -> int:
 
 def latest_labeling_report(session: Session) -> LabelingReport | None:
     return session.scalars(select(LabelingReport).order_by(LabelingReport.id.desc()).limit(1)).first()
+
+
+def labelled_distribution_count(session: Session) -> int:
+    """Queries the latest aggregation labelled (did not abstain on): whether training should read
+    ``label_distributions`` rather than the raw ``weak_labels`` votes."""
+    stmt = select(func.count()).select_from(LabelDistribution).where(LabelDistribution.abstained.is_(False))
+    return int(session.scalar(stmt) or 0)
 
 
 def distribution_snapshot(session: Session, *, min_confidence: float) -> list[LabelledQuery]:

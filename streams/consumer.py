@@ -30,7 +30,7 @@ from store.db import Database
 from store.exceptions import StoreUnavailableError
 from store.ingest import BatchCounts, expire_orphans, resolve_all_pending
 from streams import topics
-from streams.ingest import BatchIngestor, DeadLetter, DecodedBatch, RawRecord, decode_batch
+from streams.ingest import BatchIngestor, DeadLetter, DecodedBatch, decode_batch
 from streams.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -122,11 +122,7 @@ class IngestWorker:
                 fetched = fetch.result()
                 if not fetched:
                     continue
-                records = [
-                    RawRecord(tp.topic, tp.partition, r.offset, r.value)
-                    for tp, recs in fetched.items()
-                    for r in recs
-                ]
+                records = [r for recs in fetched.values() for r in recs]  # ConsumerRecords as they are
                 offsets = {tp: recs[-1].offset + 1 for tp, recs in fetched.items() if recs}
                 batch = decode_batch(records, s, datetime.now(UTC))
                 await self.finish_in_flight()  # commits stay in order; at most one batch in flight

@@ -18,3 +18,11 @@ class MalformedEventError(StreamsError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class NothingToLabelError(StreamsError):
+    """The aggregation window holds no searches: ingest traffic (or widen INTENTLOOP_LABELS__WINDOW_DAYS)."""
+
+
+class GoldFileError(StreamsError):
+    """A gold-label file cannot be read: the message names the file, the line and what is wrong."""

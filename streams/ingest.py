@@ -6,10 +6,10 @@ no Faust in it so it is tested directly and reused by the replay and benchmark p
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from store.db import Database
 from store.exceptions import StoreUnavailableError
@@ -28,9 +28,21 @@ _DEAD_PAYLOAD_BYTES = 4096  # what of a rejected payload is kept in Postgres for
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
-@dataclass(frozen=True)
-class RawRecord:
-    """One Kafka record as received, with the coordinates that identify it."""
+class Record(Protocol):
+    """What decoding needs of a record: aiokafka's ``ConsumerRecord`` is one, :class:`RawRecord` another."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class RawRecord(NamedTuple):
+    """One Kafka record as received, with the coordinates that identify it (tests, replays)."""
 
     topic: str
     partition: int
@@ -40,7 +52,7 @@ class RawRecord:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    record: RawRecord
+    record: Record
     reason: str
 
 
@@ -51,7 +63,7 @@ class DecodedBatch:
     dead: list[DeadLetter] = field(default_factory=list)
 
 
-def decode_batch(records: Sequence[RawRecord], settings: IngestSettings, now: datetime) -> DecodedBatch:
+def decode_batch(records: Iterable[Record], settings: IngestSettings, now: datetime) -> DecodedBatch:
     """Validate every record; good ones become store rows, bad ones dead letters with a reason."""
     out = DecodedBatch()
     horizon = now + timedelta(seconds=settings.max_future_skew_s)
@@ -70,7 +82,7 @@ def decode_batch(records: Sequence[RawRecord], settings: IngestSettings, now: da
     return out
 
 
-def _decode(rec: RawRecord, max_bytes: int) -> SearchQuery | Feedback:
+def _decode(rec: Record, max_bytes: int) -> SearchQuery | Feedback:
     if rec.topic == topics.QUERIES:
         return decode_query(rec.value or b"", max_bytes=max_bytes)
     if rec.topic == topics.FEEDBACK:

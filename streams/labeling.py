@@ -29,5 +29,8 @@ LABELING_FUNCTIONS: tuple[LabelingFunction, ...] = (lf_purchase, lf_add_to_cart,
 
 
 def vote_weight(event: Feedback, functions: tuple[LabelingFunction, ...] = LABELING_FUNCTIONS) -> float:
-    """The summed vote of every labeling function for this event."""
-    return sum(fn(event) for fn in functions)
+    """The summed vote of every labeling function for this event (a plain loop: it runs per event)."""
+    total = 0.0
+    for fn in functions:
+        total += fn(event)
+    return total

@@ -12,7 +12,12 @@ from typing import Any
 
 from store.artifacts import ArtifactStore
 from store.db import Database
-from store.labels import LabelledQuery, weak_label_snapshot
+from store.labels import (
+    LabelledQuery,
+    distribution_snapshot,
+    labelled_distribution_count,
+    weak_label_snapshot,
+)
 from store.versions import finish_run, record_version, start_run
 from trainer.dataset import Example
 from trainer.exceptions import NotEnoughDataError
@@ -31,12 +36,31 @@ class TrainOutcome:
     artifact_dir: Path
 
 
-def snapshot_examples(db: Database, train: TrainSettings) -> list[LabelledQuery]:
+# Where a snapshot's labels came from (recorded with the run and its adapter).
+FROM_DISTRIBUTIONS = "label_distributions"
+FROM_WEAK_LABELS = "weak_labels"
+
+
+def snapshot_examples(db: Database, train: TrainSettings) -> tuple[list[LabelledQuery], str]:
+    """The training rows and their source.
+
+    The aggregated labels (``intentloop labels aggregate``: position-debiased, time-decayed, with
+    negative evidence and abstention) when an aggregation labelled any query; otherwise the raw
+    running vote ingestion keeps, so that training works before the first aggregation too. The
+    aggregation applied its own evidence bar, so only ``min_confidence`` filters its rows here.
+    """
     with db.session() as session:
-        rows = weak_label_snapshot(session, min_votes=train.min_votes, min_confidence=train.min_confidence)
+        if labelled_distribution_count(session) > 0:
+            source = FROM_DISTRIBUTIONS
+            rows = distribution_snapshot(session, min_confidence=train.min_confidence)
+        else:
+            source = FROM_WEAK_LABELS
+            rows = weak_label_snapshot(
+                session, min_votes=train.min_votes, min_confidence=train.min_confidence
+            )
     if train.max_examples is not None:
         rows = rows[: train.max_examples]
-    return rows
+    return rows, source
 
 
 def to_examples(rows: list[LabelledQuery]) -> list[Example]:
@@ -62,10 +86,11 @@ def run_training(
         run_id = start_run(session, trigger=trigger, params=train.model_dump(mode="json"))
     started = time.monotonic()
     try:
-        rows = snapshot_examples(db, train)
+        rows, source = snapshot_examples(db, train)
         train_rows, val_rows = split_by_query(rows, lambda r: r.norm_text, train.val_fraction)
         labels = sorted({r.label for r in rows})
         snapshot = {
+            "source": source,
             "queries": len(rows),
             "train": len(train_rows),
             "val": len(val_rows),
@@ -75,11 +100,12 @@ def run_training(
         }
         if len(labels) < 2 or not train_rows or not val_rows:
             raise NotEnoughDataError(
-                f"snapshot has {len(rows)} confident queries over {len(labels)} labels; need at least "
-                "2 labels and both a train and a validation split (ingest more traffic or lower "
-                "INTENTLOOP_TRAIN__MIN_VOTES / INTENTLOOP_TRAIN__MIN_CONFIDENCE)"
+                f"snapshot (from {source}) has {len(rows)} confident queries over {len(labels)} labels; "
+                "need at least 2 labels and both a train and a validation split (ingest more traffic "
+                "or lower INTENTLOOP_TRAIN__MIN_CONFIDENCE, and INTENTLOOP_TRAIN__MIN_VOTES or "
+                "INTENTLOOP_LABELS__MIN_EVIDENCE)"
             )
-        log.info("snapshot: %s", snapshot)
+        log.info("snapshot from %s: %s", source, snapshot)
         result = fit(
             to_examples(train_rows),
             to_examples(val_rows),

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from tqdm import tqdm
+
 from streams.weak.functions import DEFAULT_LFS, LabelingFunction
 from streams.weak.propensity import Propensity
 from streams.weak.records import SearchRecord
@@ -80,12 +82,14 @@ def tabulate(
     propensity: Propensity | None = None,
     now: datetime | None = None,
     half_life_s: float | None = None,
+    progress: bool = False,
 ) -> VoteTable:
     """Run ``lfs`` over ``records`` and sum their votes per (query, function, label).
 
     ``catalog`` maps product id -> intent label; votes for products it lacks (unknown) or maps to
     ``None`` (outside the taxonomy) are not counted. ``now`` defaults to the newest search, so that
-    decay is relative to the data and a replayed log labels the same as a live one.
+    decay is relative to the data and a replayed log labels the same as a live one. ``progress``
+    shows a bar (the one slow loop of an aggregation: every function over every search).
     """
     records = list(records)
     if now is None and records:
@@ -95,7 +99,7 @@ def tabulate(
     searches: dict[str, int] = defaultdict(int)
     lf_searches: dict[str, int] = dict.fromkeys((lf.name for lf in lfs), 0)
     lf_votes: dict[str, int] = dict.fromkeys((lf.name for lf in lfs), 0)
-    for rec in records:
+    for rec in tqdm(records, desc="labeling functions", unit="search", disable=not progress, leave=False):
         searches[rec.norm_text] += 1
         w = decay((now - rec.ts).total_seconds(), half_life_s) if now is not None else 1.0
         for lf in lfs:

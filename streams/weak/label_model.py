@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.weak.aggregate import LabelDistribution, LFOutputs
+from streams.weak.aggregate import LabelDistribution, LFOutputs, VoteTable, distribution_of
 
 Posteriors = dict[str, dict[str, float]]  # query -> label -> P(label | answers)
 
@@ -129,6 +129,27 @@ def fit(
         if moved < tol:
             break
     return DawidSkene(label_set, lfs, priors, confusion, rounds)
+
+
+def distributions(
+    posteriors: Posteriors,
+    table: VoteTable,
+    min_evidence: float = 2.0,
+    min_confidence: float = 0.6,
+    min_share: float = 1e-3,
+) -> dict[str, LabelDistribution]:
+    """The label model's posteriors as label distributions, abstaining by the same rules as the
+    majority vote (evidence is still the decayed positive vote weight), so the two are comparable
+    and training reads either the same way.
+
+    Labels with a posterior under ``min_share`` are left out of the stored distribution: a model
+    over K labels gives every label some mass, and a dashboard needs the ones that matter.
+    """
+    out = {}
+    for q, post in posteriors.items():
+        kept = {label: p for label, p in post.items() if p >= min_share}
+        out[q] = distribution_of(q, kept, table.support.get(q, 0.0), min_evidence, min_confidence)
+    return out
 
 
 def _accuracy(predicted: Mapping[str, str], gold: Mapping[str, str], on: set[str]) -> float | None:

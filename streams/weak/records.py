@@ -7,10 +7,10 @@ session's next query in view. These records are that join, built once from the e
 """
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from store.taxonomy import normalise_query
 from streams.events import Feedback, FeedbackType, SearchQuery
@@ -114,6 +114,47 @@ def _next_in_session(ordered: list[SearchQuery]) -> dict[str, SearchQuery]:
             follower[previous.query_id] = q
         last[q.session_id] = q
     return follower
+
+
+def records_from_search_rows(rows: Iterable[Sequence[Any]]) -> list[SearchRecord]:
+    """Records from the store's flat (search x interaction) rows (``store.labels.iter_search_rows``).
+
+    Each row is ``(query_id, session_id, ts, norm_text, shown, type, product_id, position,
+    dwell_ms, feedback_ts)``, the feedback columns ``None`` for a search without any. Rows must come
+    grouped by session, its searches in ``(ts, query_id)`` order, so that one pass can link every
+    search to the session's next one without holding the rows. The result is the same as
+    :func:`records_from_events` on the same events: same order, same interactions, same links.
+    """
+    records: list[SearchRecord] = []
+    session: list[tuple[Sequence[Any], list[Interaction]]] = []  # the current session's searches
+
+    def flush() -> None:
+        for k, (head, interactions) in enumerate(session):
+            nxt = session[k + 1][0] if k + 1 < len(session) else None
+            records.append(
+                SearchRecord(
+                    query_id=head[0],
+                    session_id=head[1],
+                    ts=head[2],
+                    norm_text=head[3],
+                    shown=tuple(head[4] or ()),
+                    interactions=tuple(sorted(interactions, key=lambda i: (i.ts, i.position))),
+                    next_norm_text=nxt[3] if nxt is not None else None,
+                    next_gap_s=(nxt[2] - head[2]).total_seconds() if nxt is not None else None,
+                )
+            )
+        session.clear()
+
+    for row in rows:
+        if not session or session[-1][0][0] != row[0]:
+            if session and session[-1][0][1] != row[1]:
+                flush()
+            session.append((row, []))
+        if row[5] is not None:
+            session[-1][1].append(Interaction(FeedbackType(row[5]), row[6], row[7], row[8], row[9]))
+    flush()
+    records.sort(key=lambda r: (r.ts, r.query_id))
+    return records
 
 
 def records_from_simulation(sim: "Simulation") -> list[SearchRecord]:

@@ -21,7 +21,7 @@ class LabelSettings(BaseModel):
         default=90.0, gt=0, description="searches this far back from the newest one are read (None: all)"
     )
     half_life_days: float | None = Field(
-        default=14.0, gt=0, description="a search's votes halve in weight every this many days (None: no decay)"
+        default=14.0, gt=0, description="a search's votes halve every this many days (None: no decay)"
     )
     min_evidence: float = Field(
         default=2.0, ge=0, description="decayed positive vote weight a query needs, else it abstains"
@@ -32,7 +32,9 @@ class LabelSettings(BaseModel):
     propensity_method: Literal["harvest", "pbm"] = Field(
         default="harvest", description="how examination propensity per rank is fitted from the clicks"
     )
-    max_ips_weight: float = Field(default=10.0, ge=1, description="inverse-propensity weights are clipped here")
+    max_ips_weight: float = Field(
+        default=10.0, ge=1, description="inverse-propensity weights are clipped at this value"
+    )
     label_model_margin: float = Field(
         default=0.01,
         ge=0,

@@ -1,13 +1,27 @@
 import pytest
 from click.testing import CliRunner
 
-from intentloop.cli import EXIT_UNAVAILABLE, cli, main
+from intentloop.cli import EXIT_CONFIG, EXIT_UNAVAILABLE, cli, main
 from intentloop.settings import Settings
 
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["stack"], ["db"], ["worker"], ["registry"], ["catalog"], ["train"], ["simulate"], ["demo"]],
+    [
+        [],
+        ["stack"],
+        ["db"],
+        ["worker"],
+        ["registry"],
+        ["catalog"],
+        ["train"],
+        ["simulate"],
+        ["demo"],
+        ["labels"],
+        ["labels", "aggregate"],
+        ["labels", "report"],
+        ["labels", "gold", "load"],
+    ],
 )
 def test_every_command_has_help(args):
     result = CliRunner().invoke(cli, [*args, "--help"])
@@ -36,3 +50,13 @@ def test_unreachable_server_is_one_line_and_exit_code_3(monkeypatch, tmp_path, c
     assert exc.value.code == EXIT_UNAVAILABLE
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "unreachable" in err
+
+
+def test_invalid_setting_is_one_line_and_exit_code_2(monkeypatch, capsys):
+    monkeypatch.setenv("INTENTLOOP_LABELS__MIN_EVIDENCE", "lots")
+    with pytest.raises(SystemExit) as exc:
+        main(["labels", "aggregate"])
+    assert exc.value.code == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid configuration: INTENTLOOP_LABELS__MIN_EVIDENCE: ")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

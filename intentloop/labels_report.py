@@ -1,0 +1,91 @@
+"""Text renderings of a labeling report (``intentloop labels aggregate`` / ``labels report``).
+
+The report itself is JSON built by ``streams.aggregation.build_report`` (and kept for the
+dashboard); these functions only lay it out for a terminal, so they are pure and tested as such.
+"""
+
+from datetime import datetime
+from typing import Any
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def _when(iso: str) -> str:
+    """An ISO timestamp to the second (the stored ones carry microseconds nobody reads)."""
+    try:
+        return datetime.fromisoformat(iso).isoformat(timespec="seconds")
+    except ValueError:
+        return iso
+
+
+def _abstentions(report: dict[str, Any]) -> str:
+    reasons = sorted(report["abstained"]["by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
+    detail = ", ".join(f"{k} {v}" for k, v in reasons)
+    return f"{report['abstained']['total']} abstained" + (f" ({detail})" if detail else "")
+
+
+def decision_line(report: dict[str, Any]) -> str:
+    """Which labeler was used and why, in one line."""
+    cmp = report["comparison"]
+    if not cmp.get("n_gold"):
+        return f"{report['method']} ({cmp.get('reason', 'no gold labels to compare on')})"
+    common = cmp["common"]
+    return (
+        f"{report['method']} (on {common['n']} gold queries both label: majority "
+        f"{_pct(common['majority_accuracy'])} vs "
+        f"label model {_pct(common['dawid_skene_accuracy'])}; the model needs +{cmp['margin']:.1%})"
+    )
+
+
+def summary_lines(report_id: int, report: dict[str, Any]) -> list[str]:
+    """What ``labels aggregate`` prints before its JSON line."""
+    gold = report["gold_accuracy"]
+    return [
+        f"aggregated {report['searches']} searches into {report['queries']} queries: "
+        f"{report['labelled']} labelled ({_pct(report['coverage'])}), {_abstentions(report)}",
+        f"labeler {decision_line(report)}",
+        f"accuracy on gold labels {_pct(gold)}" if gold is not None else "no gold labels among the labelled",
+        f"report {report_id} stored (`intentloop labels report` shows it)",
+    ]
+
+
+_COLUMNS = ("function", "+/-", "votes", "searches", "coverage", "overlap", "conflict", "accuracy", "gold")
+
+
+def report_lines(report_id: int, computed_at: datetime | str, report: dict[str, Any]) -> list[str]:
+    """The readable report: headline numbers, the labeler decision, propensities, a table per function."""
+    when = computed_at.isoformat(timespec="seconds") if isinstance(computed_at, datetime) else computed_at
+    window = report["window"]
+    theta = " ".join(f"{t:.2f}" for t in report["propensity"]["theta"])
+    lines = [
+        f"labeling report {report_id}, computed {when}",
+        f"  window        {_when(window['since'])} .. {_when(window['until'])}",
+        f"  searches      {report['searches']}, queries {report['queries']}",
+        f"  labelled      {report['labelled']} ({_pct(report['coverage'])}), {_abstentions(report)}",
+        f"  labeler       {decision_line(report)}",
+        f"  gold accuracy {_pct(report['gold_accuracy'])} (of the labelled queries that have a gold label)",
+        f"  propensity    {report['propensity']['method']}, examination by rank: {theta}",
+        "",
+        "  {:<20} {:>3} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>6}".format(*_COLUMNS),
+    ]
+    for row in report["labeling_functions"]:
+        lines.append(
+            "  {:<20} {:>3} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>6}".format(
+                row["name"][:20],
+                "+" if row["polarity"] > 0 else "-",
+                row["n_votes"],
+                _pct(row["search_coverage"]),
+                _pct(row["coverage"]),
+                _pct(row["overlap"]),
+                _pct(row["conflict"]),
+                _pct(row["accuracy"]),
+                row["n_gold"],
+            )
+        )
+    lines.append(
+        "  (searches: share of searches it voted on; coverage/overlap/conflict: shares of queries; "
+        "accuracy: on the gold queries it answers)"
+    )
+    return lines

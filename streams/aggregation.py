@@ -1,0 +1,222 @@
+"""The aggregation job: stored search behaviour -> one label distribution per query, plus a report.
+
+``intentloop labels aggregate`` and the demo run it between ingestion and training. Ingestion keeps
+a cheap running vote per event (``weak_labels``); this job re-reads the searches of a window with
+their full context, which per-event ingestion cannot see (what was skipped, what the shopper
+searched next, how likely each rank was to be looked at), and so can correct for position bias,
+weigh recent behaviour more, take negative evidence and learn how far to trust each function:
+
+1. searches of the window (``labels.window_days`` back from the newest one) -> ``SearchRecord``;
+2. examination propensity per rank fitted on those very clicks (``labels.propensity_method``);
+3. every labeling function over every search, votes IPS-weighted and time-decayed;
+4. the weighted majority vote per query, abstaining under ``min_evidence`` / ``min_confidence``;
+5. with gold labels: a Dawid-Skene label model fitted on the functions' answers, used instead only
+   when it beats the majority vote on gold by ``labels.label_model_margin``;
+6. ``label_distributions`` replaced and a ``labeling_reports`` row added, in one transaction.
+
+The pure parts are ``streams.weak``; this module only reads, wires and writes.
+"""
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tqdm import tqdm
+
+from store.db import Database
+from store.labels import (
+    catalog_labels,
+    gold_labels,
+    iter_search_rows,
+    newest_search_ts,
+    record_labeling_report,
+    replace_label_distributions,
+)
+from streams.exceptions import NothingToLabelError
+from streams.weak import label_model
+from streams.weak.aggregate import LabelDistribution, VoteTable, lf_outputs, majority, tabulate
+from streams.weak.analysis import analyse, report
+from streams.weak.functions import DEFAULT_LFS, LabelingFunction
+from streams.weak.propensity import estimate_propensity
+from streams.weak.records import records_from_search_rows
+from streams.weak.settings import LabelSettings
+
+log = logging.getLogger(__name__)
+
+MAJORITY = "majority"
+DAWID_SKENE = "dawid_skene"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class AggregationResult:
+    """What one run wrote: the report (also stored, as ``report_id``) and the distributions."""
+
+    report_id: int
+    report: dict[str, Any]
+    distributions: dict[str, LabelDistribution]
+
+    @property
+    def method(self) -> str:
+        return str(self.report["method"])
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers (the CLI's JSON line): no per-function or per-rank detail."""
+        r = self.report
+        return {
+            "report_id": self.report_id,
+            "method": r["method"],
+            "searches": r["searches"],
+            "queries": r["queries"],
+            "labelled": r["labelled"],
+            "abstained": r["abstained"]["total"],
+            "coverage": r["coverage"],
+            "gold": r["comparison"]["n_gold"],
+            "gold_accuracy": r["gold_accuracy"],
+            "wall_s": r["wall_s"],
+        }
+
+
+def run_aggregation(
+    db: Database,
+    settings: LabelSettings,
+    *,
+    lfs: Sequence[LabelingFunction] = DEFAULT_LFS,
+    progress: bool = True,
+) -> AggregationResult:
+    """Aggregate the window's searches into label distributions and store them with a report.
+
+    Raises :class:`NothingToLabelError` when there is no search to label (nothing is replaced then:
+    an empty window must not wipe out the labels training currently reads).
+    """
+    started = time.monotonic()
+    with db.session() as session:
+        newest = newest_search_ts(session)
+        if newest is None:
+            raise NothingToLabelError("no searches are stored yet: ingest traffic first")
+        since = newest - timedelta(seconds=settings.window_s) if settings.window_s is not None else _EPOCH
+        rows = tqdm(
+            iter_search_rows(session, since=since),
+            desc="reading searches",
+            unit="row",
+            disable=not progress,
+            leave=False,
+        )
+        records = records_from_search_rows(rows)
+        catalog = catalog_labels(session)
+        gold = {g.norm_text: g.label for g in gold_labels(session)}
+    if not records:
+        raise NothingToLabelError(f"no searches since {since.isoformat()} (INTENTLOOP_LABELS__WINDOW_DAYS)")
+    propensity = estimate_propensity(
+        records, method=settings.propensity_method, max_weight=settings.max_ips_weight
+    )
+    table = tabulate(
+        records, catalog, lfs, propensity, now=newest, half_life_s=settings.half_life_s, progress=progress
+    )
+    voted = majority(table, settings.min_evidence, settings.min_confidence)
+    chosen, comparison, model_info = _choose(table, voted, gold, settings)
+    method = comparison["use"]
+    report_body = build_report(
+        settings=settings,
+        window=(since, newest),
+        n_searches=len(records),
+        distributions=chosen,
+        method=method,
+        theta=propensity.theta,
+        lf_rows=report(analyse(table, lfs, gold)),
+        comparison=comparison,
+        model_info=model_info,
+        gold=gold,
+    )
+    rows_out = [d.to_dict() | {"method": method} for d in chosen.values()]
+    report_body["wall_s"] = round(time.monotonic() - started, 2)
+    with db.session() as session:
+        replace_label_distributions(session, rows_out)
+        report_id = record_labeling_report(session, report_body)
+    log.info(
+        "aggregated %d searches into %d queries (%d labelled, method %s) in %.1fs: report %d",
+        len(records),
+        report_body["queries"],
+        report_body["labelled"],
+        method,
+        report_body["wall_s"],
+        report_id,
+    )
+    return AggregationResult(report_id, report_body, chosen)
+
+
+def _choose(
+    table: VoteTable,
+    voted: dict[str, LabelDistribution],
+    gold: Mapping[str, str],
+    settings: LabelSettings,
+) -> tuple[dict[str, LabelDistribution], dict[str, Any], dict[str, Any]]:
+    """Majority vote, or the label model where it wins on gold; returns (distributions, comparison,
+    model details).
+
+    Without gold labels there is nothing to compare on, so the label model is not even fitted: the
+    majority vote is the default and stays so until someone loads gold labels.
+    """
+    if not gold:
+        comparison = label_model.compare({}, voted, {}, margin=settings.label_model_margin)
+        return voted, comparison | {"reason": "no gold labels: load some with `labels gold load`"}, {}
+    outputs = lf_outputs(table)
+    model = label_model.fit(outputs)
+    modelled = label_model.distributions(
+        model.predict(outputs), table, settings.min_evidence, settings.min_confidence
+    )
+    # Score the model on what it would actually label, after the same abstention rules as majority.
+    used = {q: d.distribution for q, d in modelled.items() if not d.abstained}
+    comparison = label_model.compare(gold, voted, used, margin=settings.label_model_margin)
+    model_info = {"n_iter": model.n_iter, "labels": len(model.labels), "functions": list(model.lfs)}
+    if comparison["use"] != DAWID_SKENE:
+        return voted, comparison, model_info
+    # Queries the model has no answer for (no function fired) keep majority's no-evidence row.
+    return {q: modelled.get(q, d) for q, d in voted.items()}, comparison, model_info
+
+
+def build_report(
+    *,
+    settings: LabelSettings,
+    window: tuple[datetime, datetime],
+    n_searches: int,
+    distributions: Mapping[str, LabelDistribution],
+    method: str,
+    theta: Sequence[float],
+    lf_rows: list[dict[str, Any]],
+    comparison: dict[str, Any],
+    model_info: dict[str, Any],
+    gold: Mapping[str, str],
+) -> dict[str, Any]:
+    """The stored report (JSON): what the dashboard and ``intentloop labels report`` show.
+
+    Pure, so its shape is tested without a database.
+    """
+    labelled = {q: d for q, d in distributions.items() if not d.abstained and d.label is not None}
+    reasons = Counter(d.reason for d in distributions.values() if d.abstained)
+    scored = [q for q in labelled if q in gold]
+    return {
+        "computed_at": datetime.now(UTC).isoformat(),
+        "window": {"since": window[0].isoformat(), "until": window[1].isoformat()},
+        "settings": settings.model_dump(mode="json"),
+        "method": method,
+        "searches": n_searches,
+        "queries": len(distributions),
+        "labelled": len(labelled),
+        "coverage": round(len(labelled) / max(len(distributions), 1), 4),
+        "abstained": {"total": sum(reasons.values()), "by_reason": dict(sorted(reasons.items()))},
+        "gold_accuracy": (
+            round(sum(labelled[q].label == gold[q] for q in scored) / len(scored), 4) if scored else None
+        ),
+        "propensity": {
+            "method": settings.propensity_method,
+            "theta": [round(t, 4) for t in theta],
+        },
+        "labeling_functions": lf_rows,
+        "comparison": comparison,
+        "label_model": model_info,
+    }

@@ -1,0 +1,97 @@
+"""Gold labels from a file: human-verified (query, label) pairs the label analysis is measured on.
+
+A shop's annotators work in spreadsheets, so CSV (a header with ``query`` and ``label`` columns) and
+JSONL (one ``{"query": ..., "label": ...}`` object a line) are both read. Queries are normalised the
+way search logs are (``store.taxonomy.normalise_query``), so "Red  Shoes" labels the query that
+shoppers typed as "red shoes". A file is loaded whole or not at all: one bad row stops the load and
+names its line, because a half-loaded gold set silently skews every accuracy it is used for.
+"""
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from store.db import Database
+from store.labels import known_labels, upsert_gold
+from store.taxonomy import normalise_query
+from streams.exceptions import GoldFileError
+
+CSV_SUFFIXES = frozenset({".csv"})
+JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
+
+
+def read_gold_file(path: Path) -> list[tuple[str, str]]:
+    """(normalised query, label) pairs in file order (a query may repeat: the later row wins).
+
+    The format follows the suffix: ``.csv``, or ``.jsonl`` / ``.ndjson``.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in CSV_SUFFIXES | JSONL_SUFFIXES:
+        raise GoldFileError(f"{path}: unknown format {suffix or '(no suffix)'!r}; use .csv or .jsonl")
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows = _csv_rows(path, fh) if suffix in CSV_SUFFIXES else _jsonl_rows(path, fh)
+            pairs = [_pair(path, line, row) for line, row in rows]
+    except UnicodeDecodeError as exc:
+        raise GoldFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise GoldFileError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+    if not pairs:
+        raise GoldFileError(f"{path}: no gold labels in it")
+    return pairs
+
+
+def _csv_rows(path: Path, fh: Iterable[str]) -> list[tuple[int, Any]]:
+    reader = csv.DictReader(fh)
+    missing = {"query", "label"} - set(reader.fieldnames or ())
+    if missing:
+        raise GoldFileError(
+            f"{path}: the header needs 'query' and 'label' columns (missing {', '.join(sorted(missing))})"
+        )
+    return [(reader.line_num, row) for row in reader]
+
+
+def _jsonl_rows(path: Path, fh: Iterable[str]) -> list[tuple[int, Any]]:
+    rows = []
+    for line, text in enumerate(fh, start=1):
+        if not text.strip():
+            continue
+        try:
+            rows.append((line, json.loads(text)))
+        except json.JSONDecodeError as exc:
+            raise GoldFileError(f"{path}:{line}: not JSON ({exc.msg})") from exc
+    return rows
+
+
+def _pair(path: Path, line: int, row: Any) -> tuple[str, str]:
+    if not isinstance(row, dict):
+        raise GoldFileError(f"{path}:{line}: expected an object with 'query' and 'label'")
+    query, label = row.get("query"), row.get("label")
+    if not isinstance(query, str) or not normalise_query(query):
+        raise GoldFileError(f"{path}:{line}: 'query' must be non-empty text")
+    if not isinstance(label, str) or not label.strip():
+        raise GoldFileError(f"{path}:{line}: 'label' must be non-empty text")
+    return normalise_query(query), label.strip()
+
+
+def load_gold(db: Database, path: Path, *, allowed: Iterable[str] = (), source: str = "file") -> int:
+    """Validate ``path`` against the label set and upsert it; returns the rows written.
+
+    The label set is ``allowed`` (the closed taxonomy, when configured), else every label the
+    catalog votes for: a gold label no product can ever vote for could never be matched and would
+    only make every labeling function look wrong.
+    """
+    pairs = dict(read_gold_file(path))  # one row per query (Postgres upserts a row once per statement)
+    with db.session() as session:
+        labels = set(allowed) or known_labels(session)
+        if not labels:
+            raise GoldFileError("no known intent labels to check against: load the catalog first")
+        unknown = sorted(set(pairs.values()) - labels)
+        if unknown:
+            shown = ", ".join(repr(x) for x in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise GoldFileError(
+                f"{path}: {len(unknown)} unknown label(s): {shown}; known: {', '.join(sorted(labels))}"
+            )
+        return upsert_gold(session, pairs.items(), source=source)
