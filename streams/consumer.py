@@ -90,11 +90,18 @@ class IngestWorker:
             sweeper = asyncio.create_task(self._sweep_forever(producer))
             try:
                 await self._consume(consumer, producer)
+            except StoreUnavailableError:
+                if not self._stopping.is_set():
+                    raise
+                log.warning("stopped during a Postgres outage: the unstored batch will be re-read")
             finally:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
-                await self.finish_in_flight()
+                try:
+                    await self.finish_in_flight()
+                except StoreUnavailableError as exc:  # stopping during an outage: nothing committed
+                    log.warning("stopped with a batch unstored (%s): its offsets stay uncommitted", exc)
                 await consumer.stop()
         finally:
             await producer.stop()
@@ -103,9 +110,16 @@ class IngestWorker:
 
     async def finish_in_flight(self) -> None:
         """Wait for the batch being written, if any, and its offset commit."""
-        task, self._in_flight = self._in_flight, None
-        if task is not None:
-            await task
+        # The loop and the rebalance listener may both wait here: both must wait for the same batch
+        # (neither may start a second one early), and cancelling a waiter must not cancel the write.
+        task = self._in_flight
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)
+        finally:
+            if self._in_flight is task and task.done():
+                self._in_flight = None
 
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         s = self._settings
@@ -193,6 +207,7 @@ class IngestWorker:
                 await producer.send_and_wait(
                     topics.DEAD_LETTER, value, key=event_id.encode(), headers=headers
                 )
+            log.info("ingest counters: %s", self.counters)  # dead letters by reason, for the log
             if orphans:
                 self.counters.orphans += len(orphans)
                 log.warning(
