@@ -184,3 +184,22 @@ class LabelingReport(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     computed_at: Mapped[datetime] = mapped_column(server_default=func.now())
     report: Mapped[dict[str, Any]] = mapped_column()
+
+
+class GateRecord(Base):
+    """One promotion-gate decision on a candidate adapter, blessed or not, with its reasons.
+
+    Written whether or not the candidate is promoted: a rejected adapter keeps its artifact and
+    version row, and this row says which metric or slice stopped it, against which champion.
+    ``details`` holds the candidate's, the champion's and the baselines' evaluation reports.
+    """
+
+    __tablename__ = "gate_decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decided_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id"))
+    candidate: Mapped[str] = mapped_column(ForeignKey("adapter_versions.version"), index=True)
+    champion: Mapped[str | None] = mapped_column(String(64))
+    blessed: Mapped[bool]
+    reasons: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

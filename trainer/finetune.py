@@ -21,7 +21,13 @@ from tqdm.auto import tqdm
 from trainer.dataset import Example
 from trainer.exceptions import NotEnoughDataError, TrainerError
 from trainer.metrics import accuracy, macro_f1
-from trainer.model import IntentClassifier, autocast, build_classifier, select_device
+from trainer.model import (
+    IntentClassifier,
+    autocast,
+    build_classifier,
+    build_full_classifier,
+    select_device,
+)
 from trainer.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -117,8 +123,14 @@ def fit(
     settings: TrainSettings,
     max_length: int,
     progress: bool = True,
+    *,
+    full_finetune: bool = False,
 ) -> FitResult:
-    """Fine-tune LoRA + head on ``train``; keep the epoch with the best validation macro-F1."""
+    """Fine-tune LoRA + head on ``train``; keep the epoch with the best validation macro-F1.
+
+    ``full_finetune`` trains every encoder weight instead of LoRA (the baseline LoRA is measured
+    against; pass a learning rate suited to it in ``settings``). Without ``val`` the last epoch is kept.
+    """
     if len(labels) < 2 or not train:
         raise NotEnoughDataError(
             f"need at least 2 labels and one training example, got {len(labels)} labels and "
@@ -131,7 +143,11 @@ def fit(
     started = time.monotonic()
     _seed(settings.seed)
     device = select_device()
-    model, tokenizer = build_classifier(base_dir, labels, settings)
+    model, tokenizer = (
+        build_full_classifier(base_dir, labels)
+        if full_finetune
+        else build_classifier(base_dir, labels, settings)
+    )
     model.max_length = max_length
     model.to(device)
     train_data = _Encoded(train, tokenizer, label_ids, max_length, _sample_weights(train, label_ids))

@@ -173,6 +173,18 @@ def build_classifier(base_dir: Path, labels: list[str], train: TrainSettings) ->
     return model, _load_tokenizer(base_dir)
 
 
+def build_full_classifier(base_dir: Path, labels: list[str]) -> tuple[IntentClassifier, Any]:
+    """A fresh classifier whose every encoder weight trains: the full fine-tuning baseline.
+
+    It exists to measure what LoRA gives up (quality) and saves (time, memory, artifact size); it
+    is evaluated in memory and never saved, since an artifact is an adapter on a shared base.
+    """
+    encoder = _load_encoder(base_dir)
+    for p in encoder.parameters():
+        p.requires_grad_(True)
+    return IntentClassifier(encoder, encoder.config.hidden_size, labels), _load_tokenizer(base_dir)
+
+
 def save_adapter(
     model: IntentClassifier,
     out_dir: Path,

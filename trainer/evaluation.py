@@ -1,0 +1,233 @@
+"""Evaluation of an intent model against gold ``(query, label)`` rows: one JSON-able report.
+
+The report answers the questions the promotion gate and a human reviewer ask of a model:
+
+- **accuracy** and **macro-F1** (every intent counts the same, so a model cannot hide a neglected
+  small category behind a big one), and **per-class** precision / recall / F1 / support;
+- **expected calibration error** (ECE, 15 equal-width bins over the top label's probability): the
+  serving API returns these probabilities, and callers threshold on them, so a model that is right
+  but over-confident is a worse model;
+- **slices by query frequency** — ``head``, ``torso``, ``tail`` — because an average over queries is
+  dominated by the long tail while an average over traffic is dominated by the head; a refresh must
+  not trade one for the other (the gate checks every slice).
+
+Slice definition (:func:`frequency_slices`): take the number of searches of every normalised query
+(in the store, or a given count map). The **head** is every query searched at least ``head_min``
+times, where ``head_min`` is the count threshold whose queries together make the share of all
+searches closest to ``head_share`` (default 50%): the most searched queries covering about half of
+the traffic. The **torso** is the queries below the head searched at least ``torso_min`` times, the
+threshold (below ``head_min``) whose queries, head included, cover closest to
+``head_share + torso_share`` (default 80%) of the searches: about the next 30%. Everything else is
+**tail**, including queries never searched (a gold query nobody typed yet). Thresholds are counts,
+not ranks, so equally frequent queries always share a slice. On small samples, where most queries
+were searched once or twice, the shares can only be approximate, and the thresholds are chosen so
+that each slice keeps some queries (the least searched count is always tail, the next one at most
+torso); the thresholds and the traffic each slice's rows carry are in the report.
+
+Macro-F1 averages over the labels present in the gold rows (of the set or of the slice): two models
+scored on the same rows are averaged over the same classes whatever they predict, so their numbers
+compare. Predicting a label the gold set never uses still costs recall of the true class.
+"""
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+SLICES = ("head", "torso", "tail")
+ECE_BINS = 15
+
+
+class Predictor(Protocol):
+    """Anything that scores queries: a served adapter (``LoadedModel``) or a baseline."""
+
+    @property
+    def labels(self) -> list[str]: ...
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class FrequencySlices:
+    """Count thresholds of the head and torso slices (see the module docstring)."""
+
+    head_min: int
+    torso_min: int
+    total_searches: int
+    head_share: float
+    torso_share: float
+
+    def slice_of(self, count: int) -> str:
+        if self.total_searches <= 0 or count <= 0:
+            return "tail"
+        if count >= self.head_min:
+            return "head"
+        if count >= self.torso_min:
+            return "torso"
+        return "tail"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "head_min_searches": self.head_min,
+            "torso_min_searches": self.torso_min,
+            "total_searches": self.total_searches,
+            "head_share": self.head_share,
+            "torso_share": self.torso_share,
+        }
+
+
+def frequency_slices(
+    counts: Mapping[str, int], head_share: float = 0.5, torso_share: float = 0.3
+) -> FrequencySlices:
+    """Head/torso count thresholds of a traffic distribution ``{normalised query: searches}``."""
+    if head_share <= 0 or torso_share <= 0 or head_share + torso_share >= 1:
+        raise ValueError("need 0 < head_share, 0 < torso_share and head_share + torso_share < 1")
+    freqs = [c for c in counts.values() if c > 0]
+    total = sum(freqs)
+    if total == 0:
+        return FrequencySlices(0, 0, 0, head_share, torso_share)
+    # share[v]: fraction of all searches made by queries searched at least v times.
+    searches_at = Counter(freqs)
+    values = sorted(searches_at, reverse=True)
+    share, cumulative = {}, 0
+    for v in values:
+        cumulative += v * searches_at[v]
+        share[v] = cumulative / total
+    # Keep every slice non-empty when the distinct counts allow it: the head threshold leaves at
+    # least two smaller counts (torso, tail), the torso threshold at least one (tail).
+    head_choices = values[:-2] or values[:1]
+    head_min = min(head_choices, key=lambda v: (abs(share[v] - head_share), -v))
+    torso_choices = [v for v in values[:-1] if v < head_min]
+    torso_min = (
+        min(torso_choices, key=lambda v: (abs(share[v] - head_share - torso_share), -v))
+        if torso_choices
+        else head_min
+    )
+    return FrequencySlices(head_min, torso_min, total, head_share, torso_share)
+
+
+def expected_calibration_error(
+    confidence: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray, n_bins: int = ECE_BINS
+) -> float:
+    """ECE: sum over equal-width confidence bins of (bin share) x |accuracy - mean confidence|.
+
+    Bin ``i`` holds confidences in ``(i/n, (i+1)/n]`` (a confidence of exactly 0 joins the first).
+    0.0 for empty input.
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    hit = np.asarray(correct, dtype=np.float64)
+    if conf.shape != hit.shape:
+        raise ValueError(f"{conf.size} confidences but {hit.size} correctness flags")
+    if conf.size == 0:
+        return 0.0
+    if np.any((conf < 0) | (conf > 1)):
+        raise ValueError("confidences must lie in [0, 1]")
+    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(hit[in_bin].mean() - conf[in_bin].mean())
+    return float(ece)
+
+
+def _scores(y_true: list[str], y_pred: list[str], confidence: np.ndarray) -> dict[str, Any]:
+    present = sorted(set(y_true))
+    return {
+        "n": len(y_true),
+        "accuracy": round(float(accuracy_score(y_true, y_pred)), 6),
+        "macro_f1": round(
+            float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)), 6
+        ),
+        "ece": round(expected_calibration_error(confidence, np.asarray(y_true) == np.asarray(y_pred)), 6),
+    }
+
+
+def classification_report(
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    confidence: Sequence[float] | np.ndarray,
+    slices: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Overall scores, per-class scores and (with ``slices``, one name per row) per-slice scores."""
+    t, p = list(y_true), list(y_pred)
+    conf = np.asarray(confidence, dtype=np.float64)
+    if not (len(t) == len(p) == conf.size):
+        raise ValueError(f"{len(t)} gold labels, {len(p)} predictions, {conf.size} confidences")
+    if not t:
+        raise ValueError("nothing to evaluate: no gold rows")
+    report = _scores(t, p, conf)
+    classes = sorted(set(t) | set(p))
+    precision, recall, f1, support = precision_recall_fscore_support(t, p, labels=classes, zero_division=0)
+    report["per_class"] = {
+        label: {
+            "precision": round(float(precision[i]), 6),
+            "recall": round(float(recall[i]), 6),
+            "f1": round(float(f1[i]), 6),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(classes)
+    }
+    if slices is not None:
+        names = list(slices)
+        if len(names) != len(t):
+            raise ValueError(f"{len(names)} slice names for {len(t)} rows")
+        report["slices"] = {}
+        for name in SLICES:
+            idx = [i for i, s in enumerate(names) if s == name]
+            report["slices"][name] = (
+                _scores([t[i] for i in idx], [p[i] for i in idx], conf[idx]) if idx else {"n": 0}
+            )
+    return report
+
+
+def predict(model: Predictor, queries: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Top label and its probability for each query."""
+    proba = model.predict_proba(list(queries))
+    labels = list(model.labels)
+    if proba.shape != (len(queries), len(labels)):
+        raise ValueError(f"model returned probabilities of shape {proba.shape} for {len(queries)} queries")
+    top = proba.argmax(axis=1) if len(queries) else np.zeros(0, dtype=int)
+    conf = proba.max(axis=1) if len(queries) else np.zeros(0)
+    return [labels[i] for i in top], np.clip(conf.astype(np.float64), 0.0, 1.0)
+
+
+def evaluate(
+    model: Predictor,
+    gold: Sequence[tuple[str, str]],
+    counts: Mapping[str, int],
+    slices: FrequencySlices | None = None,
+) -> dict[str, Any]:
+    """The full report of ``model`` on ``gold`` (normalised query, label) rows.
+
+    ``counts`` gives each query's searches (queries missing from it count 0, i.e. tail);
+    ``slices`` defaults to the thresholds of ``counts`` itself, but pass the ones of the whole
+    store's traffic when ``counts`` covers only part of it.
+    """
+    if not gold:
+        raise ValueError("nothing to evaluate: no gold rows")
+    bounds = slices or frequency_slices(counts)
+    queries = [q for q, _ in gold]
+    y_true = [label for _, label in gold]
+    y_pred, conf = predict(model, queries)
+    names = [bounds.slice_of(int(counts.get(q, 0))) for q in queries]
+    report = classification_report(y_true, y_pred, conf, names)
+    for name in SLICES:
+        searches = sum(int(counts.get(q, 0)) for q, s in zip(queries, names, strict=True) if s == name)
+        report["slices"][name]["searches"] = searches
+    report["slice_definition"] = bounds.describe()
+    unknown = sorted(set(y_true) - set(model.labels))
+    if unknown:
+        report["labels_unknown_to_model"] = unknown
+    return report
+
+
+def metric(report: Mapping[str, Any], name: str, slice_name: str | None = None) -> float:
+    """One number of a report (``slice_name`` None: overall); NaN when the slice is empty."""
+    part = report if slice_name is None else report.get("slices", {}).get(slice_name, {})
+    value = part.get(name)
+    return float(value) if value is not None else math.nan
