@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from intentloop.drift_cli import dashboard as dashboard_cmd
+from intentloop.drift_cli import drift as drift_group
 from intentloop.runtime import Runtime
 from intentloop.settings import Settings
 from store.exceptions import ConfigurationError, IntentloopError, StoreUnavailableError
@@ -146,18 +148,160 @@ def worker_serve(port: int | None, worker_id: str | None) -> None:
     run_serve(rt.db, rt.registry, rt.artifacts, rt.settings.model, serve, worker_id=worker_id)
 
 
+@worker.command("predict")
+@click.option("--worker-id", default=None, help="Name shown in the registry (default host-pid).")
+def worker_predict(worker_id: str | None) -> None:
+    """Stream inference agent: search.queries -> intent.predictions, hot-swapping like `worker serve`."""
+    from serving.agent import run_predict_agent
+    from streams.kafka import ensure_topics
+
+    rt = _runtime()
+    s = rt.settings
+    ensure_topics(
+        rt.endpoints.kafka_bootstrap,
+        partitions=s.kafka.partitions,
+        replication_factor=s.kafka.replication_factor,
+    )
+    run_predict_agent(
+        rt.endpoints.kafka_bootstrap, rt.db, rt.registry, rt.artifacts, s.model, s.serve, worker_id=worker_id
+    )
+
+
 # ---------------------------------------------------------------- training and registry
-@cli.command("train")
-@click.option("--promote/--no-promote", default=False, help="Promote the candidate if it passes the gate.")
-@click.option("--min-macro-f1", default=0.5, show_default=True, help="Gate: validation macro-F1 floor.")
+@cli.group("train", invoke_without_command=True)
+@click.option("--promote/--no-promote", default=False, help="Promote the candidate if the gate blesses it.")
+@click.option(
+    "--min-macro-f1",
+    type=float,
+    default=None,
+    help="Gate: held-out macro-F1 floor [default: INTENTLOOP_TRAIN__GATE__MIN_MACRO_F1, 0.5].",
+)
+@click.option(
+    "--full-ft/--no-full-ft",
+    default=None,
+    help="Also fully fine-tune the encoder as a baseline (slow) [default: INTENTLOOP_TRAIN__GATE__FULL_FT].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(promote: bool, min_macro_f1: float, quiet: bool) -> None:
-    """Snapshot weak labels, fine-tune a LoRA adapter, record it (and optionally promote it)."""
+@click.option(
+    "--resume",
+    type=int,
+    is_flag=False,
+    flag_value=-1,
+    default=None,
+    metavar="[RUN_ID]",
+    help="Continue an interrupted or failed run from its last epoch checkpoint (default: the latest run).",
+)
+@click.pass_context
+def train(
+    ctx: click.Context,
+    promote: bool,
+    min_macro_f1: float | None,
+    full_ft: bool | None,
+    quiet: bool,
+    resume: int | None,
+) -> None:
+    """Snapshot labels, fine-tune an adapter, gate it against the champion and baselines.
+
+    The gate's decision and reasons go to stderr as one line and into the JSON on stdout
+    ("gate"); it is recorded in Postgres either way. With --promote only a blessed candidate
+    becomes the champion. One training at a time: a second one is refused while another holds
+    the training lock. `intentloop train schedule` runs refreshes on a cron expression and on drift.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from intentloop.jobs import train_and_maybe_promote
 
     rt = _runtime()
-    result = train_and_maybe_promote(rt, promote=promote, min_macro_f1=min_macro_f1, progress=not quiet)
+    result = train_and_maybe_promote(
+        rt, promote=promote, min_macro_f1=min_macro_f1, full_ft=full_ft, progress=not quiet, resume=resume
+    )
+    gate = result["gate"]
+    verdict = "BLESSED" if gate["blessed"] else "REJECTED"
+    promoted = "promoted" if result["promoted"] else result.get("promotion", "not promoted")
+    click.echo(f"gate: {verdict} {result['version']} ({promoted}): {'; '.join(gate['reasons'])}", err=True)
     click.echo(json.dumps(result, indent=2, default=str))
+
+
+@train.command("schedule")
+@click.option("--promote/--no-promote", default=True, show_default=True, help="Promote blessed candidates.")
+@click.option("--once", is_flag=True, help="One tick (resume / drift refresh / due cron run), then exit.")
+@click.option("--next", "show_next", type=int, default=None, help="Print the next N fire times and exit.")
+def train_schedule(promote: bool, once: bool, show_next: int | None) -> None:
+    """Refresh on INTENTLOOP_TRAIN__SCHEDULE (cron, UTC; nightly by default) and on drift requests.
+
+    Polls the Redis key <prefix>:refresh:requested (set by the drift job) every
+    INTENTLOOP_TRAIN__POLL_S seconds, resumes interrupted runs, and takes the training lock for
+    each run. SIGTERM stops it; a run in progress is recorded interrupted and resumed next time.
+    """
+    from intentloop.schedule import Scheduler, install_stop_handlers, upcoming
+
+    settings = _settings()
+    if show_next is not None:
+        for at in upcoming(settings.train.schedule, show_next):
+            click.echo(at.isoformat())
+        return
+    rt = Runtime.from_settings(settings)
+    scheduler = Scheduler(rt, promote=promote)
+    if once:
+        outcome = scheduler.tick()
+        click.echo(
+            json.dumps(
+                {"action": outcome.action, "error": outcome.error, "result": outcome.result}, default=str
+            )
+        )
+        if outcome.error:
+            raise SystemExit(EXIT_ERROR)
+        return
+    install_stop_handlers(scheduler)
+    try:
+        scheduler.run_forever()
+    finally:
+        rt.close()
+
+
+@cli.command("eval")
+@click.option(
+    "--gold",
+    "gold_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV (header with query,label) or JSONL ({'query': .., 'label': ..}).",
+)
+@click.option("--version", "version", default=None, help="Adapter version [default: the champion].")
+def eval_cmd(gold_path: Path, version: str | None) -> None:
+    """Evaluate an adapter on gold labels; prints one JSON report.
+
+    Accuracy, macro-F1, per-class precision/recall/F1, expected calibration error (15 bins) and
+    head/torso/tail slices by how often each query was searched (see trainer/evaluation.py).
+    """
+    from store.evaluations import query_frequencies
+    from store.exceptions import VersionNotFoundError
+    from store.migrate import upgrade
+    from store.models import AdapterVersion
+    from store.versions import recorded_alias
+    from streams.gold import read_gold_file
+    from trainer.evaluation import evaluate, frequency_slices
+    from trainer.model import load_for_inference, resolve_base_dir
+
+    gold = sorted(dict(read_gold_file(gold_path)).items())  # one row per query; a later row wins
+    rt = _runtime()
+    upgrade(rt.endpoints.postgres_url)
+    gate = rt.settings.train.gate
+    with rt.db.session() as session:
+        if version is None:
+            version = recorded_alias(session)
+            if version is None:
+                raise IntentloopError(
+                    "no champion yet: pass --version (see `intentloop registry list`) or promote one"
+                )
+        if session.get(AdapterVersion, version) is None:
+            raise VersionNotFoundError(f"no adapter version {version!r}; see `intentloop registry list`")
+        counts = query_frequencies(session)
+    path, _ = rt.artifacts.fetch(version)
+    model = load_for_inference(resolve_base_dir(rt.settings.model.base_dir), path)
+    bounds = frequency_slices(counts, gate.head_share, gate.torso_share)
+    report = evaluate(model, gold, counts, bounds)
+    click.echo(json.dumps({"version": version, "gold_file": str(gold_path), **report}, default=str))
 
 
 @cli.group()
@@ -167,18 +311,24 @@ def registry() -> None:
 
 @registry.command("list")
 def registry_list() -> None:
-    """Every recorded version, newest first; * marks the champion."""
+    """Every recorded version, newest first; * marks the champion; gate= its latest gate verdict."""
+    from store.evaluations import latest_gate_by_version
     from store.versions import list_versions, reconcile_alias
 
     rt = _runtime()
     champion = reconcile_alias(rt.db, rt.registry)
     with rt.db.session() as session:
+        verdicts = latest_gate_by_version(session)
         for v in list_versions(session):
             f1 = v.metrics.get("val_macro_f1")
             mark = "*" if v.version == champion else " "
             f1_s = f"{f1:.3f}" if isinstance(f1, float) else "-"
             when = f"{v.created_at:%Y-%m-%d %H:%M:%S}"
-            click.echo(f"{mark} {v.version}  {when}  val_macro_f1={f1_s}  run={v.training_run_id}")
+            judged = verdicts.get(v.version)
+            verdict = "-" if judged is None else ("blessed" if judged else "rejected")
+            click.echo(
+                f"{mark} {v.version}  {when}  val_macro_f1={f1_s}  gate={verdict}  run={v.training_run_id}"
+            )
 
 
 @registry.command("promote")
@@ -202,6 +352,53 @@ def registry_rollback(reason: str) -> None:
     rt = _runtime()
     move = rollback(rt.db, rt.registry, actor=_actor(), reason=reason)
     click.echo(f"champion: {move.previous} -> {move.version}")
+
+
+@registry.group("canary")
+def registry_canary() -> None:
+    """The canary alias: a share of sessions (INTENTLOOP_SERVE__CANARY_SHARE) tries a version first."""
+
+
+_MARKET = click.option("--market", default=None, help="The market's aliases (default: the default market).")
+
+
+@registry_canary.command("start")
+@click.argument("version")
+@click.option("--reason", default="canary started", show_default=True)
+@_MARKET
+def registry_canary_start(version: str, reason: str, market: str | None) -> None:
+    """Send the canary share of sessions to VERSION; the rest stays on the champion."""
+    from store.versions import CANARY, alias_name, promote
+
+    rt = _runtime()
+    move = promote(
+        rt.db, rt.registry, version, actor=_actor(), reason=reason, alias=alias_name(CANARY, market)
+    )
+    click.echo(f"{move.alias}: {move.previous} -> {move.version}")
+
+
+@registry_canary.command("promote")
+@click.option("--reason", default="canary promoted", show_default=True)
+@_MARKET
+def registry_canary_promote(reason: str, market: str | None) -> None:
+    """Make the canary's version the champion and retire the canary."""
+    from store.versions import graduate_canary
+
+    rt = _runtime()
+    move = graduate_canary(rt.db, rt.registry, actor=_actor(), reason=reason, market=market)
+    click.echo(f"{move.alias}: {move.previous} -> {move.version} (canary retired)")
+
+
+@registry_canary.command("rollback")
+@click.option("--reason", default="canary rolled back", show_default=True)
+@_MARKET
+def registry_canary_rollback(reason: str, market: str | None) -> None:
+    """Retire the canary: all of its sessions return to the champion."""
+    from store.versions import CANARY, alias_name, retire_alias
+
+    rt = _runtime()
+    move = retire_alias(rt.db, rt.registry, alias_name(CANARY, market), actor=_actor(), reason=reason)
+    click.echo(f"{move.alias}: {move.version} retired")
 
 
 def _actor() -> str:
@@ -460,6 +657,67 @@ def bench_ingest(
     opts = BenchOptions(events, seed, rate, latency_seconds, keep_stack)
     summary = run_ingest_bench(_settings(), opts, echo=click.echo)
     click.echo(json.dumps(summary, default=str))
+
+
+@bench.command("train")
+@click.option("--queries", default=50_000, show_default=True, help="Labelled simulated searches.")
+@click.option("--seed", default=17, show_default=True, help="Same seed, same snapshot.")
+@click.option(
+    "--full-ft/--no-full-ft",
+    default=True,
+    show_default=True,
+    help="Also fully fine-tune the encoder (the slowest phase; off reports nulls).",
+)
+@click.option("--epochs", default=1, show_default=True, help="Epochs for LoRA and full fine-tuning.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def bench_train(queries: int, seed: int, full_ft: bool, epochs: int, quiet: bool) -> None:
+    """LoRA vs full fine-tuning vs TF-IDF on a fixed simulated snapshot, held out by query.
+
+    Prints speed (samples/s, wall time, trainable parameters, device) and quality (macro-F1
+    overall and on the head/torso/tail slices) of each; needs no servers.
+    """
+    from intentloop.bench.train import TrainBenchOptions, run_train_bench
+
+    if queries < 100 or epochs < 1:
+        raise click.BadParameter("need --queries >= 100 and --epochs >= 1")
+    opts = TrainBenchOptions(queries=queries, seed=seed, full_ft=full_ft, epochs=epochs, progress=not quiet)
+    summary = run_train_bench(_settings(), opts, echo=click.echo)
+    click.echo(json.dumps(summary, default=str))
+
+
+@bench.command("serve")
+@click.option("--clients", default=32, show_default=True, help="Concurrent HTTP clients (max-rate phase).")
+@click.option("--seconds", default=10.0, show_default=True, help="Length of each timed phase.")
+@click.option("--batch1-requests", default=300, show_default=True, help="Sequential single requests.")
+@click.option("--seed", default=5, show_default=True, help="Synthetic adapter and query set.")
+def bench_serve(clients: int, seconds: float, batch1_requests: int, seed: int) -> None:
+    """HTTP inference speed of one worker vs the same adapter called directly in batches.
+
+    Prints qps (max, concurrent clients), p50/p99 at half that rate, raw_qps, ratio_vs_raw and
+    batch1_p50_ms. Configured Postgres gets a scratch database; unset URLs get embedded servers.
+    """
+    from intentloop.bench.serve import ServeBenchOptions, run_serve_bench
+
+    opts = ServeBenchOptions(clients=clients, seconds=seconds, batch1_requests=batch1_requests, seed=seed)
+    click.echo(json.dumps(run_serve_bench(_settings(), opts, echo=click.echo), default=str))
+
+
+@bench.command("swap")
+@click.option("--swaps", default=5, show_default=True, help="Promotions of a new adapter.")
+@click.option("--rate", default=100.0, show_default=True, help="Requests/s to each of the two workers.")
+@click.option("--interval", default=3.0, show_default=True, help="Seconds between promotions.")
+@click.option("--seed", default=21, show_default=True)
+def bench_swap(swaps: int, rate: float, interval: float, seed: int) -> None:
+    """Two workers under steady load while new adapters are promoted: swap latency, failures, mixing."""
+    from intentloop.bench.swap import SwapBenchOptions, run_swap_bench
+
+    opts = SwapBenchOptions(swaps=swaps, rate=rate, interval_s=interval, seed=seed)
+    click.echo(json.dumps(run_swap_bench(_settings(), opts, echo=click.echo), default=str))
+
+
+# ---------------------------------------------------------------- drift monitoring (intentloop/drift_cli.py)
+cli.add_command(drift_group)
+cli.add_command(dashboard_cmd)
 
 
 def _exit_code(exc: IntentloopError) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
+from intentloop.demo_drift import DEMO_DRIFT, check_demo_drift, drift_lines
 from intentloop.jobs import train_and_maybe_promote
 from intentloop.labels_report import decision_line
 from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, served_version, wait_until
@@ -70,6 +71,7 @@ def run_demo(
         ingested = _stats_dict(rt) | {"wall_s": round(ingest_s, 1)}
         ingest.stop()
         label_quality = _weak_label_quality(rt, sim.truth)
+        drift = check_demo_drift(rt, sim, echo)
         echo("[4/6] aggregating weak labels (position-debiased, with a label-model check on gold) ...")
         aggregated = _aggregate_labels(rt, sim.truth)
         echo(f"      training a LoRA adapter on {aggregated['labelled_queries']} labelled queries ...")
@@ -95,6 +97,7 @@ def run_demo(
         "events_produced": {**asdict(produced), "total": produced.total},
         "ingested": ingested,
         "weak_labels": label_quality,
+        "drift": drift,
         "aggregated_labels": aggregated,
         "training": {k: trained[k] for k in ("run_id", "version", "snapshot", "gate")}
         | {
@@ -122,7 +125,7 @@ def _fresh_stack(demo_dir: Path) -> LocalStack:
 
 def _produce_traffic(rt: Runtime, searches: int, seed: int, echo: Echo) -> tuple[Simulation, TrafficCounts]:
     echo(f"[2/6] simulating {searches} searches (seed {seed}) and producing them to Kafka ...")
-    sim = simulate(SimConfig(seed=seed, n_searches=searches))
+    sim = simulate(SimConfig(seed=seed, n_searches=searches, drift=DEMO_DRIFT))
     with rt.db.session() as session:
         load_catalog(session, [p.model_dump() for p in sim.catalog], rt.settings.taxonomy)
     records, counts = traffic_records(sim, malformed=_MALFORMED, unknown_product=_UNKNOWN_PRODUCT, seed=seed)
@@ -271,6 +274,8 @@ def _print_summary(s: dict[str, Any], echo: Echo) -> None:
         f"{ag['abstained']['total']} abstained {ag['abstained']['by_reason']}"
     )
     echo(f"  labeler             {ag['decision']}; {ag['gold_labels']} gold labels")
+    for line in drift_lines(s["drift"]):
+        echo(line)
     echo(
         f"  adapter             {tr['version']}  val macro-F1 {tr['val_macro_f1']:.3f} on {tr['device']}, "
         f"{tr['trainable_params_pct']:.2f}% params trained, {tr['train_wall_s']:.0f}s"

@@ -1,11 +1,45 @@
 """Jobs that span layers (train then promote) and so belong to the composition root."""
 
+import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from intentloop.runtime import Runtime
 from store import versions
+from store.exceptions import IntentloopError
+from store.models import TrainingRun
+from store.training import RESUMABLE, TrainingLock, latest_run, mark_dead_runs
 from trainer.gate import gate_candidate
 from trainer.pipeline import run_training
+from trainer.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+LATEST = -1  # ``resume=LATEST``: the latest run, which must be failed or interrupted
+
+
+def runs_dir(rt: Runtime) -> Path:
+    """Where run directories (rows, checkpoints) live: ``INTENTLOOP_TRAIN__RUNS_DIR`` or
+    ``<state_dir>/runs``."""
+    return rt.settings.train.runs_dir or rt.settings.state_dir / "runs"
+
+
+def _resume_target(rt: Runtime, resume: int) -> TrainingRun:
+    """The run ``resume`` names (``LATEST``: the latest run), refusing one that cannot resume."""
+    with rt.db.session() as session:
+        run = latest_run(session) if resume == LATEST else session.get(TrainingRun, resume)
+        if run is None:
+            raise IntentloopError(
+                "no training run to resume" if resume == LATEST else f"no training run {resume}"
+            )
+        if run.status not in RESUMABLE:
+            raise IntentloopError(
+                f"training run {run.id} is {run.status}: only a failed or interrupted run resumes"
+                + (" (the latest run; pass its id to resume an older one)" if resume == LATEST else "")
+            )
+        session.expunge(run)
+    return run
 
 
 def train_and_maybe_promote(
@@ -15,8 +49,20 @@ def train_and_maybe_promote(
     min_macro_f1: float | None = None,
     full_ft: bool | None = None,
     progress: bool = True,
+    resume: int | None = None,
+    trigger: str = "manual",
+    trigger_detail: dict[str, Any] | None = None,
+    lock: TrainingLock | None = None,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train a candidate, put it through the gate (``trainer/gate.py``), promote it only if blessed.
+
+    Everything happens under the training lock (``store.training``): a second trainer is refused
+    with a message naming the holder, and runs left ``running`` by a dead trainer are marked
+    ``interrupted`` first. ``lock``: one the caller already holds (the scheduler). ``resume``: a run
+    id (or ``LATEST``) to continue from its checkpoint instead of starting a new run; it keeps its
+    recorded parameters, only the gate settings and overrides are today's. A failed or interrupted
+    run raises before the gate, so it can never move the champion.
 
     The champion it is compared with is read from the Postgres audit trail (the truth Redis is
     seeded from) before training, and read again before promoting: if someone moved the champion
@@ -24,13 +70,67 @@ def train_and_maybe_promote(
     candidate keeps its artifact, version row and recorded decision. ``min_macro_f1`` and
     ``full_ft`` override ``INTENTLOOP_TRAIN__GATE__MIN_MACRO_F1`` / ``__FULL_FT`` for this run.
     """
+    owned = lock is None
+    held = lock if lock is not None else TrainingLock(rt.db)
+    held.acquire()
+    try:
+        return _train_locked(
+            rt,
+            promote=promote,
+            min_macro_f1=min_macro_f1,
+            full_ft=full_ft,
+            progress=progress,
+            resume=resume,
+            trigger=trigger,
+            trigger_detail=trigger_detail,
+            on_epoch_end=on_epoch_end,
+        )
+    finally:
+        if owned:
+            held.release()
+
+
+def _train_locked(
+    rt: Runtime,
+    *,
+    promote: bool,
+    min_macro_f1: float | None,
+    full_ft: bool | None,
+    progress: bool,
+    resume: int | None,
+    trigger: str,
+    trigger_detail: dict[str, Any] | None,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    with rt.db.session() as session:
+        dead = mark_dead_runs(session)
+    if dead:
+        log.warning("training runs %s were left running by a dead trainer: marked interrupted", dead)
     train = rt.settings.train
+    resume_id: int | None = None
+    if resume is not None:
+        run = _resume_target(rt, resume)
+        resume_id = run.id
+        # the run's own recipe (its checkpoint only fits it), today's gate
+        train = TrainSettings.model_validate(run.params).model_copy(update={"gate": train.gate})
     overrides = {k: v for k, v in (("min_macro_f1", min_macro_f1), ("full_ft", full_ft)) if v is not None}
     if overrides:
         train = train.model_copy(update={"gate": train.gate.model_copy(update=overrides)})
     with rt.db.session() as session:
         champion = versions.recorded_alias(session)
-    outcome = run_training(rt.db, rt.artifacts, rt.settings.model, train, progress=progress)
+    outcome = run_training(
+        rt.db,
+        rt.artifacts,
+        rt.settings.model,
+        train,
+        progress=progress,
+        champion=champion,
+        runs_dir=runs_dir(rt),
+        resume_run=resume_id,
+        trigger=trigger,
+        trigger_detail=trigger_detail,
+        on_epoch_end=on_epoch_end,
+    )
     gate = gate_candidate(
         rt.db,
         rt.artifacts,
@@ -40,6 +140,7 @@ def train_and_maybe_promote(
         champion=champion,
         run_id=outcome.run_id,
         trained_snapshot=outcome.snapshot,
+        train_examples=outcome.train_examples,
         progress=progress,
     )
     blessed = gate.decision.blessed

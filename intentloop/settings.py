@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from intentloop.stack import StackPorts
 from serving.settings import ServeSettings
 from store.settings import ArtifactSettings, PostgresSettings, RedisSettings, TaxonomySettings
+from streams.drift.settings import DriftSettings
 from streams.settings import IngestSettings, KafkaSettings
 from streams.weak.settings import LabelSettings
 from trainer.settings import ModelSettings, TrainSettings
@@ -40,3 +41,4 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)

@@ -1,23 +1,72 @@
-"""The HTTP API of an inference worker (FastAPI; OpenAPI at ``/docs`` and ``/openapi.json``)."""
+"""The HTTP API of an inference worker (FastAPI; OpenAPI at ``/docs`` and ``/openapi.json``).
 
-from typing import Any
+Every request body is validated before it reaches the model (4xx with a message, never a 5xx for
+bad input); ``/v1/intent`` requests are micro-batched (``serving.batcher``) and every response, and
+every prediction in it, names the adapter version that produced it. ``/admin/*`` moves aliases in
+the registry and needs ``Authorization: Bearer <INTENTLOOP_SERVE__ADMIN_TOKEN>``.
+"""
 
-from fastapi import FastAPI, HTTPException
+import hmac
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, model_validator
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.requests import Request as StarletteRequest
 
-from serving.exceptions import NotReadyError
-from serving.host import ModelHost
+from serving.batcher import MicroBatcher
+from serving.exceptions import NotReadyError, ServingError, UnknownMarketError
+from serving.host import Answer, ModelHost, Request
+from serving.metrics import CONTENT_TYPE
 from serving.settings import ServeSettings
+from store.db import Database
+from store.exceptions import IntentloopError, StoreUnavailableError, VersionNotFoundError
+from store.registry import RedisRegistry
 from store.taxonomy import normalise_query
+from store.versions import (
+    CANARY,
+    CHAMPION,
+    AliasMove,
+    alias_name,
+    graduate_canary,
+    promote,
+    retire_alias,
+    rollback,
+)
+
+MARKET_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+_PATHS = {"/v1/intent", "/healthz", "/readyz", "/metrics"}
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value
 
 
 class IntentRequest(BaseModel):
     """One query or a batch; exactly one of ``query`` / ``queries``."""
 
-    query: str | None = Field(default=None, min_length=1)
-    queries: list[str] | None = Field(default=None, min_length=1)
-    top_k: int | None = Field(default=None, ge=1, le=50)
+    model_config = ConfigDict(extra="forbid")
+
+    query: str | None = Field(default=None, min_length=1, description="one search query")
+    queries: list[str] | None = Field(default=None, min_length=1, description="a batch of queries")
+    top_k: int | None = Field(default=None, ge=1, le=50, description="labels per query (default: settings)")
+    abstain_below: float | None = Field(
+        default=None, ge=0, le=1, description="no intent when the top probability is below this"
+    )
+    market: str | None = Field(default=None, pattern=MARKET_PATTERN, description="adapter set to use")
+    session_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="sticky canary assignment key"
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> "IntentRequest":
@@ -36,19 +85,112 @@ class LabelScore(BaseModel):
 
 class QueryPrediction(BaseModel):
     query: str
+    intent: str | None = Field(description="the top label, or null when the model abstained")
+    abstained: bool
     labels: list[LabelScore]
+    version: str = Field(description="the adapter version that produced this prediction")
 
 
 class IntentResponse(BaseModel):
     version: str = Field(description="the adapter version that produced every prediction here")
+    alias: str = Field(description="the alias that routed here: champion or canary (.market)")
+    market: str | None
     predictions: list[QueryPrediction]
 
 
-def create_api(host: ModelHost, settings: ServeSettings, *, worker_id: str) -> FastAPI:
-    api = FastAPI(title="intentloop inference worker", version="1")
+class PromoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    reason: str = Field(default="admin endpoint", max_length=500)
+    market: str | None = Field(default=None, pattern=MARKET_PATTERN)
 
-    @api.post("/v1/intent", response_model=IntentResponse)
+
+class AliasBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="admin endpoint", max_length=500)
+    market: str | None = Field(default=None, pattern=MARKET_PATTERN)
+
+
+class AliasMoveOut(BaseModel):
+    alias: str
+    version: str
+    previous: str | None
+
+
+@dataclass
+class Admin:
+    """What the admin endpoints need: the registry to move aliases in, and a hook to reconcile now."""
+
+    db: Database
+    registry: RedisRegistry
+    token: str | None
+    on_move: Callable[[], None] = lambda: None
+
+
+class _MetricsMiddleware:
+    """Counts every HTTP request by path and status and times it (pure ASGI: no per-request task)."""
+
+    def __init__(self, app: Any, host: ModelHost) -> None:
+        self.app, self.metrics = app, host.metrics
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def _send(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            path = scope.get("path", "")
+            label = path if path in _PATHS or (path.startswith("/admin/") and len(path) < 40) else "other"
+            self.metrics.requests.labels(label, str(status)).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - start)
+
+
+def create_api(
+    host: ModelHost, settings: ServeSettings, *, worker_id: str, admin: Admin | None = None
+) -> FastAPI:
+    api = FastAPI(
+        title="intentloop inference worker",
+        version="1",
+        description="Intent labels for search queries from hot-swapped LoRA adapters.",
+    )
+    batcher: MicroBatcher[Request, Answer] = MicroBatcher(
+        host.run_group,  # type: ignore[arg-type]  # ServingError is an Exception
+        size=lambda r: len(r.texts),
+        max_queries=settings.batch_max_queries,
+        max_wait_s=settings.batch_wait_ms / 1000,
+    )
+    api.state.batcher = batcher
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: StarletteRequest, exc: RequestValidationError) -> JSONResponse:
+        """422 with where and what, without echoing the input: it may be huge, or not encodable
+        (a lone surrogate in the body made FastAPI's default handler fail with a 500)."""
+        detail = [
+            {k: _printable(v) for k, v in err.items() if k in ("type", "loc", "msg")} for err in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @api.post(
+        "/v1/intent",
+        response_model=IntentResponse,
+        responses={413: {"description": "too many queries"}, 503: {"description": "no adapter loaded"}},
+    )
     async def intent(req: IntentRequest) -> IntentResponse:
+        """Intent labels for one query or a batch, all from one adapter version."""
         texts = req.texts()
         if len(texts) > settings.max_batch:
             raise HTTPException(
@@ -61,28 +203,133 @@ def create_api(host: ModelHost, settings: ServeSettings, *, worker_id: str) -> F
         if any(not t for t in norm):
             raise HTTPException(422, "queries must contain non-whitespace text")
         try:
-            version, preds = await run_in_threadpool(host.predict, norm, req.top_k or settings.top_k)
+            host.check_market(req.market)
+        except UnknownMarketError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        request = Request(
+            texts=norm,
+            top_k=req.top_k or settings.top_k,
+            abstain_below=settings.abstain_threshold if req.abstain_below is None else req.abstain_below,
+            market=req.market,
+            session=req.session_id,
+        )
+        try:
+            answer = await batcher.submit(request)
         except NotReadyError as exc:
             raise HTTPException(503, str(exc)) from exc
+        except ServingError as exc:
+            raise HTTPException(422, str(exc)) from exc
         return IntentResponse(
-            version=version,
+            version=answer.version,
+            alias=answer.alias,
+            market=req.market,
             predictions=[
                 QueryPrediction(
-                    query=raw, labels=[LabelScore(label=lab, probability=p) for lab, p in pr.labels]
+                    query=raw,
+                    intent=p.intent,
+                    abstained=p.intent is None,
+                    labels=[LabelScore(label=lab, probability=pr) for lab, pr in p.labels],
+                    version=p.version,
                 )
-                for raw, pr in zip(texts, preds, strict=True)
+                for raw, p in zip(texts, answer.predictions, strict=True)
             ],
         )
 
     @api.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        """Alive (answers even before an adapter is loaded)."""
         return {"status": "ok", "worker": worker_id}
 
-    @api.get("/readyz")
+    @api.get("/readyz", responses={503: {"description": "no adapter loaded yet"}})
     async def readyz() -> dict[str, Any]:
+        """Ready once the default market's champion adapter is loaded; names every served version."""
         info = host.describe()
         if info["version"] is None:
             raise HTTPException(503, "no adapter loaded yet")
         return {"status": "ready", "worker": worker_id, **info}
 
+    @api.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus exposition: requests, latency, batch sizes, swaps, refusals, served versions."""
+        return Response(host.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    _add_admin(api, admin)
+    api.add_middleware(_MetricsMiddleware, host=host)
     return api
+
+
+def _add_admin(api: FastAPI, admin: Admin | None) -> None:
+    bearer = HTTPBearer(auto_error=False, description="INTENTLOOP_SERVE__ADMIN_TOKEN")
+
+    def authorised(
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Admin:
+        if creds is None:
+            raise HTTPException(
+                401, "admin endpoints need 'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"}
+            )
+        if admin is None or admin.token is None:
+            raise HTTPException(403, "admin endpoints are disabled: set INTENTLOOP_SERVE__ADMIN_TOKEN")
+        if not hmac.compare_digest(creds.credentials.encode("utf-8", "replace"), admin.token.encode()):
+            raise HTTPException(403, "wrong admin token")
+        return admin
+
+    Authorised = Annotated[Admin, Depends(authorised)]
+
+    async def _move(adm: Admin, fn: Callable[[], AliasMove]) -> AliasMoveOut:
+        try:
+            move = await run_in_threadpool(fn)
+        except VersionNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except StoreUnavailableError as exc:
+            raise HTTPException(503, str(exc)) from exc
+        except IntentloopError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        adm.on_move()
+        return AliasMoveOut(alias=move.alias, version=move.version, previous=move.previous)
+
+    actor = "admin-api"
+
+    @api.post("/admin/champion/promote", response_model=AliasMoveOut, tags=["admin"])
+    async def champion_promote(body: PromoteBody, adm: Authorised) -> AliasMoveOut:
+        """Make ``version`` the champion of ``market`` (default market when omitted)."""
+        alias = alias_name(CHAMPION, body.market)
+        return await _move(
+            adm,
+            lambda: promote(adm.db, adm.registry, body.version, actor=actor, reason=body.reason, alias=alias),
+        )
+
+    @api.post("/admin/champion/rollback", response_model=AliasMoveOut, tags=["admin"])
+    async def champion_rollback(body: AliasBody, adm: Authorised) -> AliasMoveOut:
+        """Point the champion back at the version before its latest move."""
+        alias = alias_name(CHAMPION, body.market)
+        return await _move(
+            adm, lambda: rollback(adm.db, adm.registry, actor=actor, reason=body.reason, alias=alias)
+        )
+
+    @api.post("/admin/canary/start", response_model=AliasMoveOut, tags=["admin"])
+    async def canary_start(body: PromoteBody, adm: Authorised) -> AliasMoveOut:
+        """Send the configured share of sessions to ``version`` (the canary alias)."""
+        alias = alias_name(CANARY, body.market)
+        return await _move(
+            adm,
+            lambda: promote(adm.db, adm.registry, body.version, actor=actor, reason=body.reason, alias=alias),
+        )
+
+    @api.post("/admin/canary/promote", response_model=AliasMoveOut, tags=["admin"])
+    async def canary_promote(body: AliasBody, adm: Authorised) -> AliasMoveOut:
+        """The canary's version becomes the champion; the canary is retired."""
+        return await _move(
+            adm,
+            lambda: graduate_canary(
+                adm.db, adm.registry, actor=actor, reason=body.reason, market=body.market
+            ),
+        )
+
+    @api.post("/admin/canary/rollback", response_model=AliasMoveOut, tags=["admin"])
+    async def canary_rollback(body: AliasBody, adm: Authorised) -> AliasMoveOut:
+        """Retire the canary: all its traffic returns to the champion."""
+        alias = alias_name(CANARY, body.market)
+        return await _move(
+            adm, lambda: retire_alias(adm.db, adm.registry, alias, actor=actor, reason=body.reason)
+        )

@@ -1,95 +1,273 @@
-"""The model host: which adapter version answers, and the hot swap between versions.
+"""The model host: which adapter version answers which request, and the hot swap between versions.
 
-Requests read ``self._current`` once and use that object for the whole batch, so a swap (one
-reference assignment, atomic under the GIL) can never mix two versions in one response. A new
-version is fully loaded, verified and warmed up before the flip; the old one is released after.
+Routing is one immutable snapshot (alias -> loaded adapter). A micro-batch reads the snapshot
+*once* and resolves every request in it against that snapshot, so a request is answered by exactly
+one version, named in its response, however many swaps happen meanwhile. A swap builds the new
+adapter completely (artifact hashes verified, manifest and tensor shapes checked against the base,
+warmed up) outside any lock the request path takes, then publishes a new snapshot with one
+reference assignment (atomic under the GIL): the flip lands between batches. Batches already
+running keep the adapter object they hold ("drain"); an evicted adapter is freed when the last
+batch holding it finishes ("unload").
+
+Versions recently served by an alias stay loaded (``keep_warm`` per alias), so a rollback is a flip
+without a reload. A refused adapter never touches the snapshot: the old version keeps serving.
 """
 
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Any
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
-from serving.exceptions import AdapterRefusedError, NotReadyError
+from serving.adapters import Adapter, SharedBase, bucket
+from serving.exceptions import (
+    AdapterRefusedError,
+    NotReadyError,
+    RefusalKind,
+    ServingError,
+    UnknownMarketError,
+)
+from serving.metrics import ServingMetrics
 from store.artifacts import ArtifactStore
 from store.exceptions import ArtifactError
-from trainer.exceptions import ModelError
-from trainer.model import LoadedModel, load_for_inference, resolve_base_dir
-from trainer.settings import ModelSettings
+from store.versions import CANARY, CHAMPION, alias_name
 
 log = logging.getLogger(__name__)
 
-_WARMUP = ["warm up query", "a second, longer warm up query for the tokenizer"]
-
 
 @dataclass(frozen=True)
-class Served:
-    """An immutable (version, model) pair: what one batch is answered with."""
+class Request:
+    """One API request (or one stream record batch) as the host sees it."""
 
-    version: str
-    model: LoadedModel
+    texts: list[str]
+    top_k: int = 3
+    abstain_below: float = 0.0
+    market: str | None = None
+    session: str | None = None  # stickiness key for the canary split
 
 
 @dataclass(frozen=True)
 class Prediction:
     query: str
     labels: list[tuple[str, float]]
+    intent: str | None  # None: abstained (top probability below the threshold)
+    version: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Every prediction of one request, all from ``version`` (served through ``alias``)."""
+
+    version: str
+    alias: str
+    predictions: list[Prediction]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    kind: RefusalKind
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True)
+class _Routing:
+    slots: Mapping[str, Adapter] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class ModelHost:
-    def __init__(self, artifacts: ArtifactStore, model: ModelSettings) -> None:
+    """Adapters on one shared base, routed per request by market and canary split."""
+
+    def __init__(
+        self,
+        artifacts: ArtifactStore,
+        base: SharedBase,
+        *,
+        markets: list[str] | None = None,
+        canary_share: float = 0.0,
+        keep_warm: int = 1,
+        metrics: ServingMetrics | None = None,
+    ) -> None:
         self._artifacts = artifacts
-        self._base_dir = resolve_base_dir(model.base_dir)
-        self._current: Served | None = None
-        self._swap_lock = threading.Lock()
-        self.refused: dict[str, str] = {}
+        self.base = base
+        self.markets: tuple[str | None, ...] = (None, *(markets or []))
+        self.canary_share = canary_share
+        self.keep_warm = keep_warm
+        self.metrics = metrics or ServingMetrics()
+        self.metrics.watch_served(self.served)
+        self._routing = _Routing()
+        self._cache: dict[str, Adapter] = {}  # version -> adapter: the only place adapters are built into
+        self._recent: dict[str, list[str]] = {}  # alias -> versions it served before, newest first
+        self._load_lock = threading.Lock()  # one load at a time; never taken by the request path
+        self.refused: dict[str, Refusal] = {}
         self.swaps = 0
+        self.loads = 0
 
+    # ------------------------------------------------------------------ what is served
     @property
-    def version(self) -> str | None:
-        cur = self._current
-        return cur.version if cur else None
+    def aliases(self) -> list[str]:
+        """Every alias this host can route to: champion and canary of each market it serves."""
+        return [alias_name(role, m) for m in self.markets for role in (CHAMPION, CANARY)]
 
-    def load(self, version: str) -> None:
-        """Verify, load and warm ``version`` next to the current one, then flip to it."""
-        with self._swap_lock:
-            if self.version == version:
-                return
-            try:
-                path, _ = self._artifacts.fetch(version)
-                model = load_for_inference(self._base_dir, path)
-                model.predict_proba(_WARMUP)
-            except (ArtifactError, ModelError, OSError, ValueError, KeyError, RuntimeError) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                self.refused[version] = reason
-                log.error("refused adapter %s: %s (still serving %s)", version, reason, self.version)
-                raise AdapterRefusedError(f"adapter {version} refused: {reason}") from exc
-            previous = self._current
-            self._current = Served(version, model)
-            self.swaps += 1
-            log.info("now serving adapter %s (was %s)", version, previous.version if previous else None)
+    def version(self, alias: str = CHAMPION) -> str | None:
+        adapter = self._routing.slots.get(alias)
+        return adapter.version if adapter else None
 
-    def predict(self, queries: list[str], top_k: int) -> tuple[str, list[Prediction]]:
-        served = self._current
-        if served is None:
-            raise NotReadyError("no adapter loaded yet: promote one with `intentloop registry promote`")
-        probs = served.model.predict_proba(queries)
-        return served.version, [
-            _top_k(q, row, served.model.labels, top_k) for q, row in zip(queries, probs, strict=True)
-        ]
+    def served(self) -> dict[str, str]:
+        return {alias: a.version for alias, a in self._routing.slots.items()}
 
-    def describe(self) -> dict[str, Any]:
-        cur = self._current
+    def warm_versions(self) -> list[str]:
+        return sorted(self._cache)
+
+    def describe(self) -> dict[str, object]:
+        champion = self._routing.slots.get(CHAMPION)
         return {
-            "version": cur.version if cur else None,
-            "labels": list(cur.model.labels) if cur else [],
+            "version": champion.version if champion else None,
+            "labels": list(champion.labels) if champion else [],
+            "aliases": self.served(),
+            "warm": self.warm_versions(),
+            "markets": [m for m in self.markets if m is not None],
+            "canary_share": self.canary_share,
             "swaps": self.swaps,
-            "refused": dict(self.refused),
+            "loads": self.loads,
+            "refused": {v: f"{r.kind}: {r.reason}" for v, r in self.refused.items()},
         }
 
+    # ------------------------------------------------------------------ swaps
+    def assign(self, alias: str, version: str | None) -> str:
+        """Point ``alias`` at ``version`` (``None``: nothing). Returns what happened: ``unchanged``,
+        ``warm`` (flipped to a version still loaded), ``loaded`` or ``cleared``. Raises
+        :class:`AdapterRefusedError` (logged, counted) and leaves the routing as it was."""
+        with self._load_lock:
+            current = self._routing.slots.get(alias)
+            if (current.version if current else None) == version:
+                return "unchanged"
+            if version is None:
+                self._flip(alias, None)
+                self.metrics.swaps.labels(alias, "cleared").inc()
+                log.info("%s cleared (was %s)", alias, current.version if current else None)
+                return "cleared"
+            adapter = self._cache.get(version)
+            kind = "warm"
+            if adapter is None:
+                adapter = self._load(version)
+                kind = "loaded"
+            self._flip(alias, adapter)
+            self.swaps += 1
+            self.metrics.swaps.labels(alias, kind).inc()
+            log.info(
+                "%s now serves %s (was %s; %s)", alias, version, current.version if current else None, kind
+            )
+            return kind
 
-def _top_k(query: str, row: np.ndarray, labels: list[str], k: int) -> Prediction:
+    def _load(self, version: str) -> Adapter:
+        t = time.monotonic()
+        try:
+            try:
+                path, manifest = self._artifacts.fetch(version)
+            except ArtifactError as exc:
+                kind = RefusalKind.MISSING if "not found" in str(exc) else RefusalKind.INTEGRITY
+                raise AdapterRefusedError(version, kind, str(exc)) from exc
+            adapter = self.base.build(version, Path(path), manifest)
+        except AdapterRefusedError as exc:
+            self._refuse(exc)
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+            refusal = AdapterRefusedError(version, RefusalKind.INVALID, f"{type(exc).__name__}: {exc}")
+            self._refuse(refusal)
+            raise refusal from exc
+        self.refused.pop(version, None)
+        self._cache[version] = adapter
+        self.loads += 1
+        log.info("loaded adapter %s in %.0f ms", version, (time.monotonic() - t) * 1000)
+        return adapter
+
+    def _refuse(self, exc: AdapterRefusedError) -> None:
+        self.refused[exc.version] = Refusal(exc.kind, exc.reason, time.time())
+        self.metrics.refusals.labels(str(exc.kind)).inc()
+        log.error(
+            "refused adapter %s (%s): %s; still serving %s", exc.version, exc.kind, exc.reason, self.served()
+        )
+
+    def _flip(self, alias: str, adapter: Adapter | None) -> None:
+        slots = dict(self._routing.slots)
+        previous = slots.pop(alias, None)
+        if adapter is not None:
+            slots[alias] = adapter
+        if previous is not None:
+            recent = [previous.version, *(v for v in self._recent.get(alias, []) if v != previous.version)]
+            self._recent[alias] = recent[: self.keep_warm]
+        self._routing = _Routing(MappingProxyType(slots))  # the flip: one reference assignment
+        keep = {a.version for a in slots.values()} | {v for vs in self._recent.values() for v in vs}
+        for version in [v for v in self._cache if v not in keep]:
+            del self._cache[version]  # freed once no running batch holds it
+
+    # ------------------------------------------------------------------ predictions
+    def check_market(self, market: str | None) -> None:
+        if market not in self.markets:
+            served = ", ".join(m for m in self.markets if m is not None) or "none besides the default"
+            raise UnknownMarketError(f"unknown market {market!r}; this worker serves: {served}")
+
+    def route(self, slots: Mapping[str, Adapter], req: Request) -> tuple[str, Adapter]:
+        """The alias and adapter that answer ``req`` under the routing ``slots``."""
+        self.check_market(req.market)
+        canary = alias_name(CANARY, req.market)
+        if canary in slots and self.canary_share > 0:
+            key = req.session if req.session is not None else (req.texts[0] if req.texts else "")
+            if bucket(key) < self.canary_share:
+                return canary, slots[canary]
+        champion = alias_name(CHAMPION, req.market)
+        adapter = slots.get(champion)
+        if adapter is None:
+            raise NotReadyError(
+                f"no adapter for {champion} yet: promote one with `intentloop registry promote VERSION`"
+            )
+        return champion, adapter
+
+    def run_group(self, requests: list[Request]) -> list[Answer | ServingError]:
+        """Answer a micro-batch: one routing read, one model call per version in the group."""
+        slots = self._routing.slots  # read once: every request below sees the same versions
+        results: list[Answer | ServingError] = [NotReadyError("not routed")] * len(requests)
+        groups: dict[str, tuple[Adapter, list[tuple[int, str]]]] = {}
+        for i, req in enumerate(requests):
+            try:
+                alias, adapter = self.route(slots, req)
+            except ServingError as exc:
+                results[i] = exc
+                continue
+            groups.setdefault(adapter.version, (adapter, []))[1].append((i, alias))
+        for adapter, members in groups.values():
+            texts = [t for i, _ in members for t in requests[i].texts]
+            probs = self.base.predict_proba(adapter, texts)
+            self.metrics.batch_queries.observe(len(texts))
+            row = 0
+            for i, alias in members:
+                req = requests[i]
+                rows = probs[row : row + len(req.texts)]
+                row += len(req.texts)
+                preds = [
+                    _predict(q, r, adapter, req.top_k, req.abstain_below)
+                    for q, r in zip(req.texts, rows, strict=True)
+                ]
+                results[i] = Answer(adapter.version, alias, preds)
+                self.metrics.predictions.labels(alias).inc(len(req.texts))
+        self.metrics.batch_requests.observe(len(requests))
+        return results
+
+    def predict(self, req: Request) -> Answer:
+        """One request on the caller's thread (the stream agent, benchmarks, tests)."""
+        result = self.run_group([req])[0]
+        if isinstance(result, ServingError):
+            raise result
+        return result
+
+
+def _predict(query: str, row: np.ndarray, adapter: Adapter, k: int, abstain_below: float) -> Prediction:
     order = np.argsort(-row)[:k]
-    return Prediction(query, [(labels[i], float(row[i])) for i in order])
+    labels = [(adapter.labels[i], float(row[i])) for i in order]
+    intent = labels[0][0] if labels and labels[0][1] >= abstain_below else None
+    return Prediction(query, labels, intent, adapter.version)

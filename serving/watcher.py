@@ -1,7 +1,9 @@
-"""Keeps a worker on the promoted version: pub/sub hints plus periodic reconciliation.
+"""Keeps a worker on the promoted versions: pub/sub hints plus periodic reconciliation.
 
 A missed message costs at most one reconcile interval; a Redis outage costs nothing but
-staleness (the worker keeps serving what it has and catches up when Redis is back).
+staleness (the worker keeps serving what it has and catches up when Redis is back). Every alias
+the worker serves (champion and canary of each market) is read in one round trip, so a worker never
+acts on a half-read registry.
 """
 
 import contextlib
@@ -15,7 +17,7 @@ from serving.host import ModelHost
 from store.db import Database
 from store.exceptions import StoreUnavailableError
 from store.registry import RedisRegistry
-from store.versions import CHAMPION, reconcile_alias
+from store.versions import reconcile_aliases
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ class AliasWatcher(threading.Thread):
         *,
         worker_id: str,
         interval_s: float,
-        alias: str = CHAMPION,
+        refused_retry_s: float = 60.0,
     ) -> None:
         super().__init__(name="alias-watcher", daemon=True)
         self._host = host
@@ -37,18 +39,31 @@ class AliasWatcher(threading.Thread):
         self._registry = registry
         self._worker_id = worker_id
         self._interval_s = interval_s
-        self._alias = alias
+        self._refused_retry_s = refused_retry_s
         self._stop_event = threading.Event()
+        self._poke = threading.Event()
         self._pubsub: Any = None
+        self.reconciles = 0
 
     def reconcile(self) -> None:
-        """Load the alias's version if it differs from what is served (refused ones are skipped)."""
-        target = reconcile_alias(self._db, self._registry, self._alias)
-        if target is not None and target != self._host.version and target not in self._host.refused:
+        """Point every alias at its registry version (refused versions wait ``refused_retry_s``)."""
+        targets = reconcile_aliases(self._db, self._registry, self._host.aliases)
+        for alias, target in targets.items():
+            refused = self._host.refused.get(target) if target is not None else None
+            if refused is not None and time.time() - refused.at < self._refused_retry_s:
+                continue
             # A refusal is logged and counted by the host; the old version keeps serving.
             with contextlib.suppress(AdapterRefusedError):
-                self._host.load(target)
-        self._registry.report_worker(self._worker_id, {"version": self._host.version, "at": time.time()})
+                self._host.assign(alias, target)
+        self.reconciles += 1
+        self._registry.report_worker(
+            self._worker_id,
+            {"version": self._host.version(), "aliases": self._host.served(), "at": time.time()},
+        )
+
+    def poke(self) -> None:
+        """Reconcile now (after this worker moved an alias itself)."""
+        self._poke.set()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
@@ -56,26 +71,38 @@ class AliasWatcher(threading.Thread):
                 self.reconcile()
                 self._wait_for_hint()
             except StoreUnavailableError as exc:
-                log.warning("registry unreachable (%s); still serving %s", exc, self._host.version)
-                self._pubsub = None
+                log.warning("registry unreachable (%s); still serving %s", exc, self._host.served())
+                self._close_pubsub()
                 self._stop_event.wait(self._interval_s)
             except Exception:
-                log.exception("watcher error; still serving %s", self._host.version)
-                self._pubsub = None
+                log.exception("watcher error; still serving %s", self._host.served())
+                self._close_pubsub()
                 self._stop_event.wait(self._interval_s)
+        self._close_pubsub()
 
     def _wait_for_hint(self) -> None:
-        """Sleep up to one interval, waking early on a promotion message."""
+        """Sleep up to one interval, waking early on a promotion message or a poke."""
         if self._pubsub is None:
             self._pubsub = self._registry.pubsub()
         deadline = time.monotonic() + self._interval_s
         while not self._stop_event.is_set() and time.monotonic() < deadline:
+            if self._poke.is_set():
+                self._poke.clear()
+                return
             try:
-                msg = self._pubsub.get_message(timeout=0.2)
+                msg = self._pubsub.get_message(timeout=0.1)
             except Exception as exc:
                 raise StoreUnavailableError(f"pub/sub lost: {exc}") from exc
             if msg is not None:
                 return
+
+    def _close_pubsub(self) -> None:
+        ps, self._pubsub = self._pubsub, None
+        if ps is not None:
+            try:
+                ps.close()
+            except Exception as exc:  # already broken: nothing to release
+                log.debug("closing pub/sub: %s", exc)
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -1,4 +1,4 @@
-"""An inference worker process: model host + alias watcher + HTTP API under uvicorn."""
+"""An inference worker process: shared base + model host + alias watcher + HTTP API under uvicorn."""
 
 import logging
 import os
@@ -6,8 +6,10 @@ import socket
 
 import uvicorn
 
-from serving.api import create_api
+from serving.adapters import SharedBase
+from serving.api import Admin, create_api
 from serving.host import ModelHost
+from serving.metrics import ServingMetrics
 from serving.settings import ServeSettings
 from serving.watcher import AliasWatcher
 from store.artifacts import ArtifactStore
@@ -22,6 +24,25 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def configure_torch(serve: ServeSettings) -> None:
+    """One model thread runs every micro-batch, so it may use every core (or ``torch_threads``)."""
+    import torch
+
+    torch.set_num_threads(serve.torch_threads or max(1, os.cpu_count() or 1))
+
+
+def build_host(artifacts: ArtifactStore, model: ModelSettings, serve: ServeSettings) -> ModelHost:
+    """The model host a worker (HTTP or stream) serves with, configured from the settings."""
+    return ModelHost(
+        artifacts,
+        SharedBase(model.base_dir),
+        markets=serve.markets,
+        canary_share=serve.canary_share,
+        keep_warm=serve.keep_warm,
+        metrics=ServingMetrics(),
+    )
+
+
 def run_serve(
     db: Database,
     registry: RedisRegistry,
@@ -32,15 +53,20 @@ def run_serve(
     worker_id: str | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT. Not ready (503) until the champion adapter is loaded."""
-    import torch
-
-    # Two cores: one intra-op thread per request batch keeps concurrent batches from thrashing.
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    configure_torch(serve)
     wid = worker_id or default_worker_id()
-    host = ModelHost(artifacts, model)
-    watcher = AliasWatcher(host, db, registry, worker_id=wid, interval_s=serve.reconcile_interval_s)
+    host = build_host(artifacts, model, serve)
+    watcher = AliasWatcher(
+        host,
+        db,
+        registry,
+        worker_id=wid,
+        interval_s=serve.reconcile_interval_s,
+        refused_retry_s=serve.refused_retry_s,
+    )
     watcher.start()
-    api = create_api(host, serve, worker_id=wid)
+    token = serve.admin_token.get_secret_value() if serve.admin_token else None
+    api = create_api(host, serve, worker_id=wid, admin=Admin(db, registry, token, on_move=watcher.poke))
     log.info("worker %s listening on %s:%d", wid, serve.host, serve.port)
     try:
         uvicorn.run(api, host=serve.host, port=serve.port, log_level="warning", access_log=False)

@@ -1,8 +1,10 @@
 """Content-addressed adapter artifacts on a local directory.
 
-A version id is derived from the sha256 of every file, so the same bytes always get the same id
-and a cache keyed by version can never serve stale content. Publishing writes to a hidden temp
-directory and renames it into place: readers never see a half-written adapter.
+A version id is derived from the sha256 of every file *and* of the manifest's metadata (label map,
+base model, LoRA shape), so the same content always gets the same id and a cache keyed by version
+can never serve stale content: a label map edited after publishing no longer matches its version.
+Publishing writes to a hidden temp directory and renames it into place: readers never see a
+half-written adapter.
 """
 
 import hashlib
@@ -27,9 +29,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _content_version(files: dict[str, str]) -> str:
-    joined = "\n".join(f"{name}:{sha}" for name, sha in sorted(files.items()))
+# Manifest fields that decide what the adapter answers (hashed into its version). Provenance such as
+# metrics, created_at or the training run is not: the same weights trained twice stay one version.
+CONTENT_FIELDS = ("format", "labels", "base_model", "peft", "max_length")
+
+
+def _content_version(files: dict[str, str], meta_sha256: str | None = None) -> str:
+    entries = dict(files)
+    if meta_sha256 is not None:
+        entries[MANIFEST] = meta_sha256  # not a file name in ``files``: publish excludes the manifest
+    joined = "\n".join(f"{name}:{sha}" for name, sha in sorted(entries.items()))
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+def manifest_meta_sha256(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's content fields (``CONTENT_FIELDS``) in canonical JSON."""
+    meta = {k: manifest.get(k) for k in CONTENT_FIELDS}
+    canonical = json.dumps(meta, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class ArtifactStore:
@@ -44,7 +61,8 @@ class ArtifactStore:
         files = {p.name: sha256_file(p) for p in sorted(src.iterdir()) if p.is_file() and p.name != MANIFEST}
         if not files:
             raise ArtifactError(f"{src} holds no adapter files")
-        version = _content_version(files)
+        meta_sha = manifest_meta_sha256(manifest)
+        version = _content_version(files, meta_sha)
         final = self.root / version
         if final.exists():
             return version
@@ -53,7 +71,7 @@ class ArtifactStore:
         try:
             for name in files:
                 shutil.copy2(src / name, tmp / name)
-            manifest.update({"version": version, "files": files})
+            manifest.update({"version": version, "files": files, "meta_sha256": meta_sha})
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
             for p in tmp.iterdir():
                 with p.open("rb") as fh:
@@ -84,8 +102,15 @@ class ArtifactStore:
                 raise ArtifactError(f"artifact {version}: file {name} is missing")
             if sha256_file(f) != expected:
                 raise ArtifactError(f"artifact {version}: sha256 mismatch for {name} (corrupt or truncated)")
-        if _content_version(files) != version:
-            raise ArtifactError(f"artifact {version}: file hashes do not give its version id")
+        # Artifacts published before the manifest was hashed carry no meta_sha256: their id covers
+        # the files only. Dropping the field from a newer manifest changes the id, so it is refused.
+        meta_sha = manifest.get("meta_sha256")
+        if meta_sha is not None and manifest_meta_sha256(manifest) != meta_sha:
+            raise ArtifactError(
+                f"artifact {version}: manifest content (labels, base model) was changed after publishing"
+            )
+        if _content_version(files, meta_sha) != version:
+            raise ArtifactError(f"artifact {version}: file and manifest hashes do not give its version id")
         return path, manifest
 
     def list_versions(self) -> list[str]:

@@ -9,7 +9,7 @@ from sqlalchemy import Row, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from store.models import GoldLabel, LabelDistribution, LabelingReport, Product, SearchQuery
+from store.models import GoldLabel, LabelDistribution, LabelingReport, Product, SearchQuery, WeakLabel
 
 # Per normalised query: the winning label, its share of positive votes (confidence) and the evidence.
 _SNAPSHOT_SQL = text(
@@ -140,3 +140,21 @@ def distribution_snapshot(session: Session, *, min_confidence: float) -> list[La
         for d in session.scalars(stmt)
         if d.label is not None
     ]
+
+
+def label_last_seen(session: Session, source: str) -> dict[str, datetime]:
+    """When each labelled query last got evidence: how training tells fresh labels from old ones.
+
+    ``weak_labels`` keeps the time of the newest vote; ``label_distributions`` is rebuilt whole by
+    each aggregation, so for it the newest search of the query stands in (its label can only have
+    changed if the query was searched again). ``source`` is the snapshot source name (the table).
+    """
+    if source == "weak_labels":
+        stmt = select(WeakLabel.norm_text, func.max(WeakLabel.last_ts)).group_by(WeakLabel.norm_text)
+    else:
+        stmt = (
+            select(SearchQuery.norm_text, func.max(SearchQuery.ts))
+            .where(SearchQuery.norm_text.in_(select(LabelDistribution.norm_text)))
+            .group_by(SearchQuery.norm_text)
+        )
+    return {str(text): ts for text, ts in session.execute(stmt) if ts is not None}

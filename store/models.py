@@ -203,3 +203,63 @@ class GateRecord(Base):
     blessed: Mapped[bool]
     reasons: Mapped[list[str]] = mapped_column(ARRAY(Text))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class PredictionCount(Base):
+    """How often one adapter version predicted one label in one time bucket (issue #6: drift of
+    what the model answers). Inference workers add to it (``store.drift.record_prediction_counts``);
+    the drift job sums buckets into its windows, so the bucket size need not match the window."""
+
+    __tablename__ = "prediction_counts"
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class DriftReference(Base):
+    """A champion's training label distribution, frozen the first time the drift job sees it.
+
+    Training runs record how many queries and labels their snapshot had, not each label's count,
+    and the label tables they read are rebuilt later; so the counts are taken once, from the
+    run's recorded snapshot source, and kept here for every later window to be compared with.
+    """
+
+    __tablename__ = "drift_references"
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    source: Mapped[str] = mapped_column(Text)
+    counts: Mapped[dict[str, Any]] = mapped_column()
+
+
+class DriftReport(Base):
+    """One window of one stream (weak labels or predictions) compared with one reference
+    (the champion's training snapshot, or the previous window): statistics, flags and verdict."""
+
+    __tablename__ = "drift_reports"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    computed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    stream: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(String(32))
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    version: Mapped[str | None] = mapped_column(String(64))
+    n: Mapped[int] = mapped_column(Integer)
+    n_reference: Mapped[int] = mapped_column(Integer)
+    js: Mapped[float | None] = mapped_column(Float)
+    psi: Mapped[float | None] = mapped_column(Float)
+    hellinger: Mapped[float | None] = mapped_column(Float)
+    linf: Mapped[float | None] = mapped_column(Float)
+    p_value: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    alert: Mapped[bool]
+    alerted_at: Mapped[datetime | None]
+    new_labels: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    vanished_labels: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    reasons: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (
+        UniqueConstraint("stream", "reference", "window_start", "window_end", name="uq_drift_reports_window"),
+        Index("ix_drift_reports_window_end", "window_end"),
+    )

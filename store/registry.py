@@ -55,6 +55,26 @@ class RedisRegistry:
 
         self._call(_do)
 
+    def get_aliases(self, aliases: list[str]) -> dict[str, str | None]:
+        """Several aliases in one round trip (MGET): one consistent read for a worker's reconcile."""
+        if not aliases:
+            return {}
+        keys = [redis_keys.alias_key(self.prefix, a) for a in aliases]
+        values = self._call(lambda c: c.mget(keys))
+        return dict(zip(aliases, values, strict=True))
+
+    def clear_alias(self, alias: str) -> None:
+        """Remove the alias (a retired canary) and hint every subscribed worker to reconcile now."""
+        payload = json.dumps({"alias": alias, "version": None, "at": time.time()})
+
+        def _do(c: redis.Redis) -> None:
+            pipe = c.pipeline(transaction=True)
+            pipe.delete(redis_keys.alias_key(self.prefix, alias))
+            pipe.publish(self.channel, payload)
+            pipe.execute()
+
+        self._call(_do)
+
     def report_worker(self, worker_id: str, info: dict[str, Any]) -> None:
         """Heartbeat: which version a worker serves, visible to ops while the worker lives."""
         key = redis_keys.worker_key(self.prefix, worker_id)

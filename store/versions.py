@@ -17,6 +17,17 @@ from store.models import AdapterVersion, AliasEvent, TrainingRun
 from store.registry import RedisRegistry
 
 CHAMPION = "champion"
+CANARY = "canary"
+RETIRE = "retire"  # alias event action: the alias points nowhere from then on (a retired canary)
+
+
+def alias_name(role: str, market: str | None = None) -> str:
+    """The alias of ``role`` (champion/canary) for ``market``: ``champion``, ``canary.de``, ...
+
+    Markets (locales, shops) served by one worker each have their own champion and canary; the
+    default market keeps the plain names, so single-market deployments never see a suffix.
+    """
+    return role if market is None else f"{role}.{market}"
 
 
 def start_run(session: Session, *, trigger: str, params: dict[str, Any]) -> int:
@@ -63,9 +74,10 @@ def alias_history(session: Session, alias: str = CHAMPION, limit: int = 50) -> l
 
 
 def recorded_alias(session: Session, alias: str = CHAMPION) -> str | None:
-    """The alias as the audit trail says it is (the truth Redis is re-seeded from)."""
+    """The alias as the audit trail says it is (the truth Redis is re-seeded from); ``None`` when it
+    was never set or its latest move retired it."""
     latest = alias_history(session, alias, limit=1)
-    return latest[0].version if latest else None
+    return latest[0].version if latest and latest[0].action != RETIRE else None
 
 
 @dataclass(frozen=True)
@@ -137,3 +149,51 @@ def reconcile_alias(db: Database, registry: RedisRegistry, alias: str = CHAMPION
     if recorded is not None:
         registry.set_alias(alias, recorded)
     return recorded
+
+
+def retire_alias(db: Database, registry: RedisRegistry, alias: str, *, actor: str, reason: str) -> AliasMove:
+    """Point ``alias`` nowhere (a canary rolled back: all its traffic returns to the champion).
+
+    The audit row keeps the retired version in ``version`` with action ``retire``; ``recorded_alias``
+    reads that as "unset", so a Redis restart cannot bring a retired canary back.
+    """
+    with db.session() as session:
+        current = recorded_alias(session, alias)
+        if current is None:
+            raise IntentloopError(f"{alias} points at no version: nothing to roll back")
+        session.add(
+            AliasEvent(
+                alias=alias, version=current, previous=current, action=RETIRE, actor=actor, reason=reason
+            )
+        )
+    registry.clear_alias(alias)
+    return AliasMove(alias, current, current)
+
+
+def graduate_canary(
+    db: Database, registry: RedisRegistry, *, actor: str, reason: str, market: str | None = None
+) -> AliasMove:
+    """The canary's version becomes the champion (its market's), and the canary is retired."""
+    canary, champion = alias_name(CANARY, market), alias_name(CHAMPION, market)
+    with db.session() as session:
+        version = recorded_alias(session, canary)
+    if version is None:
+        raise IntentloopError(f"{canary} points at no version: start a canary first")
+    move = promote(db, registry, version, actor=actor, reason=f"canary graduated: {reason}", alias=champion)
+    retire_alias(db, registry, canary, actor=actor, reason=f"graduated to {champion}")
+    return move
+
+
+def reconcile_aliases(db: Database, registry: RedisRegistry, aliases: list[str]) -> dict[str, str | None]:
+    """Every alias of ``aliases`` in one Redis read; the unset ones are looked up in Postgres (one
+    session) and re-seeded into Redis, as :func:`reconcile_alias` does for one."""
+    live = registry.get_aliases(aliases)
+    missing = [a for a, v in live.items() if v is None]
+    if missing:
+        with db.session() as session:
+            recorded = {a: recorded_alias(session, a) for a in missing}
+        for alias, version in recorded.items():
+            if version is not None:
+                registry.set_alias(alias, version)
+                live[alias] = version
+    return live

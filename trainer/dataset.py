@@ -10,6 +10,7 @@ class Example:
     text: str
     label: str
     weight: float = 1.0  # the label's confidence: scales this example's share of the loss
+    gold: bool = False  # a human-verified label (early stopping prefers these rows)
 
 
 def label_counts(examples: Iterable[Example]) -> dict[str, int]:

@@ -1,14 +1,22 @@
-"""LoRA fine-tuning: confidence- and class-weighted cross-entropy, AdamW, warm-up, early stopping.
+"""Adapter fine-tuning: confidence- and class-weighted cross-entropy, AdamW, warm-up, early stopping.
 
 Built for a small CPU: the texts are tokenised once up front and each batch is padded only to its
-own longest query. Seeded and deterministic on CPU.
+own longest query. Seeded and deterministic on CPU (two runs with one seed give the same weights,
+``weights_sha256`` in the metrics). Early stopping selects the epoch on the validation rows with a
+gold label when there are enough of them (weak labels can be systematically wrong, and selecting on
+them rewards learning their mistakes), else on all validation rows; ``early_stopping_on`` says which.
+With a ``checkpoint_dir`` every epoch is checkpointed (:mod:`trainer.checkpoint`) and ``resume``
+continues from the last one.
 """
 
+import hashlib
+import json
 import logging
 import math
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,14 +26,20 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from trainer import checkpoint
+from trainer.checkpoint import Progress
 from trainer.dataset import Example
 from trainer.exceptions import NotEnoughDataError, TrainerError
 from trainer.metrics import accuracy, macro_f1
 from trainer.model import (
+    MANIFEST,
     IntentClassifier,
     autocast,
     build_classifier,
     build_full_classifier,
+    load_trainable_state,
+    peft_summary,
+    same_adapter_shape,
     select_device,
 )
 from trainer.settings import TrainSettings
@@ -115,6 +129,64 @@ def _predict(model: IntentClassifier, data: _Encoded, device: torch.device) -> l
     return preds
 
 
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """Content hash of the trainable weights (adapter + head): equal hashes, equal models."""
+    digest = hashlib.sha256()
+    for name, p in sorted(model.named_parameters(), key=lambda item: item[0]):
+        if p.requires_grad:
+            digest.update(name.encode())
+            digest.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _adalora(model: IntentClassifier) -> Any | None:
+    """The AdaLoRA tuner when the encoder carries one (it needs a per-step budget update)."""
+    tuner = getattr(model.encoder, "base_model", None)
+    return tuner if hasattr(tuner, "update_and_allocate") else None
+
+
+def _orth_penalty(tuner: Any) -> torch.Tensor | None:
+    """AdaLoRA's orthogonality regulariser on P and Q (PEFT adds it only for models that return a
+    loss; our encoder returns hidden states, so it is added here)."""
+    weight = float(tuner.peft_config[tuner.trainable_adapter_name].orth_reg_weight)
+    terms = []
+    for name, p in tuner.model.named_parameters():
+        if p.requires_grad and ("lora_A" in name or "lora_B" in name):
+            cov = p @ p.T if "lora_A" in name else p.T @ p
+            eye = torch.eye(*cov.size(), out=torch.empty_like(cov))
+            terms.append(torch.norm(cov - eye, p="fro"))
+    if not terms or weight <= 0:
+        return None
+    return weight * torch.stack(terms).mean()
+
+
+def _warm_start(model: IntentClassifier, adapter_dir: Path | None, full_finetune: bool) -> dict[str, Any]:
+    """Load the adapter at ``adapter_dir`` into ``model`` when its shape fits; say what happened.
+
+    The caller has checked labels and base; the adapter's shape (method, rank, targets, blocks) is
+    compared here, where the model being trained exists. A mismatch falls back to the base (the
+    settings changed since the champion was trained), logged and recorded, never an error.
+    """
+    if adapter_dir is None:
+        return {"from": "base"}
+    if full_finetune:
+        return {"from": "base", "fallback": "full fine-tuning has no adapter to warm-start"}
+    manifest = json.loads((adapter_dir / MANIFEST).read_text())
+    peft_encoder: Any = model.encoder
+    mine = peft_summary(peft_encoder.peft_config["default"])
+    theirs = dict(manifest.get("peft") or {})
+    if not same_adapter_shape(mine, theirs):
+        why = f"the champion's adapter ({theirs}) differs from the configured one ({mine})"
+        log.warning("warm start skipped, training from the base model: %s", why)
+        return {"from": "base", "fallback": why}
+    load_trainable_state(model, adapter_dir)
+    log.info("warm start from the adapter at %s", adapter_dir)
+    return {"from": "adapter", "adapter_dir": str(adapter_dir)}
+
+
 def fit(
     train: list[Example],
     val: list[Example],
@@ -125,11 +197,20 @@ def fit(
     progress: bool = True,
     *,
     full_finetune: bool = False,
+    init_from: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    fingerprint: dict[str, Any] | None = None,
+    on_epoch_end: EpochCallback | None = None,
 ) -> FitResult:
-    """Fine-tune LoRA + head on ``train``; keep the epoch with the best validation macro-F1.
+    """Fine-tune the adapter + head on ``train``; keep the epoch with the best validation macro-F1.
 
-    ``full_finetune`` trains every encoder weight instead of LoRA (the baseline LoRA is measured
-    against; pass a learning rate suited to it in ``settings``). Without ``val`` the last epoch is kept.
+    ``full_finetune`` trains every encoder weight instead (the baseline the adapter is measured
+    against; pass a learning rate suited to it in ``settings``). Without ``val`` the last epoch is
+    kept. ``init_from``: an adapter directory to warm-start from (same labels and adapter shape; the
+    caller checks). ``checkpoint_dir``: where each epoch's checkpoint goes; with ``resume`` the run
+    continues from the latest one there, which must carry the same ``fingerprint`` (data and
+    hyper-parameters). ``on_epoch_end(epoch, scores)`` runs after each epoch's checkpoint.
     """
     if len(labels) < 2 or not train:
         raise NotEnoughDataError(
@@ -143,16 +224,21 @@ def fit(
     started = time.monotonic()
     _seed(settings.seed)
     device = select_device()
+    steps_per_epoch = math.ceil(len(train) / settings.batch_size)
+    total_steps = settings.epochs * steps_per_epoch
     model, tokenizer = (
         build_full_classifier(base_dir, labels)
         if full_finetune
-        else build_classifier(base_dir, labels, settings)
+        else build_classifier(base_dir, labels, settings, total_steps=total_steps)
     )
+    init = _warm_start(model, init_from, full_finetune)
     model.max_length = max_length
     model.to(device)
     train_data = _Encoded(train, tokenizer, label_ids, max_length, _sample_weights(train, label_ids))
     val_data = _Encoded(val, tokenizer, label_ids, max_length) if val else None
     val_true = [e.label for e in val]
+    gold_idx = [i for i, e in enumerate(val) if e.gold]
+    on_gold = len(gold_idx) >= settings.early_stop_min_gold
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in trainable)
@@ -167,24 +253,39 @@ def fit(
         collate_fn=train_data.collate,
         num_workers=0,
     )
-    total_steps = settings.epochs * len(loader)
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _linear_schedule(int(settings.warmup_ratio * total_steps), total_steps)
     )
+    adalora = None if full_finetune else _adalora(model)
+    allocator = (adalora, adalora.rankallocator) if adalora is not None else None
+    ckpt: dict[str, Any] = {"fingerprint": fingerprint or {}, "allocator": allocator}
+    state = Progress()
+    if resume:
+        if not checkpoint.exists(checkpoint_dir):
+            raise TrainerError(f"no checkpoint to resume from in {checkpoint_dir}")
+        assert checkpoint_dir is not None
+        state = checkpoint.load(
+            checkpoint_dir, model=model, optimizer=optimizer, scheduler=scheduler, generator=generator, **ckpt
+        )
+        log.info(
+            "resumed from the checkpoint of epoch %d (step %d) in %s", state.epoch, state.step, checkpoint_dir
+        )
     log.info(
-        "fine-tuning %d/%d params (%.2f%%) on %d examples, %d labels",
+        "fine-tuning %d/%d params (%.2f%%, %s) on %d examples, %d labels; epochs selected on %s",
         n_trainable,
         n_total,
         100 * n_trainable / n_total,
+        "full" if full_finetune else settings.peft_method,
         len(train),
         len(labels),
+        f"{len(gold_idx)} gold validation rows" if on_gold else "weak validation labels",
     )
 
-    best: tuple[float, float, int] | None = None  # (macro-F1, accuracy, epoch)
-    best_state: dict[str, torch.Tensor] = {}
-    since_best, epochs_run, seen, train_s = 0, 0, 0, 0.0
-    for epoch in range(1, settings.epochs + 1):
+    finished = state.stopped_early or state.epoch >= settings.epochs
+    for epoch in range(state.epoch + 1, settings.epochs + 1):
+        if finished:
+            break
         model.train()
         epoch_start = time.monotonic()
         bar = tqdm(loader, desc=f"epoch {epoch}/{settings.epochs}", disable=not progress, leave=False)
@@ -195,49 +296,100 @@ def fit(
                 logits.float(), batch["labels"].to(device), reduction="none"
             )
             loss = (losses * batch["weights"].to(device)).mean()
+            penalty = _orth_penalty(adalora) if adalora is not None else None
+            if penalty is not None:
+                loss = loss + penalty
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             scheduler.step()
-            seen += len(batch["labels"])
+            state.step += 1
+            if adalora is not None:  # after the step, before the next zero_grad (needs the gradients)
+                adalora.update_and_allocate(state.step)
+            state.seen += len(batch["labels"])
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        train_s += time.monotonic() - epoch_start
-        epochs_run = epoch
+        state.train_s += time.monotonic() - epoch_start
+        state.epoch = epoch
+        scores: dict[str, Any] = {}
         if val_data is None:  # nothing to select on: keep the last epoch
-            best = (float("nan"), float("nan"), epoch)
-            continue
-        pred = [labels[i] for i in _predict(model, val_data, device)]
-        f1, acc = macro_f1(val_true, pred), accuracy(val_true, pred)
-        log.info("epoch %d: val macro-F1 %.4f, accuracy %.4f", epoch, f1, acc)
-        if best is None or f1 > best[0] + 1e-9:
-            best, since_best = (f1, acc, epoch), 0
-            best_state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+            state.best = (float("nan"), float("nan"), epoch)
         else:
-            since_best += 1
-            if since_best >= settings.patience:
-                log.info("early stop after epoch %d (best epoch %d)", epoch, best[2])
-                break
-    if best_state:
+            pred = [labels[i] for i in _predict(model, val_data, device)]
+            f1, acc = macro_f1(val_true, pred), accuracy(val_true, pred)
+            scores = {"val_macro_f1": f1, "val_accuracy": acc}
+            if on_gold:
+                g_true, g_pred = [val_true[i] for i in gold_idx], [pred[i] for i in gold_idx]
+                sel_f1, sel_acc = macro_f1(g_true, g_pred), accuracy(g_true, g_pred)
+                scores.update(gold_macro_f1=sel_f1, gold_accuracy=sel_acc)
+            else:
+                sel_f1, sel_acc = f1, acc
+            log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            if state.best is None or sel_f1 > state.best[0] + 1e-9:
+                state.best, state.since_best = (sel_f1, sel_acc, epoch), 0
+                state.best_state = {
+                    n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
+                }
+            else:
+                state.since_best += 1
+                if state.since_best >= settings.patience:
+                    log.info("early stop after epoch %d (best epoch %d)", epoch, state.best[2])
+                    state.stopped_early = True
+        if checkpoint_dir is not None and settings.checkpoint:
+            checkpoint.save(
+                checkpoint_dir,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                generator=generator,
+                progress=state,
+                **ckpt,
+            )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, scores)
+        finished = state.stopped_early
+    if state.best_state:
         with torch.no_grad():
             params = dict(model.named_parameters())
-            for name, value in best_state.items():
+            for name, value in state.best_state.items():
                 params[name].copy_(value)
     model.eval()
+    best = state.best
     assert best is not None
+    # The chosen epoch's scores on every validation row (and on gold, when selected on gold).
+    final: dict[str, Any] = {}
+    if val_data is not None:
+        pred = [labels[i] for i in _predict(model, val_data, device)]
+        final = {
+            "val_macro_f1": round(macro_f1(val_true, pred), 6),
+            "val_accuracy": round(accuracy(val_true, pred), 6),
+        }
+        if on_gold:
+            final["gold_val_macro_f1"] = round(best[0], 6)
+            final["gold_val_accuracy"] = round(best[1], 6)
     wall = time.monotonic() - started
     metrics = {
-        "val_macro_f1": None if val_data is None else round(best[0], 6),
-        "val_accuracy": None if val_data is None else round(best[1], 6),
+        "val_macro_f1": final.get("val_macro_f1"),
+        "val_accuracy": final.get("val_accuracy"),
+        **{k: v for k, v in final.items() if k.startswith("gold_")},
+        "early_stopping_on": None if val_data is None else ("gold" if on_gold else "weak"),
+        "val_gold_examples": len(gold_idx),
         "best_epoch": best[2],
-        "epochs_run": epochs_run,
+        "epochs_run": state.epoch,
+        "steps": state.step,
         "train_examples": len(train),
         "val_examples": len(val),
         "trainable_params": n_trainable,
         "total_params": n_total,
         "trainable_params_pct": round(100 * n_trainable / n_total, 4),
+        "peft_method": "full" if full_finetune else settings.peft_method,
+        "init": init,
         "device": str(device),
+        "dtype": "bf16" if device.type == "cuda" else "fp32",
+        "weights_sha256": weights_sha256(model),
         "wall_s": round(wall, 3),
-        "samples_per_s": round(seen / train_s, 2) if train_s > 0 else None,
+        "samples_per_s": round(state.seen / state.train_s, 2) if state.train_s > 0 else None,
     }
+    if resume:
+        metrics["resumed"] = True
     return FitResult(model=model, tokenizer=tokenizer, metrics=metrics)

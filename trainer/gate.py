@@ -32,6 +32,7 @@ from store.db import Database
 from store.evaluations import query_frequencies, record_gate_decision
 from store.exceptions import ArtifactError
 from store.labels import LabelledQuery, gold_labels
+from trainer.dataset import Example
 from trainer.evaluation import SLICES, Predictor, evaluate, frequency_slices, metric
 from trainer.exceptions import ModelError, NotEnoughDataError
 from trainer.pipeline import snapshot_examples, to_examples
@@ -212,6 +213,7 @@ def gate_candidate(
     champion: str | None,
     run_id: int | None = None,
     trained_snapshot: Mapping[str, Any] | None = None,
+    train_examples: Sequence[Example] | None = None,
     progress: bool = True,
 ) -> GateOutcome:
     """Score ``candidate``, ``champion`` and the baselines on the held-out rows, decide, record.
@@ -220,6 +222,8 @@ def gate_candidate(
     run; ``trained_snapshot`` (the run's snapshot summary) lets the record show whether the labels
     moved in between (ingestion running meanwhile), which can change the baselines' training rows
     but never leaks: the split is by query hash, so held-out queries are held out for every model.
+    ``train_examples``: the rows the candidate trained on (its run's snapshot: fresh + replay +
+    gold); the baselines train on exactly these. Without them, on the rebuilt training split.
     """
     from trainer.baselines import train_full_finetune, train_tfidf
     from trainer.model import load_for_inference, resolve_base_dir
@@ -239,7 +243,7 @@ def gate_candidate(
         **composition,
         "source": source,
         "snapshot_queries": len(rows),
-        "train_rows": len(train_rows),
+        "train_rows": len(train_examples) if train_examples is not None else len(train_rows),
         "slice_definition": bounds.describe(),
     }
     if trained_snapshot is not None and trained_snapshot.get("queries") != len(rows):
@@ -264,14 +268,15 @@ def gate_candidate(
 
     baselines: dict[str, dict[str, Any]] = {}
     labels = sorted({r.label for r in rows})
-    train_examples = to_examples(train_rows)
+    baseline_rows = list(train_examples) if train_examples is not None else to_examples(train_rows)
+    labels = sorted({*labels, *(e.label for e in baseline_rows)})
     if settings.tfidf_baseline:
-        tfidf = train_tfidf(train_examples, labels, seed=train.seed)
+        tfidf = train_tfidf(baseline_rows, labels, seed=train.seed)
         reports["tfidf"], baselines["tfidf"] = score(tfidf), tfidf.metrics
     if settings.full_ft:
         started = time.monotonic()
         full = train_full_finetune(
-            train_examples,
+            baseline_rows,
             to_examples(val_rows),
             labels,
             base_dir,

@@ -1,9 +1,11 @@
 """The intent classifier, written once for the trainer and the inference workers (they cannot drift).
 
-Encoder (any local Hugging Face ``AutoModel`` directory) + LoRA via PEFT + masked mean pooling +
-dropout + a linear head. An adapter artifact is ``adapter_model.safetensors``,
-``adapter_config.json``, ``head.safetensors`` and ``manifest.json``; never a pickle. Inference
-merges the LoRA weights into the encoder, so serving costs the same as the bare encoder.
+Encoder (any local Hugging Face ``AutoModel`` directory) + a PEFT adapter (LoRA, AdaLoRA or IA3,
+on every transformer block or only on chosen ones) + masked mean pooling + dropout + a linear head.
+An adapter artifact is ``adapter_model.safetensors``, ``adapter_config.json``, ``head.safetensors``
+and ``manifest.json``; never a pickle. The head is saved with the adapter whatever the method, so an
+artifact is a whole classifier on a shared base. Inference merges the adapter into the encoder
+(every supported method can be merged), so serving costs the same as the bare encoder.
 """
 
 import contextlib
@@ -24,8 +26,20 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
 import torch
-from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from peft import (
+    AdaLoraConfig,
+    IA3Config,
+    LoraConfig,
+    PeftConfig,
+    get_peft_model,
+    get_peft_model_state_dict,
+    set_peft_model_state_dict,
+)
+from peft.utils.constants import (
+    TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
+    TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
+    TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
+)
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -154,21 +168,121 @@ def _target_modules(encoder: Any, wanted: list[str] | None) -> list[str]:
     return found
 
 
-def build_classifier(base_dir: Path, labels: list[str], train: TrainSettings) -> tuple[IntentClassifier, Any]:
-    """A fresh trainable classifier (only LoRA + head require grad) and its tokenizer."""
-    encoder = _load_encoder(base_dir)
+def _blocks(encoder: Any) -> tuple[str, int]:
+    """The module path of the encoder's list of transformer blocks, and its length.
+
+    Found structurally (the ``ModuleList`` as long as ``num_hidden_layers``) rather than by name, so
+    BERT (``encoder.layer``), DistilBERT (``transformer.layer``), XLM-R and others all work.
+    """
+    n = int(getattr(encoder.config, "num_hidden_layers", 0) or 0)
+    for name, module in encoder.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and n and len(module) == n:
+            return name, n
+    raise ModelError(
+        f"cannot find the {n} transformer blocks of model_type {encoder.config.model_type!r}: "
+        "unset INTENTLOOP_TRAIN__LAYERS to put adapters on every block"
+    )
+
+
+def _restrict_to_layers(encoder: Any, targets: list[str], layers: list[int]) -> list[str]:
+    """Full module names of ``targets`` inside the chosen blocks (negative indices count from the end).
+
+    PEFT matches a target by name suffix, so full names select exactly these modules for every
+    method (IA3 has no ``layers_to_transform``), and the adapter config lists what was trained.
+    """
+    prefix, n = _blocks(encoder)
+    bad = [i for i in layers if not -n <= i < n]
+    if bad:
+        raise ModelError(f"INTENTLOOP_TRAIN__LAYERS {bad} out of range: the encoder has {n} blocks")
+    chosen = sorted({i % n for i in layers})
+    wanted = tuple(f"{prefix}.{i}." for i in chosen)
+    names = sorted(
+        name
+        for name, module in encoder.named_modules()
+        if isinstance(module, torch.nn.Linear)
+        and name.startswith(wanted)
+        and any(name == t or name.endswith("." + t) for t in targets)
+    )
+    if not names:
+        raise ModelError(f"none of the target modules {targets} is in blocks {chosen} of {prefix}")
+    return names
+
+
+def _ia3_modules(encoder: Any, train: TrainSettings) -> tuple[list[str], list[str]]:
+    """IA3 targets and the feed-forward subset: settings, else PEFT's defaults, else attention only."""
+    model_type = encoder.config.model_type
+    if train.target_modules:
+        targets = list(train.target_modules)
+    elif model_type in TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING:
+        targets = list(TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING[model_type])
+    else:
+        targets = _target_modules(encoder, None)
+    if train.ia3_feedforward_modules is not None:
+        feedforward = list(train.ia3_feedforward_modules)
+    else:
+        feedforward = list(TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING.get(model_type, []))
+        feedforward = [f for f in feedforward if f in targets]
+    return targets, feedforward
+
+
+def adalora_schedule(total_steps: int) -> tuple[int, int]:
+    """AdaLoRA's (tinit, tfinal): 10% of the steps before pruning starts, the last 20% at the final
+    budget. Fractions, because nightly snapshots vary in size and a fixed step count may not fit."""
+    tinit, tfinal = int(0.1 * total_steps), int(0.2 * total_steps)
+    if tinit >= total_steps - tfinal:  # tiny runs: prune from the first step, no final phase
+        tinit, tfinal = 0, 0
+    return tinit, tfinal
+
+
+def peft_config(encoder: Any, train: TrainSettings, *, total_steps: int | None = None) -> PeftConfig:
+    """The PEFT config ``train`` asks for on this encoder (method, targets, chosen blocks)."""
+    method = train.peft_method
+    if method == "ia3":
+        targets, feedforward = _ia3_modules(encoder, train)
+        if train.layers is not None:
+            targets = _restrict_to_layers(encoder, targets, train.layers)
+            feedforward = [t for t in targets if any(t.endswith("." + f) for f in feedforward)]
+        return IA3Config(target_modules=targets, feedforward_modules=feedforward)
     targets = _target_modules(encoder, train.target_modules)
-    config = LoraConfig(
+    if train.layers is not None:
+        targets = _restrict_to_layers(encoder, targets, train.layers)
+    if method == "adalora":
+        steps = max(1, total_steps or 1)
+        tinit, tfinal = adalora_schedule(steps)
+        return AdaLoraConfig(
+            init_r=train.lora_r,
+            target_r=min(train.adalora_target_r, train.lora_r),
+            lora_alpha=train.lora_alpha,
+            lora_dropout=train.lora_dropout,
+            target_modules=targets,
+            total_step=steps,
+            tinit=tinit,
+            tfinal=tfinal,
+            deltaT=max(1, steps // 20),
+        )
+    return LoraConfig(
         r=train.lora_r,
         lora_alpha=train.lora_alpha,
         lora_dropout=train.lora_dropout,
         target_modules=targets,
         bias="none",
     )
+
+
+def build_classifier(
+    base_dir: Path, labels: list[str], train: TrainSettings, *, total_steps: int | None = None
+) -> tuple[IntentClassifier, Any]:
+    """A fresh trainable classifier (only the adapter + head require grad) and its tokenizer.
+
+    ``total_steps`` is needed by AdaLoRA, whose rank budget follows a schedule over the whole run.
+    """
+    encoder = _load_encoder(base_dir)
+    config = peft_config(encoder, train, total_steps=total_steps)
     try:
         peft_encoder = get_peft_model(encoder, config)
     except ValueError as exc:
-        raise ModelError(f"cannot put LoRA on {targets} of {base_dir}: {exc}") from exc
+        targets = getattr(config, "target_modules", None)
+        raise ModelError(f"cannot put {train.peft_method} on {targets} of {base_dir}: {exc}") from exc
     model = IntentClassifier(peft_encoder, encoder.config.hidden_size, labels)
     return model, _load_tokenizer(base_dir)
 
@@ -183,6 +297,75 @@ def build_full_classifier(base_dir: Path, labels: list[str]) -> tuple[IntentClas
     for p in encoder.parameters():
         p.requires_grad_(True)
     return IntentClassifier(encoder, encoder.config.hidden_size, labels), _load_tokenizer(base_dir)
+
+
+def peft_summary(config: Any, rank_pattern: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the manifest says about the adapter: the method and what decides its shape.
+
+    Warm starts compare this with what the settings would build, so it must name everything that
+    changes the adapter's tensors.
+    """
+    targets = sorted(getattr(config, "target_modules", None) or [])
+    if isinstance(config, IA3Config):
+        return {
+            "method": "ia3",
+            "target_modules": targets,
+            "feedforward_modules": sorted(config.feedforward_modules or []),
+        }
+    if isinstance(config, AdaLoraConfig):
+        out: dict[str, Any] = {
+            "method": "adalora",
+            "init_r": config.init_r,
+            "target_r": config.target_r,
+            "alpha": config.lora_alpha,
+            "dropout": config.lora_dropout,
+            "target_modules": targets,
+            "total_step": config.total_step,
+        }
+        if rank_pattern:
+            out["ranks_kept"] = int(sum(sum(bool(b) for b in mask) for mask in rank_pattern.values()))
+        return out
+    return {
+        "method": "lora",
+        "r": config.r,
+        "alpha": config.lora_alpha,
+        "dropout": config.lora_dropout,
+        "target_modules": targets,
+    }
+
+
+def same_adapter_shape(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two :func:`peft_summary` dicts describe adapters with the same tensors (AdaLoRA's
+    schedule and pruning outcome do not change tensor shapes, so they are left out)."""
+    ignore = {"total_step", "ranks_kept", "target_r", "dropout"}
+    return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+
+
+def load_trainable_state(model: IntentClassifier, adapter_dir: Path) -> None:
+    """Put a saved adapter's weights and head into a freshly built trainable ``model`` (warm start).
+
+    The caller checks labels, base and :func:`same_adapter_shape` first; a mismatch that slips
+    through is a ``ModelError`` here, never a silently half-loaded model.
+    """
+    peft_encoder: Any = model.encoder
+    try:
+        result: Any = set_peft_model_state_dict(peft_encoder, load_file(str(adapter_dir / ADAPTER_WEIGHTS)))
+        model.head.load_state_dict(load_file(str(adapter_dir / HEAD)))
+    except (RuntimeError, OSError) as exc:
+        raise ModelError(f"{adapter_dir} does not fit the model being trained: {exc}") from exc
+    missing = _adapter_keys(peft_encoder, result.missing_keys)
+    if missing or result.unexpected_keys:
+        raise ModelError(
+            f"{adapter_dir}: adapter weights do not fit (missing {missing[:3]}, "
+            f"unexpected {list(result.unexpected_keys)[:3]})"
+        )
+
+
+def _adapter_keys(peft_encoder: Any, keys: list[str]) -> list[str]:
+    """The adapter's own keys among ``keys`` (a state dict of adapter weights leaves every base
+    weight "missing"; only a missing adapter weight is an error)."""
+    prefix = getattr(peft_encoder.base_model, "prefix", "lora_")
+    return [k for k in keys if prefix in k]
 
 
 def save_adapter(
@@ -202,33 +385,38 @@ def save_adapter(
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = json.loads((base_dir / "config.json").read_text())
     name = raw.get("_name_or_path") or base_dir.name
-    lora = copy.deepcopy(peft_encoder.peft_config["default"])
-    lora.base_model_name_or_path = name  # not the training machine's absolute path
-    lora.inference_mode = True
-    lora.save_pretrained(str(out_dir))
-    state = get_peft_model_state_dict(peft_encoder)
+    live = peft_encoder.peft_config["default"]
+    config = copy.deepcopy(live)
+    config.base_model_name_or_path = name  # not the training machine's absolute path
+    config.inference_mode = True
+    rank_pattern = live.rank_pattern if isinstance(live, AdaLoraConfig) else None
+    if rank_pattern is not None:
+        # AdaLoRA: keep the full-rank tensors (pruned ranks are exact zeros) so the artifact loads
+        # with a plain config and can warm-start the next run, which re-allocates the budget anyway.
+        config.rank_pattern = None
+        live.rank_pattern = None
+    try:
+        state = get_peft_model_state_dict(peft_encoder)
+    finally:
+        if rank_pattern is not None:
+            live.rank_pattern = rank_pattern
+    config.save_pretrained(str(out_dir))
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(out_dir / ADAPTER_WEIGHTS))
     save_file(
         {k: v.detach().cpu().float().contiguous() for k, v in model.head.state_dict().items()},
         str(out_dir / HEAD),
     )
-    config = peft_encoder.get_base_model().config
+    base_config = peft_encoder.get_base_model().config
     manifest = {
         "format": FORMAT,
         "base_model": {
             "name": name,
-            "model_type": config.model_type,
-            "hidden_size": config.hidden_size,
+            "model_type": base_config.model_type,
+            "hidden_size": base_config.hidden_size,
             "config_sha256": config_sha256(base_dir),
         },
         "labels": list(labels),
-        "peft": {
-            "method": "lora",
-            "r": lora.r,
-            "alpha": lora.lora_alpha,
-            "dropout": lora.lora_dropout,
-            "target_modules": sorted(lora.target_modules),
-        },
+        "peft": peft_summary(config, rank_pattern),
         "max_length": max_length if max_length is not None else model.max_length,
         "metrics": metrics,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -301,11 +489,14 @@ def load_for_inference(
             "differs (config_sha256 mismatch): point INTENTLOOP_MODEL__BASE_DIR at that base"
         )
     encoder = _load_encoder(base_dir)
-    lora = LoraConfig.from_pretrained(str(adapter_dir))
-    lora.base_model_name_or_path = None  # the manifest names the base; spares PEFT's rename warning
-    peft_encoder = get_peft_model(encoder, lora)
-    result: Any = set_peft_model_state_dict(peft_encoder, load_file(str(adapter_dir / ADAPTER_WEIGHTS)))
-    missing = [k for k in result.missing_keys if "lora_" in k]
+    config = PeftConfig.from_pretrained(str(adapter_dir))  # the subclass its peft_type names
+    config.base_model_name_or_path = None  # the manifest names the base; spares PEFT's rename warning
+    peft_encoder: Any = get_peft_model(encoder, config)
+    try:
+        result: Any = set_peft_model_state_dict(peft_encoder, load_file(str(adapter_dir / ADAPTER_WEIGHTS)))
+    except RuntimeError as exc:  # shape mismatch
+        raise ModelError(f"{adapter_dir}: adapter weights do not fit the base: {exc}") from exc
+    missing = _adapter_keys(peft_encoder, result.missing_keys)
     if missing or result.unexpected_keys:
         raise ModelError(
             f"{adapter_dir}: adapter weights do not fit the base "

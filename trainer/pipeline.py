@@ -1,30 +1,60 @@
 """One training refresh, end to end: snapshot -> split -> fine-tune -> artifact -> recorded version.
 
-Every run is recorded in Postgres whatever happens; a failed run never touches the champion.
+Every run is recorded in Postgres whatever happens (``training_runs``: trigger, parameters, the
+snapshot summary with its data window, device, duration, metrics); a failed or interrupted run never
+touches the champion (promotion is a separate step, after the gate). With a ``runs_dir`` each run
+gets ``<runs_dir>/<run id>/`` holding its exact rows (``snapshot.jsonl``) and its epoch
+checkpoints, and :func:`run_training` with ``resume_run`` continues an interrupted run from there.
 """
 
 import logging
+import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from store.artifacts import ArtifactStore
 from store.db import Database
-from store.labels import (
-    LabelledQuery,
-    distribution_snapshot,
-    labelled_distribution_count,
-    weak_label_snapshot,
-)
-from store.versions import finish_run, record_version, start_run
+from store.exceptions import ArtifactError, IntentloopError
+from store.models import TrainingRun
+from store.training import FAILED, INTERRUPTED, SUCCEEDED, reopen_run, run_of_version, window_end_of
+from store.versions import finish_run, record_version, recorded_alias, start_run
 from trainer.dataset import Example
 from trainer.exceptions import NotEnoughDataError
 from trainer.settings import ModelSettings, TrainSettings
-from trainer.split import split_by_query
+from trainer.snapshot import (
+    FROM_DISTRIBUTIONS,
+    FROM_WEAK_LABELS,
+    ROWS_FILE,
+    Snapshot,
+    build_snapshot,
+    snapshot_examples,
+    to_examples,
+)
+
+__all__ = [
+    "FROM_DISTRIBUTIONS",
+    "FROM_WEAK_LABELS",
+    "TrainOutcome",
+    "run_training",
+    "snapshot_examples",
+    "to_examples",
+]
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+class _Auto:
+    """Sentinel: look the champion up in the alias audit trail."""
+
+
+AUTO = _Auto()
 
 
 @dataclass(frozen=True)
@@ -34,38 +64,50 @@ class TrainOutcome:
     metrics: dict[str, Any]
     snapshot: dict[str, Any]
     artifact_dir: Path
+    train_examples: list[Example] = field(default_factory=list, repr=False)  # what the adapter saw
 
 
-# Where a snapshot's labels came from (recorded with the run and its adapter).
-FROM_DISTRIBUTIONS = "label_distributions"
-FROM_WEAK_LABELS = "weak_labels"
-
-
-def snapshot_examples(db: Database, train: TrainSettings) -> tuple[list[LabelledQuery], str]:
-    """The training rows and their source.
-
-    The aggregated labels (``intentloop labels aggregate``: position-debiased, time-decayed, with
-    negative evidence and abstention) when an aggregation labelled any query; otherwise the raw
-    running vote ingestion keeps, so that training works before the first aggregation too. The
-    aggregation applied its own evidence bar, so only ``min_confidence`` filters its rows here.
-    """
+def _fresh_since(db: Database, champion: str | None) -> datetime | None:
+    """Where the fresh window starts: the end of the champion's own data window."""
+    if champion is None:
+        return None
     with db.session() as session:
-        if labelled_distribution_count(session) > 0:
-            source = FROM_DISTRIBUTIONS
-            rows = distribution_snapshot(session, min_confidence=train.min_confidence)
+        return window_end_of(run_of_version(session, champion))
+
+
+def _warm_start_source(
+    artifacts: ArtifactStore, train: TrainSettings, labels: list[str], champion: str | None, base_sha: str
+) -> tuple[Path | None, dict[str, Any]]:
+    """The champion's adapter directory when ``init=champion`` can use it, and why or why not.
+
+    Falls back to the base model (logged, and recorded in the run's snapshot under ``init``) when
+    there is no champion, its artifact is unavailable, it was trained on another base, or its label
+    set differs (new or vanished labels would need new head rows: kept simple, start over).
+    """
+    if train.init == "base":
+        return None, {"requested": "base", "from": "base"}
+    note: dict[str, Any] = {"requested": "champion", "champion": champion}
+    reason: str | None = None
+    path: Path | None = None
+    if champion is None:
+        reason = "no champion yet"
+    else:
+        try:
+            path, manifest = artifacts.fetch(champion)
+        except ArtifactError as exc:
+            reason = f"champion {champion} artifact unavailable: {exc}"
         else:
-            source = FROM_WEAK_LABELS
-            rows = weak_label_snapshot(
-                session, min_votes=train.min_votes, min_confidence=train.min_confidence
-            )
-    if train.max_examples is not None:
-        rows = rows[: train.max_examples]
-    return rows, source
-
-
-def to_examples(rows: list[LabelledQuery]) -> list[Example]:
-    """Confidence becomes the per-example loss weight: unsure labels teach less."""
-    return [Example(text=r.norm_text, label=r.label, weight=r.confidence) for r in rows]
+            theirs = list(manifest.get("labels") or [])
+            if manifest.get("base_model", {}).get("config_sha256") != base_sha:
+                reason = f"champion {champion} was trained on another base model"
+            elif theirs != labels:
+                added, gone = sorted(set(labels) - set(theirs)), sorted(set(theirs) - set(labels))
+                reason = f"label set differs from champion {champion}'s (new {added}, gone {gone})"
+    if reason is not None:
+        log.info("warm start: training from the base model (%s)", reason)
+        return None, {**note, "from": "base", "fallback": reason}
+    log.info("warm start: from champion %s", champion)
+    return path, {**note, "from": "champion"}
 
 
 def run_training(
@@ -76,57 +118,91 @@ def run_training(
     *,
     trigger: str = "manual",
     progress: bool = True,
+    champion: "str | _Auto | None" = AUTO,
+    runs_dir: Path | None = None,
+    resume_run: int | None = None,
+    trigger_detail: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> TrainOutcome:
-    """Train a candidate adapter from the current weak labels and record it (not promoted)."""
+    """Train a candidate adapter from the current labels and record it (not promoted).
+
+    ``champion``: the version to warm-start from and whose data window ends the fresh window (by
+    default the recorded champion). ``resume_run``: continue that failed/interrupted run from its
+    directory under ``runs_dir`` with its recorded parameters and rows (``train`` is then ignored).
+    The caller holds the training lock (``store.training.TrainingLock``) when runs may overlap.
+    """
     from trainer.finetune import fit
-    from trainer.model import resolve_base_dir, save_adapter
+    from trainer.model import config_sha256, resolve_base_dir, save_adapter
 
     base_dir = resolve_base_dir(model.base_dir)
-    with db.session() as session:
-        run_id = start_run(session, trigger=trigger, params=train.model_dump(mode="json"))
+    if champion is AUTO:
+        with db.session() as session:
+            champion = recorded_alias(session)
+    assert not isinstance(champion, _Auto)
     started = time.monotonic()
+    resuming = resume_run is not None
+    if resuming:
+        assert resume_run is not None
+        run_id, train, data, init = _reopen(db, resume_run, runs_dir, trigger)
+    else:
+        with db.session() as session:
+            run_id = start_run(session, trigger=trigger[:32], params=train.model_dump(mode="json"))
+    run_dir = runs_dir / str(run_id) if runs_dir is not None else None
+    scratch: Path | None = None
     try:
-        rows, source = snapshot_examples(db, train)
-        train_rows, val_rows = split_by_query(rows, lambda r: r.norm_text, train.val_fraction)
-        labels = sorted({r.label for r in rows})
-        snapshot = {
-            "source": source,
-            "queries": len(rows),
-            "train": len(train_rows),
-            "val": len(val_rows),
-            "labels": len(labels),
-            "min_votes": train.min_votes,
-            "min_confidence": train.min_confidence,
-        }
-        if len(labels) < 2 or not train_rows or not val_rows:
-            raise NotEnoughDataError(
-                f"snapshot (from {source}) has {len(rows)} confident queries over {len(labels)} labels; "
-                "need at least 2 labels and both a train and a validation split (ingest more traffic "
-                "or lower INTENTLOOP_TRAIN__MIN_CONFIDENCE, and INTENTLOOP_TRAIN__MIN_VOTES or "
-                "INTENTLOOP_LABELS__MIN_EVIDENCE)"
-            )
-        log.info("snapshot from %s: %s", source, snapshot)
+        if not resuming:
+            data = build_snapshot(db, train, fresh_since=_fresh_since(db, champion), champion=champion)
+            if len(data.labels) < 2 or not data.train or not data.val:
+                raise NotEnoughDataError(
+                    f"snapshot (from {data.summary['source']}) has {data.summary['queries']} confident "
+                    f"queries over {len(data.labels)} labels; need at least 2 labels and both a train and "
+                    "a validation split (ingest more traffic or lower INTENTLOOP_TRAIN__MIN_CONFIDENCE, "
+                    "and INTENTLOOP_TRAIN__MIN_VOTES or INTENTLOOP_LABELS__MIN_EVIDENCE)"
+                )
+            _, init = _warm_start_source(artifacts, train, data.labels, champion, config_sha256(base_dir))
+            data.summary["init"] = init
+            if trigger_detail:
+                data.summary["trigger"] = trigger_detail
+            if run_dir is not None:
+                data.write(run_dir / ROWS_FILE)
+            with db.session() as session:  # recorded now: a crash still leaves the window on record
+                _set(session, run_id, snapshot=data.summary)
+        init_dir: Path | None = None
+        if init.get("from") == "champion":
+            init_dir, _ = artifacts.fetch(str(init["champion"]))
+        if run_dir is None:  # checkpoints still written (same code path), but nowhere to resume from
+            scratch = Path(tempfile.mkdtemp(prefix="intentloop-run-"))
+        ckpt_dir = (run_dir or scratch or Path(tempfile.gettempdir())) / CHECKPOINT_DIR
         result = fit(
-            to_examples(train_rows),
-            to_examples(val_rows),
-            labels,
+            data.train,
+            data.val,
+            data.labels,
             base_dir,
             train,
             model.max_length,
             progress=progress,
+            init_from=init_dir,
+            checkpoint_dir=ckpt_dir,
+            resume=resuming and (ckpt_dir / "LATEST").is_file(),
+            fingerprint={
+                "content_sha256": data.summary["content_sha256"],
+                "params": _fit_params(train),
+            },
+            on_epoch_end=on_epoch_end,
         )
         with tempfile.TemporaryDirectory(prefix="intentloop-adapter-") as tmp:
             save_adapter(
                 result.model,
                 Path(tmp),
                 base_dir=base_dir,
-                labels=labels,
+                labels=data.labels,
                 metrics=result.metrics,
-                extra={"training_run_id": run_id, "snapshot": snapshot},
+                extra={"training_run_id": run_id, "snapshot": data.summary},
                 max_length=model.max_length,
             )
             version = artifacts.publish(Path(tmp))
         _, manifest = artifacts.fetch(version)
+        metrics = {**result.metrics, "duration_s": round(time.monotonic() - started, 3)}
         with db.session() as session:
             record_version(
                 session, version=version, manifest=manifest, uri=str(artifacts.path(version)), run_id=run_id
@@ -134,15 +210,81 @@ def run_training(
             finish_run(
                 session,
                 run_id,
-                status="succeeded",
+                status=SUCCEEDED,
                 version=version,
-                metrics=result.metrics,
-                snapshot=snapshot,
-                device=str(result.metrics.get("device")),
+                metrics=metrics,
+                device=f"{result.metrics['device']}/{result.metrics['dtype']}",
             )
+        if run_dir is not None:  # the rows stay (reproduction); checkpoints are only for resuming
+            shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
         log.info("run %d produced version %s in %.1fs", run_id, version, time.monotonic() - started)
-        return TrainOutcome(run_id, version, result.metrics, snapshot, artifacts.path(version))
+        return TrainOutcome(
+            run_id, version, metrics, data.summary, artifacts.path(version), train_examples=data.train
+        )
     except BaseException as exc:
+        status = INTERRUPTED if isinstance(exc, KeyboardInterrupt | SystemExit) else FAILED
         with db.session() as session:
-            finish_run(session, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            finish_run(
+                session,
+                run_id,
+                status=status,
+                error=f"{type(exc).__name__}: {exc}",
+                metrics={"duration_s": round(time.monotonic() - started, 3)},
+            )
+        if run_dir is not None and (run_dir / CHECKPOINT_DIR / "LATEST").is_file():
+            log.warning("run %d %s; resume it with `intentloop train --resume %d`", run_id, status, run_id)
         raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+# Settings that do not change what an epoch computes: a checkpoint stays valid when they change.
+_NOT_FIT = {"gate", "schedule", "poll_s", "runs_dir", "checkpoint"}
+
+
+def _fit_params(train: TrainSettings) -> dict[str, Any]:
+    """The parameters a checkpoint must agree on to be continued."""
+    return train.model_dump(mode="json", exclude=_NOT_FIT)
+
+
+def _set(session: Any, run_id: int, **fields: Any) -> None:
+    run = session.get(TrainingRun, run_id)
+    if run is None:
+        raise IntentloopError(f"training run {run_id} vanished")
+    for key, value in fields.items():
+        setattr(run, key, value)
+
+
+def _reopen(
+    db: Database, run_id: int, runs_dir: Path | None, trigger: str
+) -> tuple[int, TrainSettings, Snapshot, dict[str, Any]]:
+    """An interrupted run's recorded parameters and rows, with the run marked running again."""
+    if runs_dir is None:
+        raise IntentloopError("resuming needs the runs directory (INTENTLOOP_TRAIN__RUNS_DIR)")
+    rows = runs_dir / str(run_id) / ROWS_FILE
+    with db.session() as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            raise IntentloopError(f"no training run {run_id}")
+        if not rows.is_file():
+            raise IntentloopError(
+                f"training run {run_id} left no rows at {rows} (it stopped before its snapshot was "
+                "taken, or another machine ran it): start a new run instead"
+            )
+        params, summary = dict(run.params or {}), dict(run.snapshot or {})
+        train = TrainSettings.model_validate(params)
+        data = Snapshot.read(rows, summary)  # before reopening: a bad file leaves the run as it was
+        reopen_run(session, run_id)
+        resumes = int(summary.get("resumes", 0)) + 1
+        summary = {**summary, "resumes": resumes, "resumed_by": [*summary.get("resumed_by", []), trigger]}
+        run.snapshot = summary
+    log.info(
+        "resuming training run %d (resume #%d) on its recorded %d rows", run_id, resumes, len(data.train)
+    )
+    return (
+        run_id,
+        train,
+        Snapshot(data.train, data.val, data.labels, summary),
+        dict(summary.get("init") or {"from": "base"}),
+    )

@@ -1,7 +1,7 @@
 """Settings sections owned by the trainer (the model section is shared with the inference workers)."""
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -59,8 +59,12 @@ class GateSettings(BaseModel):
         return self
 
 
+PeftMethod = Literal["lora", "adalora", "ia3"]
+InitFrom = Literal["champion", "base"]
+
+
 class TrainSettings(BaseModel):
-    """Snapshot filters and fine-tuning hyper-parameters."""
+    """Snapshot filters, fine-tuning hyper-parameters and the refresh schedule."""
 
     min_confidence: float = Field(default=0.6, ge=0, le=1)
     min_votes: float = Field(default=2.0, ge=0)
@@ -76,6 +80,60 @@ class TrainSettings(BaseModel):
     target_modules: list[str] | None = Field(
         default=None, description="None: PEFT's default for the encoder's architecture"
     )
+    peft_method: PeftMethod = Field(
+        default="lora",
+        description="lora; adalora (LoRA whose rank budget is re-allocated to the layers that matter "
+        "while training); ia3 (learned rescaling vectors, ~10x fewer parameters than LoRA)",
+    )
+    layers: list[int] | None = Field(
+        default=None,
+        description="transformer blocks that get adapters (0 = first, -1 = last); None: every block",
+    )
+    adalora_target_r: int = Field(
+        default=4, ge=1, description="AdaLoRA: average rank left after pruning (starts at lora_r)"
+    )
+    ia3_feedforward_modules: list[str] | None = Field(
+        default=None,
+        description="IA3: which targets are feed-forward (scaled on their input); None: PEFT's default",
+    )
+    init: InitFrom = Field(
+        default="champion",
+        description="warm-start from the champion's adapter and head (falls back to the base when "
+        "there is none or its labels/method/base differ), or start from the base model",
+    )
+    early_stop_min_gold: int = Field(
+        default=10,
+        ge=1,
+        description="validation gold rows needed to select the epoch on gold; fewer: on weak labels",
+    )
+    replay_ratio: float = Field(
+        default=1.0, ge=0, description="older (already seen) labels replayed per fresh label"
+    )
+    replay_min: int = Field(
+        default=2000, ge=0, description="replay at least this many older labels (all, when fewer)"
+    )
+    replay_tail_boost: float = Field(
+        default=3.0, ge=1, description="tail queries are this many times likelier to be replayed"
+    )
+    checkpoint: bool = Field(default=True, description="checkpoint every epoch so a crashed run can resume")
+    runs_dir: Path | None = Field(
+        default=None, description="run directories (snapshot rows, checkpoints); None: <state_dir>/runs"
+    )
+    schedule: str = Field(
+        default="0 2 * * *", description="cron expression (UTC) of `train schedule`'s refreshes"
+    )
+    poll_s: float = Field(
+        default=30.0, gt=0, description="how often `train schedule` looks for a drift refresh request"
+    )
     seed: int = 13
     max_examples: int | None = Field(default=None, ge=1)
     gate: GateSettings = Field(default_factory=GateSettings)
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a cron expression: {value!r} (e.g. '0 2 * * *', nightly at 02:00 UTC)")
+        return value

@@ -14,11 +14,12 @@ import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from store.taxonomy import normalise_query
 from streams import topics
 from streams.events import Feedback, Product, SearchQuery
-from streams.simulator.config import SimConfig
+from streams.simulator.config import DriftInjection, SimConfig
 from streams.simulator.faults import (
     MALFORMED_KINDS,
     malformed_event,
@@ -30,6 +31,7 @@ from streams.simulator.world import build_world
 
 __all__ = [
     "MALFORMED_KINDS",
+    "DriftInjection",
     "SimConfig",
     "Simulation",
     "malformed_event",
@@ -62,6 +64,15 @@ class Simulation:
 
     def __len__(self) -> int:
         return len(self.queries) + len(self.feedback)
+
+    @property
+    def drift_onset(self) -> datetime | None:
+        """When the first search of an injected drift happened (``None``: stationary traffic)."""
+        drift = self.config.drift
+        if drift is None:
+            return None
+        i = drift.onset_index(self.config.n_searches)
+        return self.queries[i].timestamp if i < len(self.queries) else None
 
 
 @contextmanager

@@ -55,6 +55,30 @@ def _variant(rng: random.Random, text: str) -> str:
     return "\t" + text.title()
 
 
+def _drifted_picks(config: SimConfig, world: World, rng: random.Random, popularity: list[float]) -> list[int]:
+    """Text indices drawn from the stationary popularity up to the onset and the drifted one after.
+
+    Before the onset no text that may mean the ``new`` category is searched; after it, those
+    texts get their plain popularity and the ``surge`` category's texts (by majority intent)
+    ``surge_factor`` times theirs.
+    """
+    drift = config.drift
+    assert drift is not None
+    paths = [leaf.path for leaf in world.leaves]
+    before = [
+        0.0 if any(drift.in_new(paths[li]) for li in entry.leaves) else pop
+        for entry, pop in zip(world.texts, popularity, strict=True)
+    ]
+    after = [
+        pop * drift.surge_factor if drift.in_surge(paths[entry.truth]) else pop
+        for entry, pop in zip(world.texts, popularity, strict=True)
+    ]
+    onset = drift.onset_index(config.n_searches)
+    n = range(len(popularity))
+    picks = rng.choices(n, cum_weights=list(itertools.accumulate(before)), k=onset)
+    return picks + rng.choices(n, cum_weights=list(itertools.accumulate(after)), k=config.n_searches - onset)
+
+
 def generate(
     config: SimConfig, world: World, rng: random.Random
 ) -> tuple[list[SearchQuery], list[Feedback], dict[str, str]]:
@@ -68,8 +92,13 @@ def generate(
     texts = world.texts
     n_texts = len(texts)
     s, q = config.zipf_exponent, config.zipf_offset
-    cum_pop = list(itertools.accumulate(1.0 / (r + q) ** s for r in range(n_texts)))
-    picks = rng.choices(range(n_texts), cum_weights=cum_pop, k=config.n_searches)
+    popularity = [1.0 / (r + q) ** s for r in range(n_texts)]
+    if config.drift is None:
+        picks = rng.choices(
+            range(n_texts), cum_weights=list(itertools.accumulate(popularity)), k=config.n_searches
+        )
+    else:
+        picks = _drifted_picks(config, world, rng, popularity)
 
     leaves = world.leaves
     leaf_paths = [leaf.path for leaf in leaves]

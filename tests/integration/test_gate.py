@@ -135,6 +135,8 @@ def test_gate_blesses_better_and_refuses_worse_adapters(db, env, tmp_path, capsy
 
     # 3. A one-epoch, near-zero learning-rate candidate through the CLI, floors at 0 so only the
     #    comparison with the champion can stop it: refused, with reasons naming metric and slice.
+    #    From the base model: warm-started from the champion, a near-zero rate would just copy it.
+    monkeypatch.setenv("INTENTLOOP_TRAIN__INIT", "base")
     monkeypatch.setenv("INTENTLOOP_TRAIN__EPOCHS", "1")
     monkeypatch.setenv("INTENTLOOP_TRAIN__LEARNING_RATE", "1e-6")
     monkeypatch.setenv("INTENTLOOP_TRAIN__GATE__MIN_MACRO_F1", "0")

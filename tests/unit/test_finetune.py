@@ -50,17 +50,26 @@ def test_fit_learns_a_separable_task_quickly(fitted):
     assert set(m) == {
         "val_macro_f1",
         "val_accuracy",
+        "early_stopping_on",
+        "val_gold_examples",
         "best_epoch",
         "epochs_run",
+        "steps",
         "train_examples",
         "val_examples",
         "trainable_params",
         "total_params",
         "trainable_params_pct",
+        "peft_method",
+        "init",
         "device",
+        "dtype",
+        "weights_sha256",
         "wall_s",
         "samples_per_s",
     }
+    assert (m["early_stopping_on"], m["val_gold_examples"], m["init"]) == ("weak", 0, {"from": "base"})
+    assert (m["device"], m["dtype"], m["peft_method"]) == ("cpu", "fp32", "lora")
     assert (m["train_examples"], m["val_examples"]) == (160, 40)
     assert 1 <= m["best_epoch"] <= m["epochs_run"] <= FAST.epochs
     assert m["device"] == "cpu"
@@ -80,6 +89,11 @@ def test_fit_is_deterministic(fitted, tiny_encoder_dir, data):
     np.testing.assert_array_equal(
         first.model.head.weight.detach().numpy(), second.model.head.weight.detach().numpy()
     )
+    assert first.metrics["weights_sha256"] == second.metrics["weights_sha256"]  # every trained weight
+    other = fit(
+        train, val, LABELS, tiny_encoder_dir, FAST.model_copy(update={"seed": 14}), 16, progress=False
+    )
+    assert other.metrics["weights_sha256"] != first.metrics["weights_sha256"]
 
 
 def test_fitted_model_round_trips(fitted, tiny_encoder_dir, data, tmp_path):

@@ -1,0 +1,378 @@
+"""`intentloop bench serve`: HTTP inference throughput and latency against the model's own limit.
+
+Phases, all in one run on the same adapter (a synthetic one: random non-zero LoRA and head on the
+configured encoder, default all-MiniLM-L6-v2; serving cost does not depend on what it learned):
+
+1. raw: this process loads the adapter the way a worker does (``serving.adapters``) and calls it
+   directly on batches of ``batch_max_queries`` queries for ``--seconds``: ``raw_qps``, the limit;
+2. batch1: one client, one query per request, one request at a time: ``batch1_p50_ms``;
+3. max: ``--clients`` concurrent clients, closed loop, one query per request: ``qps``;
+4. half rate: requests sent on a fixed schedule at half of ``qps`` (open loop, so a slow answer
+   cannot slow the sender down and hide its own latency): ``p50_ms``, ``p99_ms``.
+
+The worker is a real ``intentloop worker serve`` process. The clients speak minimal HTTP/1.1 over
+keep-alive connections (a few microseconds of CPU per request instead of a general HTTP client's
+hundreds): on a 2-core machine the load generator shares the cores with the worker.
+
+Servers: configured Postgres gets a scratch database (created and dropped here) and configured
+Redis a unique key prefix, so no real alias history is touched; unset URLs get embedded servers
+under ``<state_dir>/bench-serve``.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, served_version, wait_until
+from intentloop.settings import Settings
+from intentloop.stack import Endpoints, LocalStack, StackPorts
+from store.artifacts import ArtifactStore
+from store.db import Database
+from store.exceptions import ConfigurationError
+from store.migrate import upgrade
+from store.registry import RedisRegistry
+from store.versions import promote, record_version
+from streams.simulator import SimConfig, simulate
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServeBenchOptions:
+    clients: int = 32
+    seconds: float = 10.0
+    batch1_requests: int = 300
+    seed: int = 5
+
+
+# ---------------------------------------------------------------- servers and adapters
+@dataclass
+class BenchEnv:
+    """Servers, artifact store and worker environment of one benchmark run."""
+
+    endpoints: Endpoints
+    db: Database
+    registry: RedisRegistry
+    artifacts: ArtifactStore
+    env: dict[str, str]
+    work_dir: Path
+
+    def record(self, version: str) -> None:
+        _, manifest = self.artifacts.fetch(version)
+        with self.db.session() as s:
+            record_version(
+                s, version=version, manifest=manifest, uri=str(self.artifacts.path(version)), run_id=None
+            )
+
+    def promote(self, version: str, reason: str) -> None:
+        promote(self.db, self.registry, version, actor="bench", reason=reason)
+
+    def worker(self, name: str, port: int) -> WorkerProcess:
+        w = WorkerProcess(
+            ["worker", "serve", "--port", str(port), "--worker-id", name],
+            self.env,
+            self.work_dir / f"{name}.log",
+        )
+        wait_until(http_ready(f"http://127.0.0.1:{port}/healthz"), timeout_s=180, what=f"{name} up", proc=w)
+        return w
+
+
+@contextlib.contextmanager
+def bench_env(settings: Settings, name: str, extra_env: dict[str, str] | None = None) -> Iterator[BenchEnv]:
+    """Postgres (scratch database or embedded), Redis (unique prefix or embedded), fresh artifacts."""
+    work = (settings.state_dir / name).resolve()
+    if work.exists():
+        LocalStack(work / "stack").down()
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    pg_conf = settings.postgres.url.get_secret_value() if settings.postgres.url else None
+    redis_conf = settings.redis.url.get_secret_value() if settings.redis.url else None
+    stack = LocalStack(
+        work / "stack",
+        kafka_bootstrap=settings.kafka.bootstrap or "127.0.0.1:1",  # the serving benches need no Kafka
+        postgres_url=pg_conf,
+        redis_url=redis_conf,
+        ports=StackPorts(postgres_port=free_port(), redis_port=free_port()),
+    )
+    eps = stack.up(timeout_s=120)
+    scratch = _scratch_database(eps.postgres_url) if pg_conf else contextlib.nullcontext(eps.postgres_url)
+    try:
+        with scratch as pg_url:
+            upgrade(pg_url)
+            eps = Endpoints(eps.kafka_bootstrap, pg_url, eps.redis_url)
+            prefix = f"bench-{uuid.uuid4().hex[:8]}"
+            artifacts = ArtifactStore(work / "artifacts")
+            env = endpoint_env(
+                eps,
+                {
+                    "INTENTLOOP_REDIS__KEY_PREFIX": prefix,
+                    "INTENTLOOP_ARTIFACTS__DIR": str(artifacts.root),
+                    "INTENTLOOP_STATE_DIR": str(work / "state"),
+                    **(
+                        {"INTENTLOOP_MODEL__BASE_DIR": str(settings.model.base_dir)}
+                        if settings.model.base_dir
+                        else {}
+                    ),
+                    **(extra_env or {}),
+                },
+            )
+            db = Database(pg_url)
+            registry = RedisRegistry(eps.redis_url, prefix=prefix)
+            try:
+                yield BenchEnv(eps, db, registry, artifacts, env, work)
+            finally:
+                with contextlib.suppress(Exception):
+                    registry.client.delete(*registry.client.keys(f"{prefix}:*") or ["-"])
+                registry.close()
+                db.dispose()
+    finally:
+        stack.down()
+
+
+@contextlib.contextmanager
+def _scratch_database(admin_url: str) -> Iterator[str]:
+    name = f"intentloop_bench_{uuid.uuid4().hex[:8]}"
+    dsn = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+        admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        raise ConfigurationError(
+            f"the benchmark needs a scratch database on the configured Postgres: {exc}"
+        ) from exc
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def bench_queries(seed: int, n: int = 2000) -> list[str]:
+    """Realistic search queries (the simulator's long tail), in a fixed order."""
+    sim = simulate(SimConfig(seed=seed, n_searches=n))
+    return sorted(sim.truth)
+
+
+# ---------------------------------------------------------------- a minimal keep-alive HTTP client
+class Conn:
+    """One keep-alive HTTP/1.1 connection posting JSON; just enough protocol for a benchmark."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+        """(status, JSON body) — status 0 when the connection failed (then it reconnects next time)."""
+        data = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        ).encode()
+        try:
+            if self._writer is None:
+                self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
+            assert self._reader is not None
+            self._writer.write(head + data)
+            raw = await self._reader.readuntil(b"\r\n\r\n")
+            lines = raw.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            length = next(
+                int(v) for k, _, v in (ln.partition(":") for ln in lines[1:]) if k.lower() == "content-length"
+            )
+            payload = await self._reader.readexactly(length)
+            return status, json.loads(payload)
+        except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration):
+            await self.close()
+            return 0, None
+
+    async def close(self) -> None:
+        w, self._writer, self._reader = self._writer, None, None
+        if w is not None:
+            w.close()
+            with contextlib.suppress(OSError):
+                await w.wait_closed()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+# ---------------------------------------------------------------- phases
+def raw_phase(env: BenchEnv, version: str, queries: list[str], batch: int, seconds: float) -> float:
+    """Queries/s of the adapter called directly, in batches, in this process (no HTTP)."""
+    import torch
+
+    from serving.adapters import SharedBase
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    path, manifest = env.artifacts.fetch(version)
+    base_dir = env.env.get("INTENTLOOP_MODEL__BASE_DIR")
+    base = SharedBase(Path(base_dir) if base_dir else None)
+    adapter = base.build(version, path, manifest)
+    done, i, t0 = 0, 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        chunk = [queries[(i + j) % len(queries)] for j in range(batch)]
+        base.predict_proba(adapter, chunk)
+        done += batch
+        i += batch
+    return done / (time.perf_counter() - t0)
+
+
+async def _batch1(port: int, queries: list[str], n: int) -> list[float]:
+    conn, lat = Conn(port), []
+    for i in range(n):
+        t = time.perf_counter()
+        status, _ = await conn.post("/v1/intent", {"query": queries[i % len(queries)]})
+        if status == 200:
+            lat.append((time.perf_counter() - t) * 1000)
+    await conn.close()
+    return lat
+
+
+async def _closed_loop(
+    port: int, queries: list[str], clients: int, seconds: float
+) -> tuple[int, int, list[float]]:
+    stop = time.perf_counter() + seconds
+    lat: list[float] = []
+    failed = 0
+
+    async def client(k: int) -> None:
+        nonlocal failed
+        conn, i = Conn(port), k
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            status, _ = await conn.post("/v1/intent", {"query": queries[i % len(queries)]})
+            i += clients
+            if status == 200:
+                lat.append((time.perf_counter() - t) * 1000)
+            else:
+                failed += 1
+        await conn.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    return len(lat), failed, lat if time.perf_counter() - t0 > 0 else []
+
+
+async def _open_loop(
+    port: int, queries: list[str], rate: float, seconds: float, pool: int
+) -> tuple[list[float], int]:
+    """Requests sent on a fixed schedule (``rate``/s), each on a free connection of ``pool``."""
+    conns: asyncio.Queue[Conn] = asyncio.Queue()
+    for _ in range(pool):
+        conns.put_nowait(Conn(port))
+    lat: list[float] = []
+    failed = 0
+
+    async def one(i: int, scheduled: float) -> None:
+        nonlocal failed
+        conn = await conns.get()
+        status, _ = await conn.post("/v1/intent", {"query": queries[i % len(queries)]})
+        conns.put_nowait(conn)
+        if status == 200:
+            lat.append((time.perf_counter() - scheduled) * 1000)  # from when it should have been sent
+        else:
+            failed += 1
+
+    tasks = []
+    start = time.perf_counter()
+    n = int(rate * seconds)
+    for i in range(n):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, scheduled)))
+    await asyncio.gather(*tasks)
+    while not conns.empty():
+        await conns.get_nowait().close()
+    return lat, failed
+
+
+def _batch_mean(port: int) -> float | None:
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("intentloop_batch_queries_sum ") or line.startswith(
+            "intentloop_batch_queries_count "
+        ):
+            name, value = line.split(" ")
+            values[name] = float(value)
+    count = values.get("intentloop_batch_queries_count", 0.0)
+    return round(values.get("intentloop_batch_queries_sum", 0.0) / count, 2) if count else None
+
+
+def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> dict[str, Any]:
+    """Every phase against one worker process; returns the summary (the CLI prints it as JSON)."""
+    from serving.synthetic import synthetic_adapter
+
+    with bench_env(settings, "bench-serve") as env:
+        version = synthetic_adapter(
+            env.artifacts, settings.model.base_dir, seed=opts.seed, max_length=settings.model.max_length
+        )
+        env.record(version)
+        queries = bench_queries(opts.seed)
+        port = free_port()
+        echo(f"bench serve: adapter {version}; starting a worker on :{port} ...")
+        worker = env.worker("bench-serve", port)
+        try:
+            env.promote(version, "bench serve")
+            wait_until(
+                lambda: served_version(port) == version, timeout_s=120, what="adapter loaded", proc=worker
+            )
+            batch = settings.serve.batch_max_queries
+            echo(f"bench serve: raw model, batches of {batch}, {opts.seconds:.0f}s ...")
+            raw_qps = raw_phase(env, version, queries, batch, opts.seconds)
+            echo(
+                f"bench serve: raw {raw_qps:,.0f} queries/s; batch-1 latency, {opts.batch1_requests} requests"
+            )
+            b1 = asyncio.run(_batch1(port, queries, opts.batch1_requests))
+            echo(f"bench serve: {opts.clients} concurrent clients, {opts.seconds:.0f}s ...")
+            done, failed_max, lat_max = asyncio.run(_closed_loop(port, queries, opts.clients, opts.seconds))
+            qps = done / opts.seconds
+            half = qps / 2
+            echo(
+                f"bench serve: max {qps:,.0f} queries/s; open loop at {half:,.0f}/s, {opts.seconds:.0f}s ..."
+            )
+            lat_half, failed_half = asyncio.run(
+                _open_loop(port, queries, half, opts.seconds, pool=opts.clients)
+            )
+            batch_mean = _batch_mean(port)
+        finally:
+            worker.stop()
+    return {
+        "bench": "serve",
+        "encoder": str(settings.model.base_dir or "all-MiniLM-L6-v2"),
+        "cores": os.cpu_count(),
+        "clients": opts.clients,
+        "seconds": opts.seconds,
+        "qps": round(qps, 1),
+        "p50_ms": round(percentile(lat_half, 50), 2),
+        "p99_ms": round(percentile(lat_half, 99), 2),
+        "half_rate_qps": round(half, 1),
+        "max_p50_ms": round(percentile(lat_max, 50), 2),
+        "max_p99_ms": round(percentile(lat_max, 99), 2),
+        "raw_qps": round(raw_qps, 1),
+        "ratio_vs_raw": round(qps / raw_qps, 3) if raw_qps else None,
+        "batch1_p50_ms": round(statistics.median(b1), 2) if b1 else None,
+        "mean_batch_queries": batch_mean,
+        "failed_requests": failed_max + failed_half + (opts.batch1_requests - len(b1)),
+        "version": version,
+    }

@@ -1,0 +1,113 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright) against seeded
+Postgres and Redis: it loads with no console error, and every chart drew its data points."""
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from drift_helpers import seed_champion, seed_traffic
+
+from intentloop.dashboard import DashboardServer
+from store.registry import RedisRegistry
+from streams.drift.job import run_drift_check
+from streams.drift.settings import DriftSettings
+from streams.simulator import DriftInjection, SimConfig, simulate
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)"
+)
+def test_dashboard_renders_in_headless_chromium(db, redis_url, redis_prefix, tmp_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    sim = simulate(SimConfig(seed=7, n_searches=4000, drift=DriftInjection(at=0.5)))
+    assert sim.drift_onset is not None
+    seed_traffic(db, sim)
+    seed_champion(db, sim, trained_at=sim.drift_onset)
+    settings = DriftSettings(window_s=10, clock="events", settle_s=0, min_samples=100, min_reference=100)
+    result = run_drift_check(db, settings, since=sim.queries[0].timestamp)
+    assert result.alerts, "the seeded drift gives the page alerts to draw"
+
+    registry = RedisRegistry(redis_url, prefix=redis_prefix)
+    registry.report_worker(
+        "serve-a", {"version": "c0ffee00c0ffee00", "aliases": {"champion": "c0ffee00c0ffee00"}}
+    )
+    server = DashboardServer(db, registry, settings, port=0).start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        metrics = httpx.get(f"{base}/metrics", timeout=30).text
+        assert (
+            'intentloop_drift_statistic{reference="training",statistic="psi",stream="weak_labels"}' in metrics
+        )
+        assert 'intentloop_worker_version{version="c0ffee00c0ffee00",worker="serve-a"} 1.0' in metrics
+
+        problems: list[str] = []
+        with sync_playwright() as pw:
+            # A fresh profile per run: Playwright passes the directory as --user-data-dir.
+            browser = pw.chromium.launch_persistent_context(
+                str(tmp_path / "profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=LAUNCH_ARGS,
+                viewport={"width": 1400, "height": 1000},
+            )
+            page = browser.new_page()
+            page.on(
+                "console",
+                lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+            )
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+            response = page.goto(base + "/", wait_until="load")
+            assert response is not None and response.status == 200
+            assert "label drift" in page.title()
+
+            def count(selector: str) -> int:
+                return int(page.locator(selector).count())
+
+            assert count("svg.chart") >= 10
+            for stat in ("js", "psi", "hellinger", "linf"):
+                assert count(f"svg.drift-{stat} circle.pt") >= 10, stat
+            assert count("svg.drift-psi circle.pt.alert") >= 1
+            assert count("svg.drift-psi line.threshold") == 2
+            assert count("svg.volume rect.pt") >= 20
+            assert count("svg.events circle.pt") >= 10
+            assert count("svg.moves rect.pt") >= 4
+            assert count("svg.lfs rect.pt") == 4
+            assert count("svg.timeline .pt") == 2  # the version and its promotion
+            assert "c0ffee00c0ffee00" in page.locator("#health").inner_text()
+            assert (
+                "new label" in page.locator("#alerts").inner_text()
+                or "psi" in page.locator("#alerts").inner_text()
+            )
+            box = page.locator("svg.drift-psi").bounding_box()
+            assert box is not None and box["width"] > 300 and box["height"] > 150
+
+            shot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(shot), full_page=True)
+            browser.close()
+        assert problems == []
+        assert shot.stat().st_size > 20_000
+        target = os.environ.get("INTENTLOOP_SCREENSHOT_DIR")
+        if target:
+            Path(target).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(shot, Path(target) / "dashboard.png")
+    finally:
+        server.stop()
+        registry.close()

@@ -1,0 +1,159 @@
+"""The dashboard page and Prometheus text from an overview dict (no servers): every chart draws its
+points, thresholds are ruled, and an empty installation renders placeholders, not errors."""
+
+import re
+
+from intentloop.dashboard import render_page
+from streams.drift.metrics import render as render_metrics
+
+
+def _report(i: int, stream: str, reference: str, alert: bool) -> dict:
+    start = f"2025-01-06T09:{i:02d}:00+00:00"
+    return {
+        "id": i,
+        "stream": stream,
+        "reference": reference,
+        "window_start": start,
+        "window_end": f"2025-01-06T09:{i + 1:02d}:00+00:00",
+        "version": "v1",
+        "n": 500,
+        "n_reference": 480,
+        "js": 0.05 + (0.3 if alert else 0),
+        "psi": 0.02 + (0.5 if alert else 0),
+        "hellinger": 0.04,
+        "linf": 0.03,
+        "p_value": 0.5,
+        "status": "alert" if alert else "ok",
+        "alert": alert,
+        "alerted_at": None,
+        "new_labels": ["pets"] if alert else [],
+        "vanished_labels": [],
+        "reasons": ["new label(s): pets"] if alert else [],
+        "moves": [{"label": "garden", "share": 0.2, "reference_share": 0.06, "delta": 0.14}],
+        "psi_band": "major" if alert else "stable",
+    }
+
+
+def overview(reports: list[dict]) -> dict:
+    return {
+        "window_s": 60,
+        "thresholds": {"js": 0.2, "psi": 0.25, "psi_warn": 0.1, "hellinger": None, "linf": None},
+        "reports": reports,
+        "alerts_total": [{"stream": "weak_labels", "reference": "previous_window", "count": 1}],
+        "volume": {"2025-01-06T09:00:00+00:00": {"searches": 50, "feedback": 300}},
+        "label_volume": {
+            "2025-01-06T09:00:00+00:00": {"garden": 10, "pets": 4},
+            "2025-01-06T09:01:00+00:00": {"garden": 12},
+        },
+        "labeling": {
+            "report_id": 1,
+            "computed_at": None,
+            "functions": [{"name": "purchase", "coverage": 0.2, "conflict": 0.01}],
+            "coverage": 0.7,
+        },
+        "abstentions": {"queries": 100, "abstained": 20, "share": 0.2, "by_reason": {"min_evidence": 20}},
+        "timeline": {
+            "versions": [
+                {
+                    "version": "v1aaaaaaaa",
+                    "created_at": "2025-01-06T08:00:00+00:00",
+                    "val_macro_f1": 0.9,
+                    "gate": "blessed",
+                    "gate_reasons": [],
+                }
+            ],
+            "alias_events": [
+                {
+                    "alias": "champion",
+                    "version": "v1aaaaaaaa",
+                    "previous": None,
+                    "action": "promote",
+                    "actor": "t",
+                    "reason": "r",
+                    "at": "2025-01-06T08:05:00+00:00",
+                }
+            ],
+        },
+        "health": {
+            "minutes": 15,
+            "feedback_per_minute": 12.5,
+            "dead_letters_per_minute": 0,
+            "events_total": 1000,
+            "dead_letters_total": 3,
+            "dead_letter_rate": 0.003,
+        },
+        "champion": "v1aaaaaaaa",
+        "workers": {"available": True, "workers": [{"worker": "w1", "version": "v1aaaaaaaa", "aliases": {}}]},
+    }
+
+
+def test_page_draws_every_chart_with_points_and_thresholds():
+    reports = [_report(i, "weak_labels", "previous_window", alert=(i == 4)) for i in range(5)]
+    reports += [_report(i, "weak_labels", "training", alert=False) for i in range(5)]
+    html = render_page(overview(reports))
+    assert html.count("<svg") == 11  # 4 statistics, 2 moves, volume, events, LFs, abstentions, timeline
+    psi_chart = re.search(r'<svg class="chart line drift-psi".*?</svg>', html, re.S)
+    assert psi_chart is not None
+    assert psi_chart.group(0).count('class="pt') == 10
+    assert psi_chart.group(0).count('class="pt alert"') == 1
+    assert psi_chart.group(0).count('class="threshold"') == 2  # moderate and major bands
+    assert 'class="pill alert"' in html
+    assert "new label(s): pets" in html
+    assert "v1aaaaaaaa" in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing fetched from anywhere
+    assert "<script" not in html
+
+
+def test_empty_installation_renders_placeholders():
+    data = overview([])
+    data |= {
+        "volume": {},
+        "label_volume": {},
+        "timeline": {"versions": [], "alias_events": []},
+        "champion": None,
+    }
+    data["workers"] = {"available": False, "workers": []}
+    html = render_page(data)
+    assert "no drift report yet" in html
+    assert "no data yet" in html
+    assert "Redis unreachable" in html
+
+
+def test_html_is_escaped():
+    reports = [_report(0, "weak_labels", "previous_window", alert=True)]
+    reports[0]["reasons"] = ["<script>alert(1)</script>"]
+    html = render_page(overview(reports))
+    assert "<script>" not in html
+
+
+def test_metrics_expose_drift_and_health():
+    reports = [_report(i, "weak_labels", "previous_window", alert=(i == 4)) for i in range(5)]
+    text = render_metrics(lambda: overview(reports)).decode()
+    assert (
+        'intentloop_drift_statistic{reference="previous_window",statistic="psi",stream="weak_labels"} 0.52'
+        in text
+    )
+    assert 'intentloop_drift_alerting{reference="previous_window",stream="weak_labels"} 1.0' in text
+    assert 'intentloop_drift_alerts_total{reference="previous_window",stream="weak_labels"} 1.0' in text
+    assert 'intentloop_drift_threshold{statistic="psi"} 0.25' in text
+    assert "intentloop_ingest_dead_letter_rate 0.003" in text
+    assert 'intentloop_labeling_function_coverage{function="purchase"} 0.2' in text
+    assert "intentloop_abstention_share 0.2" in text
+    assert 'intentloop_worker_version{version="v1aaaaaaaa",worker="w1"} 1.0' in text
+
+
+def test_grafana_dashboard_queries_only_metrics_we_expose():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    dash = json.loads((root / "deploy/grafana/dashboards/intentloop-drift.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    used = {re.sub(r"_total$", "", m) for e in exprs for m in re.findall(r"intentloop_[a-z_]+", e)}
+    reports = [_report(0, "weak_labels", "previous_window", alert=True)]
+    text = render_metrics(lambda: overview(reports)).decode()
+    exposed = {re.sub(r"_total$", "", m) for m in re.findall(r"^# TYPE (\S+)", text, re.M)}
+    exposed.add("intentloop_served_version")  # every inference worker's /metrics (serving/metrics.py)
+    assert used, "the dashboard queries something"
+    assert used <= exposed, used - exposed
+    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
