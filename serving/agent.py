@@ -25,8 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from serving.exceptions import NotReadyError, ServingError
 from serving.host import Answer, ModelHost, Request
 from serving.settings import ServeSettings
-from serving.watcher import AliasWatcher
-from serving.worker import build_host, configure_torch, default_worker_id
+from serving.worker import default_worker_id, start_watched_host
 from store.artifacts import ArtifactStore
 from store.db import Database
 from store.registry import RedisRegistry
@@ -178,18 +177,8 @@ def run_predict_agent(
     worker_id: str | None = None,
 ) -> AgentCounters:
     """Run until SIGTERM/SIGINT with an alias watcher, like ``worker serve``."""
-    configure_torch(serve)
-    host = build_host(artifacts, model, serve)
     wid = worker_id or f"predict-{default_worker_id()}"
-    watcher = AliasWatcher(
-        host,
-        db,
-        registry,
-        worker_id=wid,
-        interval_s=serve.reconcile_interval_s,
-        refused_retry_s=serve.refused_retry_s,
-    )
-    watcher.start()
+    host, watcher = start_watched_host(db, registry, artifacts, model, serve, wid)
     try:
         return asyncio.run(_main(bootstrap, host, serve))
     finally:

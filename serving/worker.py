@@ -43,6 +43,29 @@ def build_host(artifacts: ArtifactStore, model: ModelSettings, serve: ServeSetti
     )
 
 
+def start_watched_host(
+    db: Database,
+    registry: RedisRegistry,
+    artifacts: ArtifactStore,
+    model: ModelSettings,
+    serve: ServeSettings,
+    worker_id: str,
+) -> tuple[ModelHost, AliasWatcher]:
+    """A model host kept on the current aliases by a started watcher: what every worker kind runs."""
+    configure_torch(serve)
+    host = build_host(artifacts, model, serve)
+    watcher = AliasWatcher(
+        host,
+        db,
+        registry,
+        worker_id=worker_id,
+        interval_s=serve.reconcile_interval_s,
+        refused_retry_s=serve.refused_retry_s,
+    )
+    watcher.start()
+    return host, watcher
+
+
 def run_serve(
     db: Database,
     registry: RedisRegistry,
@@ -53,18 +76,8 @@ def run_serve(
     worker_id: str | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT. Not ready (503) until the champion adapter is loaded."""
-    configure_torch(serve)
     wid = worker_id or default_worker_id()
-    host = build_host(artifacts, model, serve)
-    watcher = AliasWatcher(
-        host,
-        db,
-        registry,
-        worker_id=wid,
-        interval_s=serve.reconcile_interval_s,
-        refused_retry_s=serve.refused_retry_s,
-    )
-    watcher.start()
+    host, watcher = start_watched_host(db, registry, artifacts, model, serve, wid)
     token = serve.admin_token.get_secret_value() if serve.admin_token else None
     api = create_api(host, serve, worker_id=wid, admin=Admin(db, registry, token, on_move=watcher.poke))
     log.info("worker %s listening on %s:%d", wid, serve.host, serve.port)
