@@ -13,6 +13,7 @@ from intentloop.drift_cli import dashboard as dashboard_cmd
 from intentloop.drift_cli import drift as drift_group
 from intentloop.runtime import Runtime
 from intentloop.settings import Settings
+from serving.settings import ServeSettings
 from store.exceptions import ConfigurationError, IntentloopError, StoreUnavailableError
 
 EXIT_ERROR = 1
@@ -141,10 +142,11 @@ def worker_ingest() -> None:
 @click.option("--worker-id", default=None, help="Name shown in the registry (default host-pid).")
 def worker_serve(port: int | None, worker_id: str | None) -> None:
     """Inference worker: POST /v1/intent, hot-swaps to each promoted adapter."""
-    from serving.worker import run_serve
-
     rt = _runtime()
     serve = rt.settings.serve if port is None else rt.settings.serve.model_copy(update={"port": port})
+    _passive_openmp(serve)
+    from serving.worker import run_serve
+
     run_serve(rt.db, rt.registry, rt.artifacts, rt.settings.model, serve, worker_id=worker_id)
 
 
@@ -152,11 +154,12 @@ def worker_serve(port: int | None, worker_id: str | None) -> None:
 @click.option("--worker-id", default=None, help="Name shown in the registry (default host-pid).")
 def worker_predict(worker_id: str | None) -> None:
     """Stream inference agent: search.queries -> intent.predictions, hot-swapping like `worker serve`."""
+    rt = _runtime()
+    s = rt.settings
+    _passive_openmp(s.serve)
     from serving.agent import run_predict_agent
     from streams.kafka import ensure_topics
 
-    rt = _runtime()
-    s = rt.settings
     ensure_topics(
         rt.endpoints.kafka_bootstrap,
         partitions=s.kafka.partitions,
@@ -165,6 +168,15 @@ def worker_predict(worker_id: str | None) -> None:
     run_predict_agent(
         rt.endpoints.kafka_bootstrap, rt.db, rt.registry, rt.artifacts, s.model, s.serve, worker_id=worker_id
     )
+
+
+def _passive_openmp(serve: ServeSettings) -> None:
+    """Before torch loads: idle OpenMP threads sleep instead of spinning. A worker's model thread
+    shares the cores with its event loop, and threads spinning for ~100 ms after each micro-batch
+    steal exactly the CPU the next requests need (p99 at half rate 67 -> 45 ms in `bench serve`).
+    An explicit OMP_WAIT_POLICY in the environment wins."""
+    if serve.omp_passive:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # ---------------------------------------------------------------- training and registry
@@ -331,35 +343,38 @@ def registry_list() -> None:
             )
 
 
+_MARKET = click.option("--market", default=None, help="The market's aliases (default: the default market).")
+
+
 @registry.command("promote")
 @click.argument("version")
 @click.option("--reason", default="manual promotion", show_default=True)
-def registry_promote(version: str, reason: str) -> None:
-    """Make VERSION the champion; workers switch to it without restarting."""
-    from store.versions import promote
+@_MARKET
+def registry_promote(version: str, reason: str, market: str | None) -> None:
+    """Make VERSION the champion (of --market); workers switch to it without restarting."""
+    from store.versions import CHAMPION, alias_name, promote
 
     rt = _runtime()
-    move = promote(rt.db, rt.registry, version, actor=_actor(), reason=reason)
-    click.echo(f"champion: {move.previous} -> {move.version}")
+    alias = alias_name(CHAMPION, market)
+    move = promote(rt.db, rt.registry, version, actor=_actor(), reason=reason, alias=alias)
+    click.echo(f"{move.alias}: {move.previous} -> {move.version}")
 
 
 @registry.command("rollback")
 @click.option("--reason", default="manual rollback", show_default=True)
-def registry_rollback(reason: str) -> None:
-    """Point the champion back at the version before the latest move."""
-    from store.versions import rollback
+@_MARKET
+def registry_rollback(reason: str, market: str | None) -> None:
+    """Point the champion (of --market) back at the version before its latest move."""
+    from store.versions import CHAMPION, alias_name, rollback
 
     rt = _runtime()
-    move = rollback(rt.db, rt.registry, actor=_actor(), reason=reason)
-    click.echo(f"champion: {move.previous} -> {move.version}")
+    move = rollback(rt.db, rt.registry, actor=_actor(), reason=reason, alias=alias_name(CHAMPION, market))
+    click.echo(f"{move.alias}: {move.previous} -> {move.version}")
 
 
 @registry.group("canary")
 def registry_canary() -> None:
     """The canary alias: a share of sessions (INTENTLOOP_SERVE__CANARY_SHARE) tries a version first."""
-
-
-_MARKET = click.option("--market", default=None, help="The market's aliases (default: the default market).")
 
 
 @registry_canary.command("start")

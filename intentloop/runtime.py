@@ -9,6 +9,7 @@ from intentloop.stack import Endpoints, LocalStack
 from store.artifacts import ArtifactStore
 from store.db import Database
 from store.registry import RedisRegistry
+from store.settings import ArtifactSettings
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Runtime:
 
     @cached_property
     def artifacts(self) -> ArtifactStore:
-        return ArtifactStore(self.artifact_dir)
+        return open_artifacts(self.settings.artifacts, self.artifact_dir)
 
     @property
     def artifact_dir(self) -> Path:
@@ -45,3 +46,14 @@ class Runtime:
             self.db.dispose()
         if "registry" in self.__dict__:
             self.registry.close()
+
+
+def open_artifacts(settings: ArtifactSettings, local_dir: Path) -> ArtifactStore:
+    """The local store, or the S3-compatible one (``settings.url``) with ``local_dir`` as its cache."""
+    if settings.url is None:
+        return ArtifactStore(local_dir)
+    from store.artifacts_s3 import S3ArtifactStore
+
+    return S3ArtifactStore(
+        settings.url, local_dir, endpoint_url=settings.endpoint_url, region=settings.region
+    )

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-from peft.tuners.lora import LoraLayer
+from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
+from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -91,12 +91,13 @@ class SharedBase:
                 f"head is {tuple(head['weight'].shape)}; {len(labels)} labels x hidden {hidden} needed",
             )
         try:
-            lora = LoraConfig.from_pretrained(str(path))
-        except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
+            # The subclass its peft_type names: LoRA, AdaLoRA or IA3 (``trainer.model.peft_config``).
+            peft_config = PeftConfig.from_pretrained(str(path))
+        except (OSError, ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
             raise AdapterRefusedError(version, RefusalKind.INVALID, f"{ADAPTER_CONFIG}: {exc}") from exc
-        lora.base_model_name_or_path = None  # the manifest names the base; spares PEFT's rename warning
+        peft_config.base_model_name_or_path = None  # the manifest names the base; spares a rename warning
         weights = _read_tensors(version, path / ADAPTER_WEIGHTS)
-        encoder = self._merged_encoder(version, lora, weights)
+        encoder = self._merged_encoder(version, peft_config, weights)
         module = IntentClassifier(
             encoder, hidden, labels, dropout=0.0, max_length=int(manifest["max_length"])
         )
@@ -166,26 +167,34 @@ class SharedBase:
             raise AdapterRefusedError(version, RefusalKind.INTEGRITY, f"files missing: {missing}")
         return list(labels)
 
-    def _merged_encoder(self, version: str, lora: LoraConfig, weights: dict[str, torch.Tensor]) -> Any:
-        """A copy of the base sharing every tensor, with LoRA merged into private copies of its targets."""
+    def _merged_encoder(self, version: str, config: PeftConfig, weights: dict[str, torch.Tensor]) -> Any:
+        """A copy of the base sharing every tensor, with the adapter merged into private copies of its
+        targets. Any PEFT tuner layer (LoRA, AdaLoRA, IA3) merges by writing into its base layer's
+        weight (IA3 also scales the bias): those get private copies first, never the base's tensors."""
         shared = {id(t): t for t in (*self.encoder.parameters(), *self.encoder.buffers())}
         encoder = copy.deepcopy(self.encoder, memo=shared)
+        method = str(getattr(config, "peft_type", "adapter"))
         try:
-            peft_encoder: Any = get_peft_model(encoder, lora)
+            peft_encoder: Any = get_peft_model(encoder, config)
         except (ValueError, TypeError, KeyError) as exc:
-            raise AdapterRefusedError(version, RefusalKind.INCOMPATIBLE, f"LoRA does not fit: {exc}") from exc
+            raise AdapterRefusedError(
+                version, RefusalKind.INCOMPATIBLE, f"{method} does not fit: {exc}"
+            ) from exc
         for module in peft_encoder.modules():
-            if isinstance(module, LoraLayer):
+            if isinstance(module, BaseTunerLayer):
                 base_layer: Any = module.get_base_layer()
-                # The merge writes into this weight: give the adapter its own copy, never the base's.
-                base_layer.weight = torch.nn.Parameter(
-                    base_layer.weight.detach().clone(), requires_grad=False
-                )
+                for name in ("weight", "bias"):
+                    tensor = getattr(base_layer, name, None)
+                    if isinstance(tensor, torch.Tensor):
+                        setattr(
+                            base_layer, name, torch.nn.Parameter(tensor.detach().clone(), requires_grad=False)
+                        )
         try:
             result: Any = set_peft_model_state_dict(peft_encoder, weights)
         except RuntimeError as exc:  # shape mismatch
-            raise AdapterRefusedError(version, RefusalKind.INCOMPATIBLE, f"LoRA weights: {exc}") from exc
-        missing = [k for k in result.missing_keys if "lora_" in k]
+            raise AdapterRefusedError(version, RefusalKind.INCOMPATIBLE, f"{method} weights: {exc}") from exc
+        prefix = getattr(peft_encoder.base_model, "prefix", "lora_")
+        missing = [k for k in result.missing_keys if prefix in k]
         if missing or result.unexpected_keys:
             raise AdapterRefusedError(
                 version,

@@ -6,9 +6,11 @@ every prediction in it, names the adapter version that produced it. ``/admin/*``
 the registry and needs ``Authorization: Bearer <INTENTLOOP_SERVE__ADMIN_TOKEN>``.
 """
 
+import asyncio
+import contextlib
 import hmac
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -160,12 +162,27 @@ class _MetricsMiddleware:
 
 
 def create_api(
-    host: ModelHost, settings: ServeSettings, *, worker_id: str, admin: Admin | None = None
+    host: ModelHost,
+    settings: ServeSettings,
+    *,
+    worker_id: str,
+    admin: Admin | None = None,
+    on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
+    """The worker's app. ``on_shutdown`` runs in the lifespan's shutdown, after the last request:
+    uvicorn re-raises SIGTERM once it has shut down, so code after ``uvicorn.run`` never runs."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            await asyncio.to_thread(on_shutdown)
+
     api = FastAPI(
         title="intentloop inference worker",
         version="1",
         description="Intent labels for search queries from hot-swapped LoRA adapters.",
+        lifespan=lifespan,
     )
     batcher: MicroBatcher[Request, Answer] = MicroBatcher(
         host.run_group,  # type: ignore[arg-type]  # ServingError is an Exception

@@ -32,6 +32,7 @@ from serving.exceptions import (
     UnknownMarketError,
 )
 from serving.metrics import ServingMetrics
+from serving.tally import PredictionTally
 from store.artifacts import ArtifactStore
 from store.exceptions import ArtifactError
 from store.versions import CANARY, CHAMPION, alias_name
@@ -104,6 +105,7 @@ class ModelHost:
         self._recent: dict[str, list[str]] = {}  # alias -> versions it served before, newest first
         self._load_lock = threading.Lock()  # one load at a time; never taken by the request path
         self.refused: dict[str, Refusal] = {}
+        self.tally = PredictionTally()  # what was served, for the drift job (flushed by the watcher)
         self.swaps = 0
         self.loads = 0
 
@@ -255,6 +257,7 @@ class ModelHost:
                 ]
                 results[i] = Answer(adapter.version, alias, preds)
                 self.metrics.predictions.labels(alias).inc(len(req.texts))
+                self.tally.add(adapter.version, (p.labels[0][0] for p in preds if p.labels))
         self.metrics.batch_requests.observe(len(requests))
         return results
 

@@ -28,3 +28,6 @@ class ServeSettings(BaseModel):
     refused_retry_s: float = Field(default=60.0, gt=0, description="when a refused version is tried again")
     admin_token: SecretStr | None = Field(default=None, description="bearer token of /admin/*; unset: off")
     torch_threads: int = Field(default=0, ge=0, description="intra-op threads of the model; 0: every core")
+    omp_passive: bool = Field(
+        default=True, description="OMP_WAIT_POLICY=PASSIVE in workers: idle model threads yield the CPU"
+    )

@@ -65,8 +65,16 @@ class AliasWatcher(threading.Thread):
         """Reconcile now (after this worker moved an alias itself)."""
         self._poke.set()
 
+    def flush_counts(self) -> None:
+        """Hand the served-prediction counts to Postgres; kept for the next try if it is down."""
+        try:
+            self._host.tally.flush(self._db)
+        except Exception as exc:
+            log.warning("prediction counts not flushed (%s); %d kept", exc, self._host.tally.pending())
+
     def run(self) -> None:
         while not self._stop_event.is_set():
+            self.flush_counts()  # independent of Redis: a registry outage must not hold counts back
             try:
                 self.reconcile()
                 self._wait_for_hint()
@@ -79,6 +87,7 @@ class AliasWatcher(threading.Thread):
                 self._close_pubsub()
                 self._stop_event.wait(self._interval_s)
         self._close_pubsub()
+        self.flush_counts()  # what was served since the last interval
 
     def _wait_for_hint(self) -> None:
         """Sleep up to one interval, waking early on a promotion message or a poke."""
@@ -104,5 +113,8 @@ class AliasWatcher(threading.Thread):
             except Exception as exc:  # already broken: nothing to release
                 log.debug("closing pub/sub: %s", exc)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop and wait for the last flush of the prediction counts."""
         self._stop_event.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout_s)

@@ -79,7 +79,8 @@ def run_serve(
     wid = worker_id or default_worker_id()
     host, watcher = start_watched_host(db, registry, artifacts, model, serve, wid)
     token = serve.admin_token.get_secret_value() if serve.admin_token else None
-    api = create_api(host, serve, worker_id=wid, admin=Admin(db, registry, token, on_move=watcher.poke))
+    admin = Admin(db, registry, token, on_move=watcher.poke)
+    api = create_api(host, serve, worker_id=wid, admin=admin, on_shutdown=watcher.stop)
     log.info("worker %s listening on %s:%d", wid, serve.host, serve.port)
     try:
         uvicorn.run(api, host=serve.host, port=serve.port, log_level="warning", access_log=False)

@@ -34,7 +34,7 @@ def sha256_file(path: Path) -> str:
 CONTENT_FIELDS = ("format", "labels", "base_model", "peft", "max_length")
 
 
-def _content_version(files: dict[str, str], meta_sha256: str | None = None) -> str:
+def content_version(files: dict[str, str], meta_sha256: str | None = None) -> str:
     entries = dict(files)
     if meta_sha256 is not None:
         entries[MANIFEST] = meta_sha256  # not a file name in ``files``: publish excludes the manifest
@@ -62,7 +62,7 @@ class ArtifactStore:
         if not files:
             raise ArtifactError(f"{src} holds no adapter files")
         meta_sha = manifest_meta_sha256(manifest)
-        version = _content_version(files, meta_sha)
+        version = content_version(files, meta_sha)
         final = self.root / version
         if final.exists():
             return version
@@ -85,7 +85,12 @@ class ArtifactStore:
         return version
 
     def path(self, version: str) -> Path:
+        """Where ``version``'s files are (or will be) on this machine."""
         return self.root / version
+
+    def uri(self, version: str) -> str:
+        """Where ``version`` is published, as recorded in ``adapter_versions.uri``."""
+        return str(self.path(version))
 
     def fetch(self, version: str) -> tuple[Path, dict[str, Any]]:
         """The verified directory and manifest of ``version``; refuses anything that does not hash right."""
@@ -109,7 +114,7 @@ class ArtifactStore:
             raise ArtifactError(
                 f"artifact {version}: manifest content (labels, base model) was changed after publishing"
             )
-        if _content_version(files, meta_sha) != version:
+        if content_version(files, meta_sha) != version:
             raise ArtifactError(f"artifact {version}: file and manifest hashes do not give its version id")
         return path, manifest
 

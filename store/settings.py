@@ -20,12 +20,18 @@ class RedisSettings(BaseModel):
 
 
 class ArtifactSettings(BaseModel):
-    """Adapter artifacts are directories under ``dir`` named by content hash.
+    """Adapter artifacts are directories named by content hash.
 
-    ``None`` means ``<state_dir>/artifacts``.
+    Local by default: under ``dir`` (``None`` means ``<state_dir>/artifacts``). With ``url`` set to
+    ``s3://bucket/prefix`` they live in an S3-compatible store (``endpoint_url`` for MinIO, Ceph and
+    the like; credentials from the standard ``AWS_*`` variables) and ``dir`` is the local cache of
+    verified copies.
     """
 
     dir: Path | None = None
+    url: str | None = Field(default=None, pattern=r"^s3://[^/]+(/.*)?$")
+    endpoint_url: str | None = None
+    region: str | None = None
 
 
 class TaxonomySettings(BaseModel):

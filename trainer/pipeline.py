@@ -201,11 +201,11 @@ def run_training(
                 max_length=model.max_length,
             )
             version = artifacts.publish(Path(tmp))
-        _, manifest = artifacts.fetch(version)
+        version_dir, manifest = artifacts.fetch(version)
         metrics = {**result.metrics, "duration_s": round(time.monotonic() - started, 3)}
         with db.session() as session:
             record_version(
-                session, version=version, manifest=manifest, uri=str(artifacts.path(version)), run_id=run_id
+                session, version=version, manifest=manifest, uri=artifacts.uri(version), run_id=run_id
             )
             finish_run(
                 session,
@@ -218,9 +218,7 @@ def run_training(
         if run_dir is not None:  # the rows stay (reproduction); checkpoints are only for resuming
             shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
         log.info("run %d produced version %s in %.1fs", run_id, version, time.monotonic() - started)
-        return TrainOutcome(
-            run_id, version, metrics, data.summary, artifacts.path(version), train_examples=data.train
-        )
+        return TrainOutcome(run_id, version, metrics, data.summary, version_dir, train_examples=data.train)
     except BaseException as exc:
         status = INTERRUPTED if isinstance(exc, KeyboardInterrupt | SystemExit) else FAILED
         with db.session() as session:

@@ -72,7 +72,7 @@ class BenchEnv:
         _, manifest = self.artifacts.fetch(version)
         with self.db.session() as s:
             record_version(
-                s, version=version, manifest=manifest, uri=str(self.artifacts.path(version)), run_id=None
+                s, version=version, manifest=manifest, uri=self.artifacts.uri(version), run_id=None
             )
 
     def promote(self, version: str, reason: str) -> None:

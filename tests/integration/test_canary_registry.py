@@ -83,6 +83,17 @@ def test_canary_cli_start_promote_rollback(db, registry, versions, cli_env, caps
     assert champion[0] == ("v2", "v1", "canary graduated: looks good")
 
 
+def test_market_champions_are_promoted_and_rolled_back_on_their_own(db, registry, versions, cli_env, capsys):
+    promote(db, registry, "v1", actor="t", reason="first")
+    assert _cli(["registry", "promote", "v2", "--market", "de"], capsys) == (0, "champion.de: None -> v2\n")
+    assert _cli(["registry", "promote", "v3", "--market", "de"], capsys) == (0, "champion.de: v2 -> v3\n")
+    assert _cli(["registry", "rollback", "--market", "de"], capsys) == (0, "champion.de: v3 -> v2\n")
+    assert registry.get_aliases(["champion", "champion.de"]) == {"champion": "v1", "champion.de": "v2"}
+    code, out = _cli(["registry", "rollback"], capsys)  # the default market was never moved twice
+    assert code == 1 and "no earlier version" in out
+    assert registry.get_alias("champion") == "v1"
+
+
 def test_a_retired_canary_stays_retired_when_redis_loses_everything(db, registry, versions):
     promote(db, registry, "v1", actor="t", reason="r")
     promote(db, registry, "v2", actor="t", reason="r", alias=alias_name(CANARY))

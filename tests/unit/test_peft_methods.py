@@ -158,3 +158,30 @@ def test_early_stopping_prefers_gold_validation_rows(tiny_encoder_dir):
     few = settings.model_copy(update={"early_stop_min_gold": 13})
     on_weak = fit(train, [*wrong, *gold], LABELS, tiny_encoder_dir, few, 16, progress=False)
     assert on_weak.metrics["early_stopping_on"] == "weak" and "gold_val_macro_f1" not in on_weak.metrics
+
+
+@pytest.mark.parametrize("method", ["lora", "adalora", "ia3"])
+def test_serving_loads_each_method_on_the_shared_base_without_touching_it(method, tiny_encoder_dir, tmp_path):
+    """Serving merges every method into private copies: the shared base answers as before, and the
+    served adapter answers as the trainer's loader does (IA3 scales weights *and* biases in place)."""
+    from serving.adapters import SharedBase
+    from store.artifacts import ArtifactStore
+
+    settings = RECIPE.model_copy(update={"peft_method": method})
+    result = fit(_examples(96), [], LABELS, tiny_encoder_dir, settings, 16, progress=False)
+    out = save_adapter(
+        result.model, tmp_path / method, base_dir=tiny_encoder_dir, labels=LABELS, metrics={}, max_length=16
+    )
+    store = ArtifactStore(tmp_path / "store")
+    path, manifest = store.fetch(store.publish(out))
+    base = SharedBase(tiny_encoder_dir)
+    before = {k: v.clone() for k, v in base.encoder.state_dict().items()}
+    adapter = base.build(manifest["version"], path, manifest)
+    for k, v in base.encoder.state_dict().items():
+        assert torch.equal(v, before[k]), f"{method} merge wrote into the shared base: {k}"
+    assert base.shares_base(adapter)
+    np.testing.assert_allclose(
+        base.predict_proba(adapter, TEXTS),
+        load_for_inference(tiny_encoder_dir, path).predict_proba(TEXTS),
+        atol=1e-5,
+    )
