@@ -57,21 +57,15 @@ class ArtifactStore:
 
     def publish(self, src: Path) -> str:
         """Copy a freshly saved adapter directory in, atomically; returns its content version."""
-        manifest = self._read_manifest(src)
-        files = {p.name: sha256_file(p) for p in sorted(src.iterdir()) if p.is_file() and p.name != MANIFEST}
-        if not files:
-            raise ArtifactError(f"{src} holds no adapter files")
-        meta_sha = manifest_meta_sha256(manifest)
-        version = content_version(files, meta_sha)
+        version, manifest = self.sealed_manifest(src)
         final = self.root / version
         if final.exists():
             return version
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=self.root))
         try:
-            for name in files:
+            for name in manifest["files"]:
                 shutil.copy2(src / name, tmp / name)
-            manifest.update({"version": version, "files": files, "meta_sha256": meta_sha})
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
             for p in tmp.iterdir():
                 with p.open("rb") as fh:
@@ -122,6 +116,19 @@ class ArtifactStore:
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    @classmethod
+    def sealed_manifest(cls, src: Path) -> tuple[str, dict[str, Any]]:
+        """The content version of the adapter saved in ``src`` and its manifest as published: with
+        the version, every file's sha256 and the hash of the content fields."""
+        manifest = cls._read_manifest(src)
+        files = {p.name: sha256_file(p) for p in sorted(src.iterdir()) if p.is_file() and p.name != MANIFEST}
+        if not files:
+            raise ArtifactError(f"{src} holds no adapter files")
+        meta_sha = manifest_meta_sha256(manifest)
+        version = content_version(files, meta_sha)
+        manifest.update({"version": version, "files": files, "meta_sha256": meta_sha})
+        return version, manifest
 
     @staticmethod
     def _read_manifest(path: Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from store.artifacts import MANIFEST, ArtifactStore, content_version, manifest_meta_sha256, sha256_file
+from store.artifacts import MANIFEST, ArtifactStore
 from store.exceptions import ArtifactError
 
 log = logging.getLogger(__name__)
@@ -69,17 +69,11 @@ class S3ArtifactStore(ArtifactStore):
 
     def publish(self, src: Path) -> str:
         """Upload a freshly saved adapter directory, files first and manifest last."""
-        manifest = self._read_manifest(src)
-        files = {p.name: sha256_file(p) for p in sorted(src.iterdir()) if p.is_file() and p.name != MANIFEST}
-        if not files:
-            raise ArtifactError(f"{src} holds no adapter files")
-        meta_sha = manifest_meta_sha256(manifest)
-        version = content_version(files, meta_sha)
+        version, manifest = self.sealed_manifest(src)
         if self._exists(self._key(version, MANIFEST)):
             return version
-        manifest.update({"version": version, "files": files, "meta_sha256": meta_sha})
         try:
-            for name in files:
+            for name in manifest["files"]:
                 self.client.upload_file(str(src / name), self.bucket, self._key(version, name))
             body = json.dumps(manifest, indent=2, sort_keys=True).encode()
             self.client.put_object(Bucket=self.bucket, Key=self._key(version, MANIFEST), Body=body)
