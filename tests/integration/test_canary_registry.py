@@ -11,34 +11,16 @@ from serving.api import Admin, create_api
 from serving.host import ModelHost
 from serving.settings import ServeSettings
 from store.artifacts import ArtifactStore
-from store.registry import RedisRegistry
 from store.versions import (
     CANARY,
     alias_history,
     alias_name,
     promote,
     reconcile_aliases,
-    record_version,
     retire_alias,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def registry(redis_url, redis_prefix):
-    with RedisRegistry(redis_url, prefix=redis_prefix) as reg:
-        yield reg
-
-
-@pytest.fixture
-def versions(db):
-    with db.session() as s:
-        for v in ("v1", "v2", "v3"):
-            record_version(
-                s, version=v, manifest={"base_model": {"name": "tiny"}, "labels": ["a"]}, uri=v, run_id=None
-            )
-    return ["v1", "v2", "v3"]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import insert
+from training_helpers import training_env
 
 from intentloop.cli import EXIT_ERROR, main
 from intentloop.jobs import train_and_maybe_promote
@@ -72,25 +73,18 @@ def _seed_store(db) -> list[tuple[str, str]]:
 @pytest.fixture
 def env(monkeypatch, pg_url, redis_url, redis_prefix, tiny_encoder_dir, tmp_path):
     """INTENTLOOP_* for the test's servers, a fast training recipe and slices small enough to gate."""
-    values = {
-        "INTENTLOOP_POSTGRES__URL": pg_url,
-        "INTENTLOOP_REDIS__URL": redis_url,
-        "INTENTLOOP_REDIS__KEY_PREFIX": redis_prefix,
-        "INTENTLOOP_KAFKA__BOOTSTRAP": "127.0.0.1:1",
-        "INTENTLOOP_STATE_DIR": str(tmp_path / "state"),
-        "INTENTLOOP_ARTIFACTS__DIR": str(tmp_path / "artifacts"),
-        "INTENTLOOP_MODEL__BASE_DIR": str(tiny_encoder_dir),
-        "INTENTLOOP_MODEL__MAX_LENGTH": "16",
-        "INTENTLOOP_TRAIN__EPOCHS": "8",
-        "INTENTLOOP_TRAIN__LEARNING_RATE": "5e-3",
-        "INTENTLOOP_TRAIN__BATCH_SIZE": "16",
-        "INTENTLOOP_TRAIN__PATIENCE": "3",
-        "INTENTLOOP_TRAIN__GATE__MIN_SLICE_EXAMPLES": "5",
-        "INTENTLOOP_TRAIN__GATE__TOLERANCE": "0.02",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
+    return training_env(
+        monkeypatch,
+        pg_url,
+        redis_url,
+        redis_prefix,
+        tiny_encoder_dir,
+        tmp_path,
+        INTENTLOOP_TRAIN__EPOCHS="8",
+        INTENTLOOP_TRAIN__PATIENCE="3",
+        INTENTLOOP_TRAIN__GATE__MIN_SLICE_EXAMPLES="5",
+        INTENTLOOP_TRAIN__GATE__TOLERANCE="0.02",
+    )
 
 
 def _runtime(env, gate=None, **train_overrides) -> Runtime:

@@ -3,30 +3,9 @@ import json
 import pytest
 
 from store.exceptions import IntentloopError, VersionNotFoundError
-from store.registry import RedisRegistry
-from store.versions import alias_history, promote, reconcile_alias, record_version, rollback
+from store.versions import alias_history, promote, reconcile_alias, rollback
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def registry(redis_url, redis_prefix):
-    with RedisRegistry(redis_url, prefix=redis_prefix) as reg:
-        yield reg
-
-
-@pytest.fixture
-def versions(db):
-    with db.session() as s:
-        for v in ("v1", "v2", "v3"):
-            record_version(
-                s,
-                version=v,
-                manifest={"base_model": {"name": "tiny"}, "labels": ["a"]},
-                uri=f"/a/{v}",
-                run_id=None,
-            )
-    return ["v1", "v2", "v3"]
 
 
 def test_promote_sets_alias_records_history_and_hints(db, registry, versions):

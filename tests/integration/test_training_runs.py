@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert
+from training_helpers import training_env
 
 from intentloop.cli import EXIT_ERROR, main
 from intentloop.jobs import train_and_maybe_promote
@@ -70,26 +71,19 @@ def _queries(n: int, start: int = 0, labels: list[str] = LABELS) -> list[tuple[s
 
 @pytest.fixture
 def env(monkeypatch, pg_url, redis_url, redis_prefix, tiny_encoder_dir, tmp_path):
-    values = {
-        "INTENTLOOP_POSTGRES__URL": pg_url,
-        "INTENTLOOP_REDIS__URL": redis_url,
-        "INTENTLOOP_REDIS__KEY_PREFIX": redis_prefix,
-        "INTENTLOOP_KAFKA__BOOTSTRAP": "127.0.0.1:1",
-        "INTENTLOOP_STATE_DIR": str(tmp_path / "state"),
-        "INTENTLOOP_ARTIFACTS__DIR": str(tmp_path / "artifacts"),
-        "INTENTLOOP_MODEL__BASE_DIR": str(tiny_encoder_dir),
-        "INTENTLOOP_MODEL__MAX_LENGTH": "16",
-        "INTENTLOOP_TRAIN__EPOCHS": "3",
-        "INTENTLOOP_TRAIN__PATIENCE": "5",
-        "INTENTLOOP_TRAIN__LEARNING_RATE": "5e-3",
-        "INTENTLOOP_TRAIN__BATCH_SIZE": "16",
-        "INTENTLOOP_TRAIN__GATE__MIN_MACRO_F1": "0",
-        "INTENTLOOP_TRAIN__GATE__MIN_ACCURACY": "0",
-        "INTENTLOOP_TRAIN__GATE__TOLERANCE": "1",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
+    return training_env(
+        monkeypatch,
+        pg_url,
+        redis_url,
+        redis_prefix,
+        tiny_encoder_dir,
+        tmp_path,
+        INTENTLOOP_TRAIN__EPOCHS="3",
+        INTENTLOOP_TRAIN__PATIENCE="5",
+        INTENTLOOP_TRAIN__GATE__MIN_MACRO_F1="0",
+        INTENTLOOP_TRAIN__GATE__MIN_ACCURACY="0",
+        INTENTLOOP_TRAIN__GATE__TOLERANCE="1",
+    )
 
 
 def _runtime(env, **train_overrides) -> Runtime:

@@ -1,0 +1,21 @@
+"""Shared by the training integration tests (gate, training runs)."""
+
+
+def training_env(monkeypatch, pg_url, redis_url, redis_prefix, tiny_encoder_dir, tmp_path, **recipe):
+    """INTENTLOOP_* for the test's servers and the tiny encoder, plus ``recipe`` (name -> value)."""
+    values = {
+        "INTENTLOOP_POSTGRES__URL": pg_url,
+        "INTENTLOOP_REDIS__URL": redis_url,
+        "INTENTLOOP_REDIS__KEY_PREFIX": redis_prefix,
+        "INTENTLOOP_KAFKA__BOOTSTRAP": "127.0.0.1:1",
+        "INTENTLOOP_STATE_DIR": str(tmp_path / "state"),
+        "INTENTLOOP_ARTIFACTS__DIR": str(tmp_path / "artifacts"),
+        "INTENTLOOP_MODEL__BASE_DIR": str(tiny_encoder_dir),
+        "INTENTLOOP_MODEL__MAX_LENGTH": "16",
+        "INTENTLOOP_TRAIN__LEARNING_RATE": "5e-3",
+        "INTENTLOOP_TRAIN__BATCH_SIZE": "16",
+        **recipe,
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
