@@ -231,3 +231,28 @@ def metric(report: Mapping[str, Any], name: str, slice_name: str | None = None) 
     part = report if slice_name is None else report.get("slices", {}).get(slice_name, {})
     value = part.get(name)
     return float(value) if value is not None else math.nan
+
+
+def paired_comparison(y_true: Sequence[str], a: Sequence[str], b: Sequence[str]) -> dict[str, Any]:
+    """Whether model ``a`` beats ``b`` on the same rows beyond chance: McNemar's exact test.
+
+    Two F1 scores a few tenths of a point apart say nothing by themselves; on paired predictions
+    only the rows where exactly one model is right carry information, and under "equally good"
+    each of those is a coin flip. ``p_value`` is the two-sided binomial p of the split observed.
+    """
+    from scipy.stats import binomtest
+
+    if not (len(y_true) == len(a) == len(b)):
+        raise ValueError("paired comparison needs the same rows for both models")
+    a_only = sum(1 for t, x, y in zip(y_true, a, b, strict=True) if x == t and y != t)
+    b_only = sum(1 for t, x, y in zip(y_true, a, b, strict=True) if y == t and x != t)
+    discordant = a_only + b_only
+    p = binomtest(a_only, discordant, 0.5).pvalue if discordant else 1.0
+    return {
+        "n": len(y_true),
+        "a_errors": sum(1 for t, x in zip(y_true, a, strict=True) if x != t),
+        "b_errors": sum(1 for t, y in zip(y_true, b, strict=True) if y != t),
+        "a_only_right": a_only,
+        "b_only_right": b_only,
+        "p_value": float(f"{p:.4g}"),  # 4 significant digits: small p values must survive
+    }

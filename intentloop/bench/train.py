@@ -90,7 +90,7 @@ def _headline(prefix: str, report: dict[str, Any]) -> dict[str, Any]:
 def run_train_bench(settings: Settings, opts: TrainBenchOptions, *, echo: Echo) -> dict[str, Any]:
     """Build the snapshot, train and score the three models; returns the summary (printed as JSON)."""
     from trainer.baselines import from_fit, train_full_finetune, train_tfidf
-    from trainer.evaluation import evaluate, frequency_slices
+    from trainer.evaluation import evaluate, frequency_slices, predict
     from trainer.finetune import fit
     from trainer.model import resolve_base_dir
 
@@ -113,6 +113,8 @@ def run_train_bench(settings: Settings, opts: TrainBenchOptions, *, echo: Echo) 
     lora = from_fit(lora_fit, snap.labels, max_length)
     lora_report = evaluate(lora.predictor, snap.test, snap.counts, bounds)
     lora_metrics = lora.metrics
+    test_queries = [q for q, _ in snap.test]
+    lora_pred, _ = predict(lora.predictor, test_queries)
     echo(f"      macro-F1 {lora_report['macro_f1']:.4f} in {lora.metrics['wall_s']:.0f}s")
     del lora, lora_fit  # free the LoRA model before full fine-tuning builds another encoder
 
@@ -120,6 +122,13 @@ def run_train_bench(settings: Settings, opts: TrainBenchOptions, *, echo: Echo) 
     tfidf = train_tfidf(snap.train, snap.labels, seed=train_settings.seed)
     tfidf_report = evaluate(tfidf, snap.test, snap.counts, bounds)
     echo(f"      macro-F1 {tfidf_report['macro_f1']:.4f} in {tfidf.metrics['wall_s']:.0f}s")
+    tfidf_pred, _ = predict(tfidf, test_queries)
+    tail = [i for i, q in enumerate(test_queries) if bounds.slice_of(snap.counts.get(q, 0)) == "tail"]
+    truth = [label for _, label in snap.test]
+    paired = {
+        name: _lora_vs_tfidf([truth[i] for i in rows], lora_pred, tfidf_pred, rows)
+        for name, rows in (("all", list(range(len(truth)))), ("tail", tail))
+    }
 
     full_report: dict[str, Any] | None = None
     full_metrics: dict[str, Any] = {}
@@ -153,11 +162,27 @@ def run_train_bench(settings: Settings, opts: TrainBenchOptions, *, echo: Echo) 
         **(_headline("full_ft", full_report) if full_report is not None else _nulls("full_ft")),
         "tfidf_wall_s": tfidf.metrics["wall_s"],
         **_headline("tfidf", tfidf_report),
+        "lora_vs_tfidf": paired,
         "test_slices": {name: lora_report["slices"][name]["n"] for name in ("head", "torso", "tail")},
         "slice_definition": bounds.describe(),
         "total_wall_s": round(time.monotonic() - started, 1),
     }
     return summary
+
+
+def _lora_vs_tfidf(truth: list[str], lora: list[str], tfidf: list[str], rows: list[int]) -> dict[str, Any]:
+    """McNemar on the same held-out queries (``rows``), renamed for the result line."""
+    from trainer.evaluation import paired_comparison
+
+    out = paired_comparison(truth, [lora[i] for i in rows], [tfidf[i] for i in rows])
+    return {
+        "n": out["n"],
+        "lora_errors": out["a_errors"],
+        "tfidf_errors": out["b_errors"],
+        "only_lora_right": out["a_only_right"],
+        "only_tfidf_right": out["b_only_right"],
+        "mcnemar_p": out["p_value"],
+    }
 
 
 def _nulls(prefix: str) -> dict[str, None]:

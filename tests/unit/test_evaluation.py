@@ -207,3 +207,20 @@ def test_held_out_rows_prefer_gold_and_never_use_training_bucket_gold():
     assert as_map[val[0]] == "gold" and as_map[val[1]] == "weak" and as_map[val[20]] == "gold"
     assert train[0] not in as_map
     assert composition == {"rows": 11, "gold": 2, "weak": 9}
+
+
+def test_paired_comparison_counts_discordant_rows_and_tests_them():
+    from trainer.evaluation import paired_comparison
+
+    truth = ["a"] * 40
+    a = ["a"] * 30 + ["b"] * 10  # 10 errors
+    b = ["b"] * 12 + ["a"] * 28  # 12 errors, all where a is right
+    out = paired_comparison(truth, a, b)
+    assert (out["a_errors"], out["b_errors"], out["a_only_right"], out["b_only_right"]) == (10, 12, 12, 10)
+    assert 0.8 < out["p_value"] <= 1.0  # 12 vs 10 discordant: no evidence either way
+    lopsided = paired_comparison(truth, ["a"] * 40, ["b"] * 15 + ["a"] * 25)
+    assert lopsided["a_only_right"] == 15 and lopsided["b_only_right"] == 0
+    assert lopsided["p_value"] == pytest.approx(2 * 0.5**15, rel=1e-3)
+    assert paired_comparison(truth, truth, truth)["p_value"] == 1.0
+    with pytest.raises(ValueError):
+        paired_comparison(truth, a[:-1], b)
