@@ -279,7 +279,9 @@ def fit(
         "full" if full_finetune else settings.peft_method,
         len(train),
         len(labels),
-        f"{len(gold_idx)} gold validation rows" if on_gold else "weak validation labels",
+        f"{len(gold_idx)} gold validation rows"
+        if on_gold
+        else ("weak validation labels" if val else "nothing (no validation rows: every epoch runs)"),
     )
 
     finished = state.stopped_early or state.epoch >= settings.epochs
