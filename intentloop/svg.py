@@ -6,7 +6,7 @@ browser test can count what was drawn. Text is escaped; sizes are in CSS pixels.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -43,6 +43,19 @@ class Series:
     color: str
     alerts: list[bool] = field(default_factory=list)
     dashed: bool = False
+
+
+def _time_ticks(x0: float, x1: float, sx: Callable[[float], float], y: float) -> list[str]:
+    """Four time labels along an x axis from ``x0`` to ``x1`` (epoch seconds), ends aligned inward."""
+    span = x1 - x0
+    out = []
+    for k in range(4):
+        x = x0 + span * k / 3
+        anchor = "start" if k == 0 else ("end" if k == 3 else "middle")
+        out.append(
+            f'<text x="{sx(x):.1f}" y="{y}" text-anchor="{anchor}" class="ax">{_fmt_time(x, span)}</text>'
+        )
+    return out
 
 
 def _fmt_time(x: float, span: float) -> str:
@@ -115,14 +128,7 @@ def line_chart(
         y = sy(v)
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" class="ax">{v:.3g}</text>')
-    span = x1 - x0
-    for k in range(4):
-        x = x0 + span * k / 3
-        anchor = "start" if k == 0 else ("end" if k == 3 else "middle")
-        parts.append(
-            f'<text x="{sx(x):.1f}" y="{height - 8}" text-anchor="{anchor}" class="ax">'
-            f"{_fmt_time(x, span)}</text>"
-        )
+    parts.extend(_time_ticks(x0, x1, sx, height - 8))
     for value, label, col in thresholds:
         y = sy(value)
         parts.append(
@@ -321,13 +327,7 @@ def timeline(
         parts.append(f'<text x="8" y="{y + 4}" class="lg">{name}</text>')
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y}" y2="{y}" class="grid"/>')
     span = x1 - x0
-    for k in range(4):
-        x = x0 + span * k / 3
-        anchor = "start" if k == 0 else ("end" if k == 3 else "middle")
-        parts.append(
-            f'<text x="{left + (x - x0) / span * pw:.1f}" y="{height - 6}" text-anchor="{anchor}" class="ax">'
-            f"{_fmt_time(x, span)}</text>"
-        )
+    parts.extend(_time_ticks(x0, x1, lambda x: left + (x - x0) / span * pw, height - 6))
     for m in marks:
         x = left + (m.at - x0) / span * pw
         y = lanes.get(m.lane, 50)

@@ -247,6 +247,7 @@ class ModelHost:
             probs = self.base.predict_proba(adapter, texts)
             self.metrics.batch_queries.observe(len(texts))
             row = 0
+            tops: list[str] = []
             for i, alias in members:
                 req = requests[i]
                 rows = probs[row : row + len(req.texts)]
@@ -257,7 +258,8 @@ class ModelHost:
                 ]
                 results[i] = Answer(adapter.version, alias, preds)
                 self.metrics.predictions.labels(alias).inc(len(req.texts))
-                self.tally.add(adapter.version, (p.labels[0][0] for p in preds if p.labels))
+                tops.extend(p.labels[0][0] for p in preds if p.labels)
+            self.tally.add(adapter.version, tops)  # once per model call, not per request
         self.metrics.batch_requests.observe(len(requests))
         return results
 

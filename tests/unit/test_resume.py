@@ -34,6 +34,21 @@ def _crash_after(epoch: int):
     return hook
 
 
+def _fit(train, val, tiny_encoder_dir, settings, checkpoint_dir, **kwargs):
+    """``fit`` with what every run here shares: the labels, max length 16, no progress bars."""
+    return fit(
+        train,
+        val,
+        LABELS,
+        tiny_encoder_dir,
+        settings,
+        16,
+        progress=False,
+        checkpoint_dir=checkpoint_dir,
+        **kwargs,
+    )
+
+
 @pytest.mark.parametrize("method", ["lora", "adalora"])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(method, tiny_encoder_dir, tmp_path):
     train, val = _examples(80), _examples(20, offset=500)
@@ -41,43 +56,27 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(method, tiny_encode
         epochs=3, batch_size=16, learning_rate=5e-3, patience=5, seed=4, peft_method=method
     )
     fingerprint = {"data": "x", "method": method}
-    whole = fit(
-        train,
-        val,
-        LABELS,
-        tiny_encoder_dir,
-        settings,
-        16,
-        progress=False,
-        checkpoint_dir=tmp_path / "whole",
-        fingerprint=fingerprint,
-    )
+    whole = _fit(train, val, tiny_encoder_dir, settings, tmp_path / "whole", fingerprint=fingerprint)
 
     ckpt = tmp_path / "crashed"
     with pytest.raises(Crash):
-        fit(
+        _fit(
             train,
             val,
-            LABELS,
             tiny_encoder_dir,
             settings,
-            16,
-            progress=False,
-            checkpoint_dir=ckpt,
+            ckpt,
             fingerprint=fingerprint,
             on_epoch_end=_crash_after(1),
         )
     assert (ckpt / checkpoint.LATEST).read_text() == "epoch-1"
     epochs_after_resume: list[int] = []
-    resumed = fit(
+    resumed = _fit(
         train,
         val,
-        LABELS,
         tiny_encoder_dir,
         settings,
-        16,
-        progress=False,
-        checkpoint_dir=ckpt,
+        ckpt,
         fingerprint=fingerprint,
         resume=True,
         on_epoch_end=lambda e, s: epochs_after_resume.append(e),
@@ -91,41 +90,18 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(method, tiny_encode
 
 def test_resume_refuses_another_runs_checkpoint(tiny_encoder_dir, tmp_path):
     settings = TrainSettings(epochs=2, batch_size=16, seed=4)
+    train = _examples(32)
     with pytest.raises(Crash):
-        fit(
-            _examples(32),
+        _fit(
+            train,
             [],
-            LABELS,
             tiny_encoder_dir,
             settings,
-            16,
-            progress=False,
-            checkpoint_dir=tmp_path,
+            tmp_path,
             fingerprint={"data": "a"},
             on_epoch_end=_crash_after(1),
         )
     with pytest.raises(TrainerError, match="belongs to another run"):
-        fit(
-            _examples(32),
-            [],
-            LABELS,
-            tiny_encoder_dir,
-            settings,
-            16,
-            progress=False,
-            checkpoint_dir=tmp_path,
-            fingerprint={"data": "b"},
-            resume=True,
-        )
+        _fit(train, [], tiny_encoder_dir, settings, tmp_path, fingerprint={"data": "b"}, resume=True)
     with pytest.raises(TrainerError, match="no checkpoint"):
-        fit(
-            _examples(32),
-            [],
-            LABELS,
-            tiny_encoder_dir,
-            settings,
-            16,
-            progress=False,
-            checkpoint_dir=tmp_path / "empty",
-            resume=True,
-        )
+        _fit(train, [], tiny_encoder_dir, settings, tmp_path / "empty", resume=True)
