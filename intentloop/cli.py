@@ -3,7 +3,9 @@
 import json
 import logging
 import os
+import warnings
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,27 @@ def cli(verbose: bool) -> None:
     )
     for noisy in ("kafka", "aiokafka", "httpx", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _quiet_dependencies()
+
+
+def _quiet_dependencies() -> None:
+    """Silence dependency chatter nobody running intentloop can act on, each by its exact message."""
+    # peft (0.21) reads `is_gradient_checkpointing` of every model it wraps, a property transformers
+    # 5 deprecated: one FutureWarning per model load that neither we nor the operator can fix.
+    warnings.filterwarnings(
+        "ignore",
+        message="`is_gradient_checkpointing` is deprecated",
+        category=FutureWarning,
+        module=r"transformers\.modeling_utils",
+    )
+    # kafka-python 3 warns when a step of its IO thread takes over 0.1 s (not configurable through
+    # KafkaProducer); a producer sharing the GIL with a busy main thread (replay parsing JSON) trips
+    # it every few seconds although every record is delivered and acknowledged.
+    logging.getLogger("kafka.net.selector").addFilter(_not_a_slow_task_notice)
+
+
+def _not_a_slow_task_notice(record: logging.LogRecord) -> bool:
+    return "blocking the event loop" not in record.getMessage()
 
 
 # ---------------------------------------------------------------- stack
@@ -113,6 +136,28 @@ def db_upgrade() -> None:
     click.echo(f"database at revision {current(rt.endpoints.postgres_url)}")
 
 
+# ---------------------------------------------------------------- status
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def status_cmd(as_json: bool) -> None:
+    """What is stored and whether ingestion has caught up.
+
+    Counts of searches, feedback by status, dead letters by reason, weak-label queries, aggregated
+    labels (labelled / abstained by reason), gold labels, catalog, adapter versions and the
+    champion; then the ingestion consumer group's committed offset, end offset and lag per
+    partition. An unreachable Postgres or Kafka is one error line (exit code 3) after the rest.
+    """
+    from intentloop.status import collect_status
+
+    status = collect_status(_runtime())
+    if as_json:
+        click.echo(json.dumps(status.as_dict(), default=str))
+    else:
+        for line in status.lines():
+            click.echo(line)
+    status.raise_unavailable()
+
+
 # ---------------------------------------------------------------- workers
 @cli.group()
 def worker() -> None:
@@ -120,8 +165,17 @@ def worker() -> None:
 
 
 @worker.command("ingest")
-def worker_ingest() -> None:
-    """Ingestion worker: search.queries + search.feedback -> Postgres weak labels; SIGTERM stops it."""
+@click.option(
+    "--until-caught-up",
+    is_flag=True,
+    help="Stop once every partition is read to its end and committed (a backfill); prints a JSON summary.",
+)
+def worker_ingest(until_caught_up: bool) -> None:
+    """Ingestion worker: search.queries + search.feedback -> Postgres weak labels; SIGTERM stops it.
+
+    With --until-caught-up it stops by itself when the consumer group's lag is zero (see
+    `intentloop status`), exit code 130 if a signal stopped it first.
+    """
     from store.migrate import upgrade
     from streams.consumer import run_ingest_worker
     from streams.kafka import ensure_topics
@@ -134,7 +188,14 @@ def worker_ingest() -> None:
         partitions=s.kafka.partitions,
         replication_factor=s.kafka.replication_factor,
     )
-    run_ingest_worker(rt.endpoints.kafka_bootstrap, s.ingest, rt.db)
+    counters = run_ingest_worker(
+        rt.endpoints.kafka_bootstrap, s.ingest, rt.db, until_caught_up=until_caught_up
+    )
+    if until_caught_up:
+        click.echo(json.dumps(asdict(counters)))
+        if not counters.caught_up:
+            click.echo("stopped before catching up", err=True)
+            raise SystemExit(130)
 
 
 @worker.command("serve")
@@ -284,36 +345,19 @@ def eval_cmd(gold_path: Path, version: str | None) -> None:
     """Evaluate an adapter on gold labels; prints one JSON report.
 
     Accuracy, macro-F1, per-class precision/recall/F1, expected calibration error (15 bins) and
-    head/torso/tail slices by how often each query was searched (see trainer/evaluation.py).
+    head/torso/tail slices by how often each query was searched, plus "unseen" for gold queries
+    never searched (see trainer/evaluation.py). Scored on distinct queries: "rows", "distinct_queries"
+    and "merged" say what repeated queries in the file were folded into.
     """
-    from store.evaluations import query_frequencies
-    from store.exceptions import VersionNotFoundError
-    from store.migrate import upgrade
-    from store.models import AdapterVersion
-    from store.versions import recorded_alias
-    from streams.gold import read_gold_file
-    from trainer.evaluation import evaluate, frequency_slices
-    from trainer.model import load_for_inference, resolve_base_dir
+    from intentloop.gold_eval import evaluate_gold, merge_note, read_gold
 
-    gold = sorted(dict(read_gold_file(gold_path)).items())  # one row per query; a later row wins
-    rt = _runtime()
-    upgrade(rt.endpoints.postgres_url)
-    gate = rt.settings.train.gate
-    with rt.db.session() as session:
-        if version is None:
-            version = recorded_alias(session)
-            if version is None:
-                raise IntentloopError(
-                    "no champion yet: pass --version (see `intentloop registry list`) or promote one"
-                )
-        if session.get(AdapterVersion, version) is None:
-            raise VersionNotFoundError(f"no adapter version {version!r}; see `intentloop registry list`")
-        counts = query_frequencies(session)
-    path, _ = rt.artifacts.fetch(version)
-    model = load_for_inference(resolve_base_dir(rt.settings.model.base_dir), path)
-    bounds = frequency_slices(counts, gate.head_share, gate.torso_share)
-    report = evaluate(model, gold, counts, bounds)
-    click.echo(json.dumps({"version": version, "gold_file": str(gold_path), **report}, default=str))
+    gold = read_gold(gold_path)  # a bad file is refused before any server is contacted
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bar
+    report = evaluate_gold(_runtime(), gold, version)
+    note = merge_note(gold)
+    if note:
+        click.echo(note, err=True)
+    click.echo(json.dumps({"gold_file": str(gold_path), **report}, default=str))
 
 
 @cli.group()
@@ -432,7 +476,17 @@ def _actor() -> str:
 )
 @click.option("--malformed", default=0, show_default=True, help="Add this many malformed events.")
 @click.option("--unknown-product", default=0, show_default=True, help="Add clicks on unknown products.")
-def simulate_cmd(searches: int, seed: int, out: Path | None, malformed: int, unknown_product: int) -> None:
+@click.option(
+    "--profile",
+    type=click.Choice(["shop", "long_tail"]),
+    default="shop",
+    show_default=True,
+    help="shop: a busy few minutes, head queries repeated; long_tail: ~10 weeks of a click log, "
+    "most queries searched once, one click and no purchase the common case.",
+)
+def simulate_cmd(
+    searches: int, seed: int, out: Path | None, malformed: int, unknown_product: int, profile: str
+) -> None:
     """Synthetic shop traffic with known ground truth (catalog, long-tail queries, biased clicks).
 
     To Kafka (and the catalog into Postgres), or with --out to FILE plus FILE.catalog.jsonl and
@@ -445,7 +499,10 @@ def simulate_cmd(searches: int, seed: int, out: Path | None, malformed: int, unk
     from streams.simulator import SimConfig, simulate
     from streams.traffic import produce, traffic_records
 
-    sim = simulate(SimConfig(seed=seed, n_searches=searches))
+    if profile == "long_tail":
+        sim = simulate(SimConfig.long_tail(seed=seed, n_searches=searches))
+    else:
+        sim = simulate(SimConfig(seed=seed, n_searches=searches))
     if out is not None:
         n = write_jsonl(out, sim.events())
         write_catalog_jsonl(out.with_name(out.name + ".catalog.jsonl"), sim.catalog)
@@ -500,7 +557,7 @@ def simulate_cmd(searches: int, seed: int, out: Path | None, malformed: int, unk
 def replay_cmd(path: Path, speed: float, csv_topic: str | None, mapping: tuple[str, ...]) -> None:
     """Replay recorded logs into Kafka so a shop can backfill from its own history."""
     from streams.kafka import EventProducer, ensure_topics
-    from streams.replay import ReplayReport, read_csv, read_jsonl, replay
+    from streams.replay import ReplayReport, read_csv, read_jsonl, replay, require_sent
 
     rt = _runtime()
     ensure_topics(
@@ -531,6 +588,7 @@ def replay_cmd(path: Path, speed: float, csv_topic: str | None, mapping: tuple[s
             }
         )
     )
+    require_sent(report, path)  # nothing sent: exit code 1, after the summary
 
 
 @cli.group()
@@ -605,6 +663,36 @@ def labels_report(as_json: bool) -> None:
         click.echo(line)
 
 
+@labels.command("export")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (whole or not at all) [default: stdout].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default=None,
+    help="[default: csv for a .csv --out, else jsonl]",
+)
+@click.option(
+    "--all", "include_abstained", is_flag=True, help="Also the queries the aggregation abstained on."
+)
+def labels_export(out: Path | None, fmt: str | None, include_abstained: bool) -> None:
+    """Per-query labels of the latest aggregation: query, label, confidence, evidence, distribution,
+    abstained, reason, method and every other stored column. Labelled queries only unless --all."""
+    from intentloop.labels_export import export_labels, format_for
+    from store.migrate import upgrade
+
+    rt = _runtime()
+    upgrade(rt.endpoints.postgres_url)
+    result = export_labels(rt.db, out, format_for(out, fmt), include_abstained=include_abstained)
+    skipped = "" if include_abstained else f" ({result.abstained} abstentions left out; --all adds them)"
+    click.echo(f"exported {result.written} query labels to {out or 'stdout'}{skipped}", err=True)
+
+
 @labels.group("gold")
 def labels_gold() -> None:
     """Human-verified labels: what labeling functions and the label model are measured against."""
@@ -613,19 +701,30 @@ def labels_gold() -> None:
 @labels_gold.command("load")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--source", default=None, help="Recorded with each label [default: the file name].")
-def labels_gold_load(path: Path, source: str | None) -> None:
+@click.option(
+    "--purpose",
+    type=click.Choice(["eval", "train"]),
+    default="eval",
+    show_default=True,
+    help="eval: measured against, never trained on; train: also a training row (weight 1).",
+)
+def labels_gold_load(path: Path, source: str | None, purpose: str) -> None:
     """Upsert gold labels from CSV (header with query,label) or JSONL ({"query": .., "label": ..}).
 
     Queries are normalised like search logs; labels must be ones the catalog (or the closed
-    INTENTLOOP_TAXONOMY__LABELS) knows. A bad row rejects the whole file.
+    INTENTLOOP_TAXONOMY__LABELS) knows. A bad row rejects the whole file. Evaluation gold is kept
+    out of every training row and scored by the gate and `eval --gold`; training gold trains (its
+    validation-bucket share is held out like any query). See docs/labeling.md.
     """
     from store.migrate import upgrade
     from streams.gold import load_gold
 
     rt = _runtime()
     upgrade(rt.endpoints.postgres_url)
-    n = load_gold(rt.db, path, allowed=rt.settings.taxonomy.labels, source=(source or path.name)[:64])
-    click.echo(f"loaded {n} gold labels from {path}")
+    n = load_gold(
+        rt.db, path, allowed=rt.settings.taxonomy.labels, source=(source or path.name)[:64], purpose=purpose
+    )
+    click.echo(f"loaded {n} gold labels for {purpose} from {path}")
 
 
 # ---------------------------------------------------------------- demo
@@ -684,18 +783,45 @@ def bench_ingest(
     help="Also fully fine-tune the encoder (the slowest phase; off reports nulls).",
 )
 @click.option("--epochs", default=1, show_default=True, help="Epochs for LoRA and full fine-tuning.")
+@click.option(
+    "--traffic",
+    type=click.Choice(["long_tail", "shop"]),
+    default="long_tail",
+    show_default=True,
+    help="Simulated traffic: a real click log's long tail, or the busy shop of the demo.",
+)
+@click.option(
+    "--labels",
+    "labels_from",
+    type=click.Choice(["weak", "truth"]),
+    default="weak",
+    show_default=True,
+    help="weak: the loop's own labeling (today's threshold vs the configured policy); truth: intents.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def bench_train(queries: int, seed: int, full_ft: bool, epochs: int, quiet: bool) -> None:
+def bench_train(
+    queries: int, seed: int, full_ft: bool, epochs: int, traffic: str, labels_from: str, quiet: bool
+) -> None:
     """LoRA vs full fine-tuning vs TF-IDF on a fixed simulated snapshot, held out by query.
 
     Prints speed (samples/s, wall time, trainable parameters, device) and quality (macro-F1
-    overall and on the head/torso/tail slices) of each; needs no servers.
+    overall and on the head/torso/tail slices) of each; with weak labels (default) also the labels'
+    coverage and accuracy per evidence bucket and the soft-vs-hard and new-vs-old label policy
+    comparisons (McNemar). Needs no servers.
     """
     from intentloop.bench.train import TrainBenchOptions, run_train_bench
 
     if queries < 100 or epochs < 1:
         raise click.BadParameter("need --queries >= 100 and --epochs >= 1")
-    opts = TrainBenchOptions(queries=queries, seed=seed, full_ft=full_ft, epochs=epochs, progress=not quiet)
+    opts = TrainBenchOptions(
+        queries=queries,
+        seed=seed,
+        full_ft=full_ft,
+        epochs=epochs,
+        progress=not quiet,
+        traffic=traffic,
+        labels=labels_from,
+    )
     summary = run_train_bench(_settings(), opts, echo=click.echo)
     click.echo(json.dumps(summary, default=str))
 
@@ -736,9 +862,11 @@ cli.add_command(dashboard_cmd)
 
 
 def _exit_code(exc: IntentloopError) -> int:
+    from streams.kafka import KafkaUnavailableError  # the Kafka client loads on this error path only
+
     if isinstance(exc, ConfigurationError):
         return EXIT_CONFIG
-    if isinstance(exc, StoreUnavailableError):
+    if isinstance(exc, StoreUnavailableError | KafkaUnavailableError):
         return EXIT_UNAVAILABLE
     return EXIT_ERROR
 
@@ -755,7 +883,8 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         raise SystemExit(exc.exit_code) from None
     except IntentloopError as exc:
-        click.echo(f"error: {exc}", err=True)
+        message = " ".join(str(exc).split())  # one line, whatever a driver's message spans
+        click.echo(f"error: {message}", err=True)
         raise SystemExit(_exit_code(exc)) from None
 
 

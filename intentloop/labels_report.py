@@ -7,6 +7,8 @@ dashboard); these functions only lay it out for a terminal, so they are pure and
 from datetime import datetime
 from typing import Any
 
+from streams.weak.analysis import BUCKETS
+
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
@@ -39,12 +41,29 @@ def decision_line(report: dict[str, Any]) -> str:
     )
 
 
+def bucket_lines(report: dict[str, Any]) -> list[str]:
+    """Coverage and gold accuracy per evidence bucket (searches of the query), the tail first."""
+    buckets = report.get("buckets") or {}
+    order = {name: i for i, (name, _, _) in enumerate(BUCKETS)}  # JSONB does not keep key order
+    lines = []
+    for name, b in sorted(buckets.items(), key=lambda kv: order.get(kv[0], len(order))):
+        lines.append(
+            f"  {name + ' search' + ('' if name == '1' else 'es'):<13} {b['queries']} queries, "
+            f"{b['labelled']} labelled ({_pct(b['coverage'])}; {_pct(b['evidence_coverage'])} of the "
+            f"{b['with_evidence']} with evidence), gold accuracy {_pct(b['accuracy'])} on {b['n_gold']}"
+        )
+    return lines
+
+
 def summary_lines(report_id: int, report: dict[str, Any]) -> list[str]:
     """What ``labels aggregate`` prints before its JSON line."""
     gold = report["gold_accuracy"]
     return [
         f"aggregated {report['searches']} searches into {report['queries']} queries: "
         f"{report['labelled']} labelled ({_pct(report['coverage'])}), {_abstentions(report)}",
+        f"policy {report.get('policy', 'threshold')}: "
+        f"{_pct(report.get('evidence_coverage'))} of the queries with positive evidence labelled",
+        *(line.strip() for line in bucket_lines(report)),
         f"labeler {decision_line(report)}",
         f"accuracy on gold labels {_pct(gold)}" if gold is not None else "no gold labels among the labelled",
         f"report {report_id} stored (`intentloop labels report` shows it)",
@@ -66,6 +85,7 @@ def report_lines(report_id: int, computed_at: datetime | str, report: dict[str, 
         f"  labelled      {report['labelled']} ({_pct(report['coverage'])}), {_abstentions(report)}",
         f"  labeler       {decision_line(report)}",
         f"  gold accuracy {_pct(report['gold_accuracy'])} (of the labelled queries that have a gold label)",
+        *bucket_lines(report),
         f"  propensity    {report['propensity']['method']}, examination by rank: {theta}",
         "",
         "  {:<20} {:>3} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>6}".format(*_COLUMNS),

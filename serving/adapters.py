@@ -8,8 +8,10 @@ LoRA-targeted projections, which get private merged weights. Serving stays as fa
 (no LoRA matmuls at request time) and an extra version costs only its targeted weights and its head.
 
 Every check that can refuse an adapter runs before anything is flipped: the artifact's hashes
-(``store.artifacts``), the manifest (format, label map, base model fingerprint), the shapes of the
-LoRA and head tensors, and a warm-up whose outputs must be finite probabilities.
+(``store.artifacts``), the manifest (format, label map, base model fingerprint, input format), the
+shapes of the LoRA and head tensors, and a warm-up whose outputs must be finite probabilities.
+Queries are templated, tokenised and pooled as the manifest records (``trainer.inputs``), never as
+this worker's settings say: one worker serves adapters trained with different formats side by side.
 """
 
 import copy
@@ -31,6 +33,8 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from serving.exceptions import AdapterRefusedError, RefusalKind
+from trainer.exceptions import ModelError
+from trainer.inputs import InputFormat, tokenize
 from trainer.model import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -58,6 +62,11 @@ class Adapter:
     module: IntentClassifier
     manifest: dict[str, Any] = field(repr=False)
 
+    @property
+    def input_format(self) -> InputFormat:
+        """Template, pooling and token budget the adapter was trained with (its manifest's)."""
+        return self.module.input_format
+
 
 class SharedBase:
     """The base encoder and tokenizer of a worker, loaded once; builds and runs adapters on top."""
@@ -77,7 +86,7 @@ class SharedBase:
 
     def build(self, version: str, path: Path, manifest: dict[str, Any]) -> Adapter:
         """Verify ``manifest`` and the tensors in ``path`` against this base and load them, or refuse."""
-        labels = self._check_manifest(version, manifest, path)
+        labels, input_format = self._check_manifest(version, manifest, path)
         hidden = int(self.config.hidden_size)
         head = _read_tensors(version, path / HEAD)
         if set(head) != {"weight", "bias"}:
@@ -98,14 +107,12 @@ class SharedBase:
         peft_config.base_model_name_or_path = None  # the manifest names the base; spares a rename warning
         weights = _read_tensors(version, path / ADAPTER_WEIGHTS)
         encoder = self._merged_encoder(version, peft_config, weights)
-        module = IntentClassifier(
-            encoder, hidden, labels, dropout=0.0, max_length=int(manifest["max_length"])
-        )
+        module = IntentClassifier(encoder, hidden, labels, dropout=0.0, input_format=input_format)
         module.head.load_state_dict(head)
         module.to(self.device).eval()
         for p in module.head.parameters():
             p.requires_grad_(False)
-        adapter = Adapter(version, tuple(labels), int(manifest["max_length"]), module, manifest)
+        adapter = Adapter(version, tuple(labels), input_format.max_length, module, manifest)
         probs = self.predict_proba(adapter, WARMUP)
         if probs.shape != (len(WARMUP), len(labels)) or not np.isfinite(probs).all():
             raise AdapterRefusedError(version, RefusalKind.INVALID, "warm-up gave non-finite probabilities")
@@ -116,9 +123,7 @@ class SharedBase:
         if not texts:
             return np.zeros((0, len(adapter.labels)), dtype=np.float32)
         with self._tok_lock:
-            enc = self.tokenizer(
-                texts, padding="longest", truncation=True, max_length=adapter.max_length, return_tensors="pt"
-            )
+            enc = tokenize(self.tokenizer, texts, adapter.input_format, batch=True)
         ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
         with torch.inference_mode(), autocast(self.device):
             logits = adapter.module(ids, mask)
@@ -130,7 +135,9 @@ class SharedBase:
         theirs: Any = adapter.module.encoder
         return bool(theirs.get_input_embeddings().weight is mine)
 
-    def _check_manifest(self, version: str, manifest: dict[str, Any], path: Path) -> list[str]:
+    def _check_manifest(
+        self, version: str, manifest: dict[str, Any], path: Path
+    ) -> tuple[list[str], InputFormat]:
         if manifest.get("format") != FORMAT:
             raise AdapterRefusedError(
                 version, RefusalKind.INVALID, f"unknown format {manifest.get('format')!r}, expected {FORMAT}"
@@ -162,10 +169,14 @@ class SharedBase:
         max_length = manifest.get("max_length")
         if not isinstance(max_length, int) or max_length < 1:
             raise AdapterRefusedError(version, RefusalKind.INVALID, f"max_length {max_length!r}")
+        try:
+            input_format = InputFormat.from_manifest(manifest)
+        except ModelError as exc:
+            raise AdapterRefusedError(version, RefusalKind.INVALID, f"input_format: {exc}") from exc
         missing = [n for n in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, HEAD) if not (path / n).is_file()]
         if missing:
             raise AdapterRefusedError(version, RefusalKind.INTEGRITY, f"files missing: {missing}")
-        return list(labels)
+        return list(labels), input_format
 
     def _merged_encoder(self, version: str, config: PeftConfig, weights: dict[str, torch.Tensor]) -> Any:
         """A copy of the base sharing every tensor, with the adapter merged into private copies of its

@@ -31,7 +31,10 @@ def sha256_file(path: Path) -> str:
 
 # Manifest fields that decide what the adapter answers (hashed into its version). Provenance such as
 # metrics, created_at or the training run is not: the same weights trained twice stay one version.
-CONTENT_FIELDS = ("format", "labels", "base_model", "peft", "max_length")
+CONTENT_FIELDS = ("format", "labels", "base_model", "peft", "max_length", "input_format")
+# Content fields added after artifacts were first published: hashed only when present, so an older
+# manifest (which lacks them and means their default) keeps the meta hash, hence the id, it had.
+_ADDED_CONTENT_FIELDS = frozenset({"input_format"})
 
 
 def content_version(files: dict[str, str], meta_sha256: str | None = None) -> str:
@@ -44,7 +47,7 @@ def content_version(files: dict[str, str], meta_sha256: str | None = None) -> st
 
 def manifest_meta_sha256(manifest: dict[str, Any]) -> str:
     """sha256 of the manifest's content fields (``CONTENT_FIELDS``) in canonical JSON."""
-    meta = {k: manifest.get(k) for k in CONTENT_FIELDS}
+    meta = {k: manifest.get(k) for k in CONTENT_FIELDS if k in manifest or k not in _ADDED_CONTENT_FIELDS}
     canonical = json.dumps(meta, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

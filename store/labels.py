@@ -33,13 +33,20 @@ _SNAPSHOT_SQL = text(
 
 @dataclass(frozen=True)
 class LabelledQuery:
-    """One training row: a query, its majority weak label, and how sure the votes are."""
+    """One training row: a query, its weak label, and how sure the evidence is.
+
+    From an aggregation also the label ``distribution`` (soft target), the training ``weight``
+    the label policy gives it and how many ``searches`` typed the query.
+    """
 
     norm_text: str
     label: str
     confidence: float
     votes: float
     events: int
+    distribution: dict[str, float] | None = None
+    weight: float = 1.0
+    searches: int = 0
 
 
 def weak_label_snapshot(session: Session, *, min_votes: float, min_confidence: float) -> list[LabelledQuery]:
@@ -48,21 +55,35 @@ def weak_label_snapshot(session: Session, *, min_votes: float, min_confidence: f
     return [LabelledQuery(r[0], r[1], float(r[2]), float(r[3]), int(r[4])) for r in rows]
 
 
-def upsert_gold(session: Session, rows: Iterable[tuple[str, str]], source: str = "manual") -> int:
-    """Store human-verified (normalised query, label) pairs; a later label for a query wins."""
-    data = [{"norm_text": q, "label": lab, "source": source} for q, lab in rows]
+GOLD_PURPOSES = ("eval", "train")
+
+
+def upsert_gold(
+    session: Session, rows: Iterable[tuple[str, str]], source: str = "manual", purpose: str = "eval"
+) -> int:
+    """Store human-verified (normalised query, label) pairs for ``purpose`` (``eval``: measured
+    against, never trained on; ``train``: a training row); a later label for a query wins, purpose
+    included."""
+    if purpose not in GOLD_PURPOSES:
+        raise ValueError(f"gold purpose must be one of {GOLD_PURPOSES}, got {purpose!r}")
+    data = [{"norm_text": q, "label": lab, "source": source, "purpose": purpose} for q, lab in rows]
     if not data:
         return 0
     stmt = insert(GoldLabel)
     stmt = stmt.on_conflict_do_update(
-        index_elements=[GoldLabel.norm_text], set_={"label": stmt.excluded.label, "source": source}
+        index_elements=[GoldLabel.norm_text],
+        set_={"label": stmt.excluded.label, "source": source, "purpose": purpose},
     )
     session.execute(stmt, data)
     return len(data)
 
 
-def gold_labels(session: Session) -> Sequence[GoldLabel]:
-    return session.scalars(select(GoldLabel).order_by(GoldLabel.norm_text)).all()
+def gold_labels(session: Session, purpose: str | None = None) -> Sequence[GoldLabel]:
+    """Gold labels, all of them or those of one ``purpose``."""
+    stmt = select(GoldLabel).order_by(GoldLabel.norm_text)
+    if purpose is not None:
+        stmt = stmt.where(GoldLabel.purpose == purpose)
+    return session.scalars(stmt).all()
 
 
 # One row per (search, interaction), searches of a session in time order: the labeling functions
@@ -128,15 +149,25 @@ def labelled_distribution_count(session: Session) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-def distribution_snapshot(session: Session, *, min_confidence: float) -> list[LabelledQuery]:
-    """Training rows from the latest aggregation: confident, non-abstained queries."""
+def distribution_snapshot(session: Session, *, min_confidence: float = 0.0) -> list[LabelledQuery]:
+    """Training rows from the latest aggregation: the queries it did not abstain on (the label
+    policy already decided what is too little or too contradictory), at least ``min_confidence``."""
     stmt = (
         select(LabelDistribution)
         .where(LabelDistribution.abstained.is_(False), LabelDistribution.confidence >= min_confidence)
         .order_by(LabelDistribution.norm_text)
     )
     return [
-        LabelledQuery(d.norm_text, str(d.label), d.confidence, d.evidence, 0)
+        LabelledQuery(
+            d.norm_text,
+            str(d.label),
+            d.confidence,
+            d.evidence,
+            0,
+            distribution={str(k): float(v) for k, v in (d.distribution or {}).items()},
+            weight=d.weight,
+            searches=d.searches,
+        )
         for d in session.scalars(stmt)
         if d.label is not None
     ]
@@ -158,3 +189,24 @@ def label_last_seen(session: Session, source: str) -> dict[str, datetime]:
             .group_by(SearchQuery.norm_text)
         )
     return {str(text): ts for text, ts in session.execute(stmt) if ts is not None}
+
+
+# Aggregation bookkeeping, not a property of the query's label: left out of exports.
+_NOT_EXPORTED = frozenset({"computed_at"})
+
+
+def label_export_columns() -> list[str]:
+    """The columns `labels export` writes, in table order: every column of ``label_distributions``
+    but bookkeeping, so a column a migration adds is exported without touching the exporter."""
+    return [c.name for c in LabelDistribution.__table__.columns if c.name not in _NOT_EXPORTED]
+
+
+def iter_label_export(session: Session, *, include_abstained: bool = False) -> Iterator[dict[str, Any]]:
+    """Per-query labels of the latest aggregation as plain dicts (:func:`label_export_columns`),
+    by query; abstentions only with ``include_abstained``. Streamed: flat memory on big exports."""
+    table = LabelDistribution.__table__
+    stmt = select(*(table.c[name] for name in label_export_columns())).order_by(table.c.norm_text)
+    if not include_abstained:
+        stmt = stmt.where(table.c.abstained.is_(False))
+    for row in session.execute(stmt.execution_options(yield_per=5000)):
+        yield dict(row._mapping)

@@ -93,12 +93,15 @@ class WeakLabel(Base):
 
 
 class GoldLabel(Base):
-    """A human-verified label: evaluation truth, and weighted into training snapshots."""
+    """A human-verified label with a declared purpose: ``eval`` (measured against, never trained
+    on: its query is kept out of every training row) or ``train`` (a training row like weak labels,
+    held out only when its query falls in the validation bucket)."""
 
     __tablename__ = "gold_labels"
     norm_text: Mapped[str] = mapped_column(Text, primary_key=True)
     label: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(64), default="manual")
+    purpose: Mapped[str] = mapped_column(String(8), default="eval", server_default="eval")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
@@ -173,6 +176,8 @@ class LabelDistribution(Base):
     abstained: Mapped[bool]
     reason: Mapped[str] = mapped_column(Text, default="")
     method: Mapped[str] = mapped_column(String(32))
+    searches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
     computed_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

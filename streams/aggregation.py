@@ -8,8 +8,10 @@ weigh recent behaviour more, take negative evidence and learn how far to trust e
 
 1. searches of the window (``labels.window_days`` back from the newest one) -> ``SearchRecord``;
 2. examination propensity per rank fitted on those very clicks (``labels.propensity_method``);
-3. every labeling function over every search, votes IPS-weighted and time-decayed;
-4. the weighted majority vote per query, abstaining under ``min_evidence`` / ``min_confidence``;
+3. every labeling function over every search, votes IPS-weighted and time-decayed, each shopper
+   action also counted once;
+4. the label policy per query (``labels.policy``): a Dirichlet posterior for every query with
+   positive evidence (default), or the earlier thresholded majority vote;
 5. with gold labels: a Dawid-Skene label model fitted on the functions' answers, used instead only
    when it beats the majority vote on gold by ``labels.label_model_margin``;
 6. ``label_distributions`` replaced and a ``labeling_reports`` row added, in one transaction.
@@ -38,11 +40,21 @@ from store.labels import (
 )
 from streams.exceptions import NothingToLabelError
 from streams.weak import label_model
-from streams.weak.aggregate import LabelDistribution, VoteTable, lf_outputs, majority, tabulate
-from streams.weak.analysis import analyse, report
+from streams.weak.aggregate import (
+    DirichletPosterior,
+    LabelDistribution,
+    LabelPolicy,
+    Threshold,
+    VoteTable,
+    label_all,
+    label_prior,
+    lf_outputs,
+    tabulate,
+)
+from streams.weak.analysis import analyse, evidence_buckets, report
 from streams.weak.functions import DEFAULT_LFS, LabelingFunction
 from streams.weak.propensity import estimate_propensity
-from streams.weak.records import records_from_search_rows
+from streams.weak.records import SearchRecord, records_from_search_rows
 from streams.weak.settings import LabelSettings
 
 log = logging.getLogger(__name__)
@@ -75,6 +87,8 @@ class AggregationResult:
             "labelled": r["labelled"],
             "abstained": r["abstained"]["total"],
             "coverage": r["coverage"],
+            "evidence_coverage": r.get("evidence_coverage"),
+            "policy": r.get("policy"),
             "gold": r["comparison"]["n_gold"],
             "gold_accuracy": r["gold_accuracy"],
             "wall_s": r["wall_s"],
@@ -111,27 +125,10 @@ def run_aggregation(
         gold = {g.norm_text: g.label for g in gold_labels(session)}
     if not records:
         raise NothingToLabelError(f"no searches since {since.isoformat()} (INTENTLOOP_LABELS__WINDOW_DAYS)")
-    propensity = estimate_propensity(
-        records, method=settings.propensity_method, max_weight=settings.max_ips_weight
+    chosen, report_body = label_records(
+        records, catalog, gold, settings, lfs=lfs, window=(since, newest), progress=progress
     )
-    table = tabulate(
-        records, catalog, lfs, propensity, now=newest, half_life_s=settings.half_life_s, progress=progress
-    )
-    voted = majority(table, settings.min_evidence, settings.min_confidence)
-    chosen, comparison, model_info = _choose(table, voted, gold, settings)
-    method = comparison["use"]
-    report_body = build_report(
-        settings=settings,
-        window=(since, newest),
-        n_searches=len(records),
-        distributions=chosen,
-        method=method,
-        theta=propensity.theta,
-        lf_rows=report(analyse(table, lfs, gold)),
-        comparison=comparison,
-        model_info=model_info,
-        gold=gold,
-    )
+    method = report_body["method"]
     rows_out = [d.to_dict() | {"method": method} for d in chosen.values()]
     report_body["wall_s"] = round(time.monotonic() - started, 2)
     with db.session() as session:
@@ -149,11 +146,59 @@ def run_aggregation(
     return AggregationResult(report_id, report_body, chosen)
 
 
+def label_records(
+    records: Sequence[SearchRecord],
+    catalog: Mapping[str, str | None],
+    gold: Mapping[str, str],
+    settings: LabelSettings,
+    *,
+    lfs: Sequence[LabelingFunction] = DEFAULT_LFS,
+    window: tuple[datetime, datetime] | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, LabelDistribution], dict[str, Any]]:
+    """Steps 2-5 on records already read (pure: the job and ``bench train`` share it): the label
+    distribution per query and the report. Time decay counts back from the newest record."""
+    newest = max(r.ts for r in records)
+    propensity = estimate_propensity(
+        records, method=settings.propensity_method, max_weight=settings.max_ips_weight
+    )
+    table = tabulate(
+        records, catalog, lfs, propensity, now=newest, half_life_s=settings.half_life_s, progress=progress
+    )
+    policy = label_policy(table, settings)
+    voted = label_all(table, policy)
+    chosen, comparison, model_info = _choose(table, voted, gold, settings, policy)
+    report_body = build_report(
+        settings=settings,
+        window=window or (min(r.ts for r in records), newest),
+        n_searches=len(records),
+        distributions=chosen,
+        method=comparison["use"],
+        theta=propensity.theta,
+        lf_rows=report(analyse(table, lfs, gold)),
+        comparison=comparison,
+        model_info=model_info,
+        gold=gold,
+        prior=getattr(policy, "prior", None),
+    )
+    return chosen, report_body
+
+
+def label_policy(table: VoteTable, settings: LabelSettings) -> LabelPolicy:
+    """The configured policy; the posterior's prior is the label mix of ``table`` itself."""
+    if settings.policy == "threshold":
+        return Threshold(settings.min_evidence, settings.min_confidence)
+    return DirichletPosterior(
+        label_prior(table), settings.prior_strength, settings.min_evidence, settings.min_confidence
+    )
+
+
 def _choose(
     table: VoteTable,
     voted: dict[str, LabelDistribution],
     gold: Mapping[str, str],
     settings: LabelSettings,
+    policy: LabelPolicy,
 ) -> tuple[dict[str, LabelDistribution], dict[str, Any], dict[str, Any]]:
     """Majority vote, or the label model where it wins on gold; returns (distributions, comparison,
     model details).
@@ -166,9 +211,7 @@ def _choose(
         return voted, comparison | {"reason": "no gold labels: load some with `labels gold load`"}, {}
     outputs = lf_outputs(table)
     model = label_model.fit(outputs)
-    modelled = label_model.distributions(
-        model.predict(outputs), table, settings.min_evidence, settings.min_confidence
-    )
+    modelled = label_model.distributions(model.predict(outputs), table, policy=policy)
     # Score the model on what it would actually label, after the same abstention rules as majority.
     used = {q: d.distribution for q, d in modelled.items() if not d.abstained}
     comparison = label_model.compare(gold, voted, used, margin=settings.label_model_margin)
@@ -191,6 +234,7 @@ def build_report(
     comparison: dict[str, Any],
     model_info: dict[str, Any],
     gold: Mapping[str, str],
+    prior: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The stored report (JSON): what the dashboard and ``intentloop labels report`` show.
 
@@ -199,6 +243,7 @@ def build_report(
     labelled = {q: d for q, d in distributions.items() if not d.abstained and d.label is not None}
     reasons = Counter(d.reason for d in distributions.values() if d.abstained)
     scored = [q for q in labelled if q in gold]
+    with_evidence = sum(1 for d in distributions.values() if d.evidence > 0 and d.label is not None)
     return {
         "computed_at": datetime.now(UTC).isoformat(),
         "window": {"since": window[0].isoformat(), "until": window[1].isoformat()},
@@ -209,6 +254,12 @@ def build_report(
         "labelled": len(labelled),
         "coverage": round(len(labelled) / max(len(distributions), 1), 4),
         "abstained": {"total": sum(reasons.values()), "by_reason": dict(sorted(reasons.items()))},
+        "policy": settings.policy,
+        "evidence_coverage": round(len(labelled) / with_evidence, 4) if with_evidence else None,
+        "buckets": evidence_buckets(distributions, gold),
+        "prior": (
+            {k: round(v, 4) for k, v in sorted(prior.items(), key=lambda kv: -kv[1])[:20]} if prior else None
+        ),
         "gold_accuracy": (
             round(sum(labelled[q].label == gold[q] for q in scored) / len(scored), 4) if scored else None
         ),

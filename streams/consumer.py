@@ -12,6 +12,12 @@ keeps Faust's guarantees by hand:
   Postgres works) batch N+1 is fetched and decoded; commits stay in order;
 * rebalances: a revoked partition's in-flight batch is finished and committed before the group
   moves on; records of a partition lost meanwhile are written anyway (harmless) and not committed.
+
+``until_caught_up`` turns the worker into a backfill job: it stops by itself, the last batch stored
+and committed, once every partition it owns has been read up to the end offsets the broker reported
+(:func:`streams.lag.consumer_lag` then reads zero for the group): how a shop replaying its history
+knows ingestion is done without watching counts. Under live traffic that is the first moment the
+worker is level with the producers.
 """
 
 import asyncio
@@ -19,6 +25,7 @@ import contextlib
 import json
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +43,7 @@ from streams.settings import IngestSettings
 log = logging.getLogger(__name__)
 
 Offsets = dict[TopicPartition, int]
+_CAUGHT_UP_CHECK_S = 1.0  # how often a busy until-caught-up worker asks the broker for end offsets
 
 
 @dataclass
@@ -50,15 +58,20 @@ class WorkerCounters:
     orphans: int = 0
     commit_conflicts: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+    caught_up: bool = False  # stopped by ``until_caught_up``, having read up to ``end_offsets``
+    end_offsets: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> end it reached
 
 
 class IngestWorker:
     """Consumes ``search.queries`` + ``search.feedback`` into Postgres until :meth:`stop`."""
 
-    def __init__(self, bootstrap: str, settings: IngestSettings, db: Database) -> None:
+    def __init__(
+        self, bootstrap: str, settings: IngestSettings, db: Database, *, until_caught_up: bool = False
+    ) -> None:
         self._bootstrap = bootstrap
         self._settings = settings
         self._db = db
+        self._until_caught_up = until_caught_up
         self._ingestor = BatchIngestor(db)
         self._stopping = asyncio.Event()
         self._in_flight: asyncio.Task[None] | None = None
@@ -103,6 +116,8 @@ class IngestWorker:
                 except StoreUnavailableError as exc:  # stopping during an outage: nothing committed
                     log.warning("stopped with a batch unstored (%s): its offsets stay uncommitted", exc)
                 await consumer.stop()
+            if self.counters.caught_up:  # feedback whose query another worker stored: the sweep's job, once
+                await asyncio.get_running_loop().run_in_executor(None, self._resolve_pending)
         finally:
             await producer.stop()
         log.info("ingest worker stopped: %s", self.counters)
@@ -124,6 +139,7 @@ class IngestWorker:
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         s = self._settings
         stop_wait = asyncio.create_task(self._stopping.wait())
+        next_check = 0.0  # monotonic time of the next caught-up check (until_caught_up)
         try:
             while not self._stopping.is_set():
                 fetch = asyncio.create_task(consumer.getmany(timeout_ms=1000, max_records=s.batch_size))
@@ -134,17 +150,49 @@ class IngestWorker:
                         await fetch
                     break
                 fetched = fetch.result()
-                if not fetched:
-                    continue
-                records = [r for recs in fetched.values() for r in recs]  # ConsumerRecords as they are
-                offsets = {tp: recs[-1].offset + 1 for tp, recs in fetched.items() if recs}
-                batch = decode_batch(records, s, datetime.now(UTC))
-                await self.finish_in_flight()  # commits stay in order; at most one batch in flight
-                self._in_flight = asyncio.create_task(
-                    self._store(consumer, producer, batch, len(records), offsets)
-                )
+                if fetched:
+                    records = [r for recs in fetched.values() for r in recs]  # ConsumerRecords as they are
+                    offsets = {tp: recs[-1].offset + 1 for tp, recs in fetched.items() if recs}
+                    batch = decode_batch(records, s, datetime.now(UTC))
+                    await self.finish_in_flight()  # commits stay in order; at most one batch in flight
+                    self._in_flight = asyncio.create_task(
+                        self._store(consumer, producer, batch, len(records), offsets)
+                    )
+                # One end-offsets request a second at most, and at once when a fetch came back empty.
+                if self._until_caught_up and (not fetched or time.monotonic() >= next_check):
+                    next_check = time.monotonic() + _CAUGHT_UP_CHECK_S
+                    if await self._caught_up(consumer):
+                        return
         finally:
             stop_wait.cancel()
+
+    async def _caught_up(self, consumer: AIOKafkaConsumer) -> bool:
+        """Whether every owned partition has been read up to its current end offset.
+
+        Positions count records handed to this loop, so the batch still being written is included:
+        stopping now and finishing it (as :meth:`run` does) leaves the group's lag at zero.
+        """
+        owned = consumer.assignment()
+        if not owned or any(consumer.highwater(tp) is None for tp in owned):
+            return False  # still joining the group, or a partition not fetched from yet
+        try:
+            listed = await consumer.end_offsets(list(owned))
+            # Tansu lists the start of a partition's last record batch as its end; the high
+            # watermark of the fetch responses is right on every broker (streams.lag explains).
+            ends = {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in owned}
+            behind = [tp for tp in owned if await consumer.position(tp) < ends[tp]]
+        except IllegalStateError:  # a rebalance took a partition meanwhile: look again next time
+            return False
+        if behind:
+            return False
+        self.counters.caught_up = True
+        self.counters.end_offsets = {f"{tp.topic}/{tp.partition}": ends[tp] for tp in sorted(owned)}
+        log.info("caught up with %d partitions: stopping", len(owned))
+        return True
+
+    def _resolve_pending(self) -> None:
+        with self._db.session() as session:
+            resolve_all_pending(session)
 
     async def _store(
         self,
@@ -249,13 +297,18 @@ class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("assigned %d partitions", len(assigned))
 
 
-def run_ingest_worker(bootstrap: str, settings: IngestSettings, db: Database) -> WorkerCounters:
-    """Run until SIGTERM/SIGINT; the batch in flight is finished and committed on the way out."""
-    return asyncio.run(_main(bootstrap, settings, db))
+def run_ingest_worker(
+    bootstrap: str, settings: IngestSettings, db: Database, *, until_caught_up: bool = False
+) -> WorkerCounters:
+    """Run until SIGTERM/SIGINT (or, ``until_caught_up``, until every owned partition is read to
+    its end); the batch in flight is finished and committed on the way out."""
+    return asyncio.run(_main(bootstrap, settings, db, until_caught_up))
 
 
-async def _main(bootstrap: str, settings: IngestSettings, db: Database) -> WorkerCounters:
-    worker = IngestWorker(bootstrap, settings, db)
+async def _main(
+    bootstrap: str, settings: IngestSettings, db: Database, until_caught_up: bool = False
+) -> WorkerCounters:
+    worker = IngestWorker(bootstrap, settings, db, until_caught_up=until_caught_up)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _stopper(worker, sig))

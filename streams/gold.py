@@ -8,8 +8,10 @@ names its line, because a half-loaded gold set silently skews every accuracy it 
 """
 
 import csv
+import difflib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +78,9 @@ def _pair(path: Path, line: int, row: Any) -> tuple[str, str]:
     return normalise_query(query), label.strip()
 
 
-def load_gold(db: Database, path: Path, *, allowed: Iterable[str] = (), source: str = "file") -> int:
+def load_gold(
+    db: Database, path: Path, *, allowed: Iterable[str] = (), source: str = "file", purpose: str = "eval"
+) -> int:
     """Validate ``path`` against the label set and upsert it; returns the rows written.
 
     The label set is ``allowed`` (the closed taxonomy, when configured), else every label the
@@ -90,8 +94,78 @@ def load_gold(db: Database, path: Path, *, allowed: Iterable[str] = (), source: 
             raise GoldFileError("no known intent labels to check against: load the catalog first")
         unknown = sorted(set(pairs.values()) - labels)
         if unknown:
-            shown = ", ".join(repr(x) for x in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise GoldFileError(
-                f"{path}: {len(unknown)} unknown label(s): {shown}; known: {', '.join(sorted(labels))}"
-            )
-        return upsert_gold(session, pairs.items(), source=source)
+            raise GoldFileError(unknown_labels_message(path, unknown, labels))
+        return upsert_gold(session, pairs.items(), source=source, purpose=purpose)
+
+
+_SHOWN_KNOWN = 10  # known labels named in an error: enough to spot the scheme, short enough for one line
+_SHOWN_UNKNOWN = 5
+
+
+def unknown_labels_message(path: Path, unknown: Sequence[str], known: Iterable[str]) -> str:
+    """One readable line: the unknown labels (each with its closest known label, if any) and a
+    sample of the known ones; a catalog has hundreds, and all of them on one line hides the point."""
+    ordered = sorted(known)
+    named = []
+    for label in unknown[:_SHOWN_UNKNOWN]:
+        close = difflib.get_close_matches(label, ordered, n=1)
+        named.append(f"{label!r} (did you mean {close[0]!r}?)" if close else repr(label))
+    more_unknown = f" and {len(unknown) - _SHOWN_UNKNOWN} more" if len(unknown) > _SHOWN_UNKNOWN else ""
+    sample = ", ".join(ordered[:_SHOWN_KNOWN])
+    more_known = f" and {len(ordered) - _SHOWN_KNOWN} more" if len(ordered) > _SHOWN_KNOWN else ""
+    return (
+        f"{path}: {len(unknown)} unknown label(s): {', '.join(named)}{more_unknown}; "
+        f"{len(ordered)} known: {sample}{more_known} (the catalog's labels, or INTENTLOOP_TAXONOMY__LABELS)"
+    )
+
+
+_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class MergedGold:
+    """A gold file reduced to one row per normalised query, and what the reduction did.
+
+    Annotators' files repeat queries ("Red Shoes" and "red shoes" normalise to one query; two
+    annotators label the same one). Scoring every row would weigh a repeated query more and count
+    a disagreement against the model twice, so evaluation scores distinct queries, where the later
+    row of a query wins (as ``labels gold load`` stores them), and reports what was merged.
+    """
+
+    rows: list[tuple[str, str]]  # (normalised query, label), sorted by query
+    file_rows: int
+    repeated: dict[str, list[str]]  # query -> its labels in file order, for queries on several rows
+
+    @property
+    def disagreeing(self) -> dict[str, list[str]]:
+        return {q: labels for q, labels in self.repeated.items() if len(set(labels)) > 1}
+
+    def summary(self) -> dict[str, Any]:
+        """``rows`` (of the file), ``distinct_queries`` (scored) and ``merged`` (what was folded)."""
+        disagreeing = self.disagreeing
+        return {
+            "rows": self.file_rows,
+            "distinct_queries": len(self.rows),
+            "merged": {
+                "rows": self.file_rows - len(self.rows),
+                "queries": len(self.repeated),
+                "disagreeing_queries": len(disagreeing),
+                "rule": "one row per normalised query; the later row's label wins",
+                "examples": [
+                    {"query": q, "labels": labels, "used": labels[-1]}
+                    for q, labels in sorted(disagreeing.items())[:_EXAMPLES]
+                ],
+            },
+        }
+
+
+def merge_gold(pairs: Sequence[tuple[str, str]]) -> MergedGold:
+    """One row per query from ``read_gold_file``'s pairs (the later row wins), with the record."""
+    by_query: dict[str, list[str]] = {}
+    for query, label in pairs:
+        by_query.setdefault(query, []).append(label)
+    return MergedGold(
+        rows=sorted((q, labels[-1]) for q, labels in by_query.items()),
+        file_rows=len(pairs),
+        repeated={q: labels for q, labels in by_query.items() if len(labels) > 1},
+    )

@@ -5,9 +5,9 @@ Used by the simulator, replay and tooling; the ingestion worker consumes with ai
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -20,8 +20,43 @@ from streams.exceptions import StreamsError
 log = logging.getLogger(__name__)
 
 
+_BOOTSTRAP_TIMEOUT_MS = 10_000  # how long a client tries to reach the broker before we say it is down
+
+
 class KafkaUnavailableError(StreamsError):
     """Kafka cannot be reached: check INTENTLOOP_KAFKA__BOOTSTRAP or run `intentloop stack up`."""
+
+
+def unreachable(bootstrap: str, why: object = None) -> KafkaUnavailableError:
+    """The one wording of "Kafka is down", with what to check."""
+    detail = f" ({why})" if why else ""
+    return KafkaUnavailableError(
+        f"Kafka is unreachable at {bootstrap}{detail}: "
+        "check INTENTLOOP_KAFKA__BOOTSTRAP or `intentloop stack up`"
+    )
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str) -> Iterator[None]:
+    """While connecting, a client logs every failed attempt (kafka-python: a dozen WARNING/ERROR
+    lines over its bootstrap timeout); the outcome is ours to report, once, as
+    :class:`KafkaUnavailableError`, so its logger is silenced for that stretch only."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _bootstrap_config(client: Any) -> dict[str, int]:
+    """A shorter bootstrap timeout where the kafka-python version has one (3.x; 2.x rejects it)."""
+    return (
+        {"bootstrap_timeout_ms": _BOOTSTRAP_TIMEOUT_MS}
+        if "bootstrap_timeout_ms" in client.DEFAULT_CONFIG
+        else {}
+    )
 
 
 def ensure_topics(
@@ -29,9 +64,12 @@ def ensure_topics(
 ) -> None:
     """Create the project's topics if missing (idempotent; existing topics are left as they are)."""
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        with quiet_logger("kafka"):
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap, request_timeout_ms=10_000, **_bootstrap_config(KafkaAdminClient)
+            )
     except KafkaError as exc:
-        raise KafkaUnavailableError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        raise unreachable(bootstrap, exc) from exc
     try:
         existing = set(admin.list_topics())
         missing = [
@@ -69,15 +107,17 @@ class EventProducer:
     def _client(self) -> KafkaProducer:
         if self._producer is None:
             try:
-                self._producer = KafkaProducer(
-                    bootstrap_servers=self._bootstrap,
-                    linger_ms=self._linger_ms,
-                    batch_size=256 * 1024,
-                    acks="all",
-                    retries=5,
-                )
+                with quiet_logger("kafka"):
+                    self._producer = KafkaProducer(
+                        bootstrap_servers=self._bootstrap,
+                        linger_ms=self._linger_ms,
+                        batch_size=256 * 1024,
+                        acks="all",
+                        retries=5,
+                        **_bootstrap_config(KafkaProducer),
+                    )
             except KafkaError as exc:
-                raise KafkaUnavailableError(f"cannot reach Kafka at {self._bootstrap}: {exc}") from exc
+                raise unreachable(self._bootstrap, exc) from exc
         return self._producer
 
     def send(self, topic: str, key: str | None, value: bytes) -> None:

@@ -134,3 +134,21 @@ def replay(
         report.by_topic[rec.topic] = report.by_topic.get(rec.topic, 0) + 1
     producer.flush()
     return report
+
+
+def require_sent(report: ReplayReport, path: Path) -> None:
+    """Raise :class:`StreamsError` when nothing was sent: replaying a file with nothing replayable
+    (the wrong file, a CSV without ``--csv-topic``) is a failed backfill, not an empty success."""
+    if report.sent:
+        return
+    bad = report.unreadable_lines
+    if bad:
+        lines = ", ".join(str(n) for n in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        wanted = " or ".join(topics.INPUT_TOPICS)
+        why = f"none of its {len(bad)} line(s) is a record of {wanted} (lines {lines})"
+    else:
+        why = "it holds no records"
+    raise StreamsError(
+        f'{path}: nothing replayed: {why}; expected JSONL lines {{"topic": ..., "value": {{...}}}} '
+        "(as `intentloop simulate --out` writes) or a CSV export with --csv-topic"
+    )

@@ -24,6 +24,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from trainer.dataset import Example
 from trainer.exceptions import NotEnoughDataError
 from trainer.finetune import FitResult, fit
+from trainer.inputs import InputFormat
 from trainer.model import IntentClassifier, LoadedModel
 from trainer.settings import TrainSettings
 
@@ -108,11 +109,49 @@ def train_full_finetune(
     max_length: int,
     *,
     progress: bool = True,
+    input_format: InputFormat | None = None,
 ) -> TrainedModel:
     """Fine-tune every encoder weight with the same loop, data and schedule as the LoRA candidate,
-    at ``settings.gate.full_ft_learning_rate`` (LoRA's rate would wreck pretrained weights)."""
+    at ``settings.gate.full_ft_learning_rate`` (LoRA's rate would wreck pretrained weights).
+    ``input_format``: the candidate's template and pooling, so the comparison is like for like."""
     full = settings.model_copy(update={"learning_rate": settings.gate.full_ft_learning_rate})
-    result = fit(train, val, labels, base_dir, full, max_length, progress=progress, full_finetune=True)
+    result = fit(
+        train,
+        val,
+        labels,
+        base_dir,
+        full,
+        max_length,
+        progress=progress,
+        full_finetune=True,
+        input_format=input_format,
+    )
     trained = from_fit(result, labels, max_length)
     trained.metrics["method"] = "full_finetune"
     return trained
+
+
+@dataclass(frozen=True)
+class LabelPriorBaseline:
+    """Answers every query with the training rows' label mix (weighted like training): what a model
+    that learned nothing from the text scores. Its accuracy is the top label's share, so on a
+    lopsided label set it is a bar a useless model may clear by the absolute floors alone."""
+
+    labels: list[str]
+    prior: np.ndarray
+    metrics: dict[str, Any]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.tile(self.prior, (len(texts), 1))
+
+
+def train_label_prior(train: list[Example], labels: list[str]) -> LabelPriorBaseline:
+    """The weighted label mix of ``train`` over ``labels`` (labels without rows get none)."""
+    index = {label: i for i, label in enumerate(labels)}
+    mix = np.zeros(len(labels), dtype=np.float64)
+    for e in train:
+        if e.label in index:
+            mix[index[e.label]] += max(e.weight, 0.0)
+    total = mix.sum()
+    prior = mix / total if total > 0 else np.full(len(labels), 1.0 / max(len(labels), 1))
+    return LabelPriorBaseline(list(labels), prior, {"method": "label_prior", "train_examples": len(train)})

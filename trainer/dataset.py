@@ -7,10 +7,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Example:
+    """``label`` is the top label (what hard training, metrics and the baselines use); ``target``
+    the label distribution soft training learns instead, as sorted (label, probability) pairs."""
+
     text: str
     label: str
-    weight: float = 1.0  # the label's confidence: scales this example's share of the loss
+    weight: float = 1.0  # scales this example's share of the loss (the label policy's trust in it)
     gold: bool = False  # a human-verified label (early stopping prefers these rows)
+    target: tuple[tuple[str, float], ...] | None = None
 
 
 def label_counts(examples: Iterable[Example]) -> dict[str, int]:

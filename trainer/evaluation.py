@@ -9,7 +9,10 @@ The report answers the questions the promotion gate and a human reviewer ask of 
   but over-confident is a worse model;
 - **slices by query frequency** — ``head``, ``torso``, ``tail`` — because an average over queries is
   dominated by the long tail while an average over traffic is dominated by the head; a refresh must
-  not trade one for the other (the gate checks every slice).
+  not trade one for the other (the gate checks every slice). Rows whose query was never searched
+  form a fourth slice, ``unseen``, reported but not gated: a gold set written from a catalog rather
+  than from the logs can be mostly such queries, and folding them into the tail would both hide
+  how the model does on real traffic and make the tail say nothing about the tail.
 
 Slice definition (:func:`frequency_slices`): take the number of searches of every normalised query
 (in the store, or a given count map). The **head** is every query searched at least ``head_min``
@@ -18,7 +21,8 @@ searches closest to ``head_share`` (default 50%): the most searched queries cove
 the traffic. The **torso** is the queries below the head searched at least ``torso_min`` times, the
 threshold (below ``head_min``) whose queries, head included, cover closest to
 ``head_share + torso_share`` (default 80%) of the searches: about the next 30%. Everything else is
-**tail**, including queries never searched (a gold query nobody typed yet). Thresholds are counts,
+**tail** (:meth:`FrequencySlices.slice_of` counts a never-searched query there, which is what
+training's replay wants; :func:`evaluate` reports those rows as ``unseen``). Thresholds are counts,
 not ranks, so equally frequent queries always share a slice. On small samples, where most queries
 were searched once or twice, the shares can only be approximate, and the thresholds are chosen so
 that each slice keeps some queries (the least searched count is always tail, the next one at most
@@ -38,7 +42,9 @@ from typing import Any, Protocol
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-SLICES = ("head", "torso", "tail")
+SLICES = ("head", "torso", "tail")  # what the gate checks
+UNSEEN = "unseen"  # rows whose query was never searched: reported, never gated
+REPORTED_SLICES = (*SLICES, UNSEEN)
 ECE_BINS = 15
 
 
@@ -177,7 +183,7 @@ def classification_report(
         if len(names) != len(t):
             raise ValueError(f"{len(names)} slice names for {len(t)} rows")
         report["slices"] = {}
-        for name in SLICES:
+        for name in REPORTED_SLICES:
             idx = [i for i, s in enumerate(names) if s == name]
             report["slices"][name] = (
                 _scores([t[i] for i in idx], [p[i] for i in idx], conf[idx]) if idx else {"n": 0}
@@ -204,9 +210,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """The full report of ``model`` on ``gold`` (normalised query, label) rows.
 
-    ``counts`` gives each query's searches (queries missing from it count 0, i.e. tail);
-    ``slices`` defaults to the thresholds of ``counts`` itself, but pass the ones of the whole
-    store's traffic when ``counts`` covers only part of it.
+    ``counts`` gives each query's searches (queries missing from it count 0: the ``unseen``
+    slice); ``slices`` defaults to the thresholds of ``counts`` itself, but pass the ones of the
+    whole store's traffic when ``counts`` covers only part of it.
     """
     if not gold:
         raise ValueError("nothing to evaluate: no gold rows")
@@ -214,9 +220,9 @@ def evaluate(
     queries = [q for q, _ in gold]
     y_true = [label for _, label in gold]
     y_pred, conf = predict(model, queries)
-    names = [bounds.slice_of(int(counts.get(q, 0))) for q in queries]
+    names = [_slice_name(bounds, int(counts.get(q, 0))) for q in queries]
     report = classification_report(y_true, y_pred, conf, names)
-    for name in SLICES:
+    for name in REPORTED_SLICES:
         searches = sum(int(counts.get(q, 0)) for q, s in zip(queries, names, strict=True) if s == name)
         report["slices"][name]["searches"] = searches
     report["slice_definition"] = bounds.describe()
@@ -224,6 +230,10 @@ def evaluate(
     if unknown:
         report["labels_unknown_to_model"] = unknown
     return report
+
+
+def _slice_name(bounds: FrequencySlices, count: int) -> str:
+    return UNSEEN if count <= 0 else bounds.slice_of(count)
 
 
 def metric(report: Mapping[str, Any], name: str, slice_name: str | None = None) -> float:

@@ -30,6 +30,7 @@ from trainer import checkpoint
 from trainer.checkpoint import Progress
 from trainer.dataset import Example
 from trainer.exceptions import NotEnoughDataError, TrainerError
+from trainer.inputs import InputFormat, default_input_format, tokenize, with_max_length
 from trainer.metrics import accuracy, macro_f1
 from trainer.model import (
     MANIFEST,
@@ -64,14 +65,15 @@ class _Encoded:
         examples: list[Example],
         tokenizer: Any,
         label_ids: dict[str, int],
-        max_length: int,
+        input_format: InputFormat,
         sample_weights: torch.Tensor | None = None,
     ) -> None:
-        enc = tokenizer([e.text for e in examples], truncation=True, max_length=max_length, padding=False)
+        enc = tokenize(tokenizer, [e.text for e in examples], input_format, batch=False)
         self.ids = [torch.tensor(row, dtype=torch.long) for row in enc["input_ids"]]
         self.labels = torch.tensor([label_ids[e.label] for e in examples], dtype=torch.long)
         self.weights = sample_weights if sample_weights is not None else torch.ones(len(examples))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.targets: torch.Tensor | None = None  # (N, K) soft targets; None: the hard labels
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -89,6 +91,7 @@ class _Encoded:
             "attention_mask": mask,
             "labels": self.labels[idx],
             "weights": self.weights[idx],
+            **({"targets": self.targets[idx]} if self.targets is not None else {}),
         }
 
 
@@ -106,6 +109,39 @@ def _sample_weights(train: list[Example], label_ids: dict[str, int]) -> torch.Te
     if mean <= 0:
         raise NotEnoughDataError("every training example has weight 0: nothing to learn from")
     return w / mean
+
+
+def soft_targets(examples: list[Example], label_ids: dict[str, int]) -> torch.Tensor | None:
+    """(N, K) target distributions when any example carries one (soft labels), else ``None``.
+
+    An example's distribution is restricted to the trained labels and renormalised (a label too rare
+    to be trained has no head row to put mass on); examples without one get their one-hot label.
+    """
+    if not any(e.target for e in examples):
+        return None
+    out = torch.zeros((len(examples), len(label_ids)), dtype=torch.float32)
+    for row, e in enumerate(examples):
+        kept = {label_ids[k]: p for k, p in (e.target or ()) if k in label_ids and p > 0}
+        total = sum(kept.values())
+        if total <= 0:
+            out[row, label_ids[e.label]] = 1.0
+            continue
+        for col, p in kept.items():
+            out[row, col] = p / total
+    return out
+
+
+def _loss(logits: torch.Tensor, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Per-example weighted cross-entropy against the hard label or, with soft targets, against the
+    target distribution (``-sum_k t_k log q_k``: the same as the hard loss for a one-hot target)."""
+    weights = batch["weights"].to(device)
+    if "targets" in batch:
+        per_example = -(batch["targets"].to(device) * torch.log_softmax(logits.float(), dim=-1)).sum(-1)
+    else:
+        per_example = torch.nn.functional.cross_entropy(
+            logits.float(), batch["labels"].to(device), reduction="none"
+        )
+    return (per_example * weights).mean()
 
 
 def _linear_schedule(warmup: int, total: int) -> Any:
@@ -202,6 +238,7 @@ def fit(
     resume: bool = False,
     fingerprint: dict[str, Any] | None = None,
     on_epoch_end: EpochCallback | None = None,
+    input_format: InputFormat | None = None,
 ) -> FitResult:
     """Fine-tune the adapter + head on ``train``; keep the epoch with the best validation macro-F1.
 
@@ -211,6 +248,9 @@ def fit(
     caller checks). ``checkpoint_dir``: where each epoch's checkpoint goes; with ``resume`` the run
     continues from the latest one there, which must carry the same ``fingerprint`` (data and
     hyper-parameters). ``on_epoch_end(epoch, scores)`` runs after each epoch's checkpoint.
+    ``input_format``: the template and pooling (:func:`trainer.inputs.resolve_input_format`; by
+    default the encoder's own pooling, no template) at ``max_length`` tokens; the returned model
+    carries it, so evaluation and the saved manifest use exactly what training used.
     """
     if len(labels) < 2 or not train:
         raise NotEnoughDataError(
@@ -232,10 +272,16 @@ def fit(
         else build_classifier(base_dir, labels, settings, total_steps=total_steps)
     )
     init = _warm_start(model, init_from, full_finetune)
-    model.max_length = max_length
+    fmt = (
+        with_max_length(input_format, max_length)
+        if input_format is not None
+        else default_input_format(base_dir, max_length)
+    )
+    model.input_format = fmt  # the model carries it into evaluation and save_adapter's manifest
     model.to(device)
-    train_data = _Encoded(train, tokenizer, label_ids, max_length, _sample_weights(train, label_ids))
-    val_data = _Encoded(val, tokenizer, label_ids, max_length) if val else None
+    train_data = _Encoded(train, tokenizer, label_ids, fmt, _sample_weights(train, label_ids))
+    train_data.targets = soft_targets(train, label_ids)
+    val_data = _Encoded(val, tokenizer, label_ids, fmt) if val else None
     val_true = [e.label for e in val]
     gold_idx = [i for i, e in enumerate(val) if e.gold]
     on_gold = len(gold_idx) >= settings.early_stop_min_gold
@@ -294,10 +340,7 @@ def fit(
         for batch in bar:
             with autocast(device):
                 logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            losses = torch.nn.functional.cross_entropy(
-                logits.float(), batch["labels"].to(device), reduction="none"
-            )
-            loss = (losses * batch["weights"].to(device)).mean()
+            loss = _loss(logits, batch, device)
             penalty = _orth_penalty(adalora) if adalora is not None else None
             if penalty is not None:
                 loss = loss + penalty

@@ -1,29 +1,34 @@
-"""The promotion gate: bless a candidate adapter only if it is good enough and no worse than the champion.
+"""The promotion gate: bless a candidate adapter only if it beats what the run could have shipped
+without it, knows what gold says, and is no worse than the champion.
 
 A candidate is **blessed** when, on the same held-out rows scored in the same run:
 
-1. it clears the absolute floors (``min_macro_f1``, ``min_accuracy``) — a model that learned
-   nothing never ships, even when there is no champion yet;
-2. for every metric in ``metrics`` (macro-F1 and accuracy by default), overall and on every
+1. it beats the baselines the run trains on the same training rows — the TF-IDF + logistic
+   regression model and the label prior (the label mix: what learning nothing from the text
+   scores) — by ``baseline_margin`` on every gated metric. This is relative, so it holds on noisy
+   weak labels and on hundreds of labels alike, where an absolute floor would judge label noise;
+2. when at least ``min_gold_for_floors`` held-out rows carry gold labels, it clears the absolute
+   floors (``min_macro_f1``, ``min_accuracy``) **on those gold rows**: absolute numbers mean
+   something only against human labels;
+3. for every metric in ``metrics`` (macro-F1 and accuracy by default), overall and on every
    frequency slice (head, torso, tail) with at least ``min_slice_examples`` rows, it is at most
    ``tolerance`` below the champion — an average gain must not hide a loss on the head (most of the
    traffic) or the tail (most of the queries);
-3. the champion could be evaluated at all: a champion that cannot be loaded on this base (the
+4. the champion could be evaluated at all: a champion that cannot be loaded on this base (the
    encoder changed) is a decision for a human (``intentloop registry promote``), not a free pass.
 
 The held-out rows are the validation bucket of the training split (:mod:`trainer.split` hashes the
 query text, so a query is held out in every refresh: neither candidate nor champion trained on it,
 provided the champion used the same ``val_fraction``), labelled with the gold label where one is
-stored and the weak label otherwise. Baselines (TF-IDF, optionally full fine-tuning) are trained on
-the same training split and scored on the same rows; they are recorded next to the candidate, not
-gated on. Every decision is written to ``gate_decisions`` with its reasons and all reports, so a
-rejected adapter stays inspectable (its artifact and version row stay; it is just not promoted).
+stored and the weak label otherwise, plus every ``eval`` gold query (never trained on). Every
+decision is written to ``gate_decisions`` with its reasons and all reports, so a rejected adapter
+stays inspectable (its artifact and version row stay; it is just not promoted).
 """
 
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,7 +53,7 @@ _EPS = 1e-9  # float noise allowance when a candidate ties the champion exactly
 class Check:
     """One gate condition and how the candidate fared on it."""
 
-    kind: str  # "floor" | "no_regression" | "champion_unavailable"
+    kind: str  # "baseline" | "floor" | "no_regression" | "champion_unavailable"
     metric: str
     slice: str  # "overall" or a slice name
     value: float
@@ -62,11 +67,21 @@ class Check:
         if self.kind == "champion_unavailable":
             return self.detail
         if self.skipped:
+            if self.kind == "floor":
+                return self.detail
             return f"{self.slice} {self.metric} not gated: {self.detail}"
         if self.kind == "floor":
             op = ">=" if self.passed else "<"
             return f"{self.slice} {self.metric} {self.value:.4f} {op} floor {self.threshold:.4f}"
         assert self.reference is not None
+        if self.kind == "baseline":
+            margin = self.threshold - self.reference
+            if self.passed:
+                return f"{self.metric} {self.value:.4f} beats {self.detail} {self.reference:.4f}"
+            return (
+                f"{self.metric} {self.value:.4f} does not beat the {self.detail} baseline "
+                f"{self.reference:.4f} on the same rows (margin {margin:+.4f})"
+            )
         drop = self.reference - self.value
         if self.passed:
             return (
@@ -104,16 +119,18 @@ def decide(
     *,
     champion_version: str | None = None,
     champion_error: str | None = None,
+    baselines: Mapping[str, Mapping[str, Any]] | None = None,
+    gold: Mapping[str, Any] | None = None,
 ) -> GateDecision:
-    """The verdict on ``candidate`` given the champion's report on the same rows (pure).
+    """The verdict on ``candidate`` given the baselines', the champion's and its own gold-only
+    reports on the same rows (pure).
 
-    ``champion`` None with no ``champion_error``: there is no champion, only the floors apply.
+    ``baselines``: name -> report (``tfidf``, ``label_prior``). ``gold``: the candidate's report
+    on the held-out gold rows only (floors apply to it when it has enough rows). ``champion`` None
+    with no ``champion_error``: there is no champion, no-regression checks do not apply.
     Rejected: ``reasons`` lists every failed check. Blessed: every check that passed.
     """
-    checks: list[Check] = []
-    for name, floor in (("macro_f1", settings.min_macro_f1), ("accuracy", settings.min_accuracy)):
-        value = metric(candidate, name)
-        checks.append(Check("floor", name, "overall", value, floor, passed=value >= floor - _EPS))
+    checks = [*_baseline_checks(candidate, baselines or {}, settings), *_floor_checks(gold, settings)]
     if champion_error is not None:
         detail = (
             f"champion {champion_version} could not be evaluated ({champion_error}): the no-regression "
@@ -121,28 +138,62 @@ def decide(
         )
         checks.append(Check("champion_unavailable", "-", "overall", math.nan, math.nan, False, detail=detail))
     elif champion is not None:
-        for slice_name in (None, *SLICES):
-            where = slice_name or "overall"
-            n = int(candidate.get("n", 0)) if slice_name is None else _slice_n(candidate, slice_name)
-            for name in settings.metrics:
-                value, ref = metric(candidate, name, slice_name), metric(champion, name, slice_name)
-                floor = ref - settings.tolerance
-                if slice_name is not None and n < settings.min_slice_examples:
-                    detail = f"{n} held-out rows < min_slice_examples {settings.min_slice_examples}"
-                    checks.append(
-                        Check(
-                            "no_regression", name, where, value, floor, True, ref, skipped=True, detail=detail
-                        )
-                    )
-                    continue
-                checks.append(Check("no_regression", name, where, value, floor, value >= floor - _EPS, ref))
+        checks.extend(_regression_checks(candidate, champion, settings))
     failed = [c for c in checks if not c.passed]
     if failed:
         return GateDecision(False, [c.describe() for c in failed], checks)
-    reasons = [c.describe() for c in checks if not c.skipped]
+    reasons = [c.describe() for c in checks]
     if champion is None:
-        reasons.append("no champion yet: only the absolute floors apply")
+        reasons.append("no champion yet: no regression to check")
     return GateDecision(True, reasons, checks)
+
+
+def _baseline_checks(
+    candidate: Mapping[str, Any], baselines: Mapping[str, Mapping[str, Any]], settings: GateSettings
+) -> list[Check]:
+    checks = []
+    for name, report in sorted(baselines.items()):
+        for metric_name in settings.metrics:
+            value, ref = metric(candidate, metric_name), metric(report, metric_name)
+            bar = ref + settings.baseline_margin
+            passed = not math.isnan(value) and (math.isnan(ref) or value >= bar - _EPS)
+            checks.append(Check("baseline", metric_name, "overall", value, bar, passed, ref, detail=name))
+    return checks
+
+
+def _floor_checks(gold: Mapping[str, Any] | None, settings: GateSettings) -> list[Check]:
+    n = int(gold.get("n", 0)) if gold else 0
+    floors = (("macro_f1", settings.min_macro_f1), ("accuracy", settings.min_accuracy))
+    if gold is None or n < settings.min_gold_for_floors:
+        detail = (
+            f"{n} held-out gold rows < min_gold_for_floors {settings.min_gold_for_floors}: absolute floors "
+            "not applied (they only mean something on human labels)"
+        )
+        return [Check("floor", "-", "gold", math.nan, math.nan, True, skipped=True, detail=detail)]
+    return [
+        Check("floor", name, "gold", (v := metric(gold, name)), floor, passed=v >= floor - _EPS)
+        for name, floor in floors
+    ]
+
+
+def _regression_checks(
+    candidate: Mapping[str, Any], champion: Mapping[str, Any], settings: GateSettings
+) -> list[Check]:
+    checks = []
+    for slice_name in (None, *SLICES):
+        where = slice_name or "overall"
+        n = int(candidate.get("n", 0)) if slice_name is None else _slice_n(candidate, slice_name)
+        for name in settings.metrics:
+            value, ref = metric(candidate, name, slice_name), metric(champion, name, slice_name)
+            floor = ref - settings.tolerance
+            if slice_name is not None and n < settings.min_slice_examples:
+                detail = f"{n} held-out rows < min_slice_examples {settings.min_slice_examples}"
+                checks.append(
+                    Check("no_regression", name, where, value, floor, True, ref, skipped=True, detail=detail)
+                )
+                continue
+            checks.append(Check("no_regression", name, where, value, floor, value >= floor - _EPS, ref))
+    return checks
 
 
 def _slice_n(report: Mapping[str, Any], slice_name: str) -> int:
@@ -150,18 +201,22 @@ def _slice_n(report: Mapping[str, Any], slice_name: str) -> int:
 
 
 def held_out_rows(
-    val_rows: Sequence[LabelledQuery], gold: Mapping[str, str], val_fraction: float
+    val_rows: Sequence[LabelledQuery],
+    gold: Mapping[str, str],
+    val_fraction: float,
+    eval_gold: Collection[str] = (),
 ) -> tuple[list[tuple[str, str]], dict[str, int]]:
     """The rows candidate and champion are scored on, and how many labels came from gold.
 
     The validation split's queries with their weak labels, overridden by gold where a query has a
-    gold label, plus every gold query that falls in the validation bucket (gold queries in the
-    training bucket are left out: a candidate may have trained on them).
+    gold label, plus every gold query that falls in the validation bucket and every ``eval_gold``
+    query wherever it falls (never trained on). ``train`` gold queries in the training bucket are
+    left out: the candidate trained on them.
     """
     rows = {r.norm_text: r.label for r in val_rows}
     from_gold = 0
     for query, label in gold.items():
-        if is_validation(query, val_fraction):
+        if query in eval_gold or is_validation(query, val_fraction):
             rows[query] = label
             from_gold += 1
     ordered = sorted(rows.items())
@@ -225,7 +280,8 @@ def gate_candidate(
     ``train_examples``: the rows the candidate trained on (its run's snapshot: fresh + replay +
     gold); the baselines train on exactly these. Without them, on the rebuilt training split.
     """
-    from trainer.baselines import train_full_finetune, train_tfidf
+    from trainer.baselines import train_full_finetune, train_label_prior, train_tfidf
+    from trainer.inputs import resolve_input_format
     from trainer.model import load_for_inference, resolve_base_dir
 
     settings = train.gate
@@ -233,9 +289,12 @@ def gate_candidate(
     rows, source = snapshot_examples(db, train)
     train_rows, val_rows = split_by_query(rows, lambda r: r.norm_text, train.val_fraction)
     with db.session() as session:
-        gold = {g.norm_text: g.label for g in gold_labels(session)}
+        stored_gold = [(g.norm_text, g.label, g.purpose) for g in gold_labels(session)]
         counts = query_frequencies(session)
-    held_out, composition = held_out_rows(val_rows, gold, train.val_fraction)
+    gold = {q: label for q, label, _ in stored_gold}
+    eval_gold = {q for q, _, purpose in stored_gold if purpose != "train"}
+    train_rows = [r for r in train_rows if r.norm_text not in gold]  # gold trains only as gold rows
+    held_out, composition = held_out_rows(val_rows, gold, train.val_fraction, eval_gold)
     if not held_out:
         raise NotEnoughDataError("no held-out rows to evaluate the candidate on (empty validation split)")
     bounds = frequency_slices(counts, settings.head_share, settings.torso_share)
@@ -254,7 +313,12 @@ def gate_candidate(
 
     reports: dict[str, dict[str, Any]] = {}
     path, _ = artifacts.fetch(candidate)
-    reports["candidate"] = score(load_for_inference(base_dir, path))
+    candidate_model = load_for_inference(base_dir, path)
+    reports["candidate"] = score(candidate_model)
+    gold_rows = [(q, label) for q, label in held_out if q in gold]
+    if gold_rows:
+        reports["candidate_gold"] = evaluate(candidate_model, gold_rows, counts, bounds)
+    del candidate_model
     champion_report: dict[str, Any] | None = None
     champion_error: str | None = None
     if champion is not None:
@@ -270,6 +334,8 @@ def gate_candidate(
     labels = sorted({r.label for r in rows})
     baseline_rows = list(train_examples) if train_examples is not None else to_examples(train_rows)
     labels = sorted({*labels, *(e.label for e in baseline_rows)})
+    prior = train_label_prior(baseline_rows, labels)
+    reports["label_prior"], baselines["label_prior"] = score(prior), prior.metrics
     if settings.tfidf_baseline:
         tfidf = train_tfidf(baseline_rows, labels, seed=train.seed)
         reports["tfidf"], baselines["tfidf"] = score(tfidf), tfidf.metrics
@@ -283,6 +349,7 @@ def gate_candidate(
             train,
             model.max_length,
             progress=progress,
+            input_format=resolve_input_format(model, base_dir),
         )
         reports["full_ft"], baselines["full_ft"] = score(full.predictor), full.metrics
         log.info("full fine-tuning baseline took %.1fs", time.monotonic() - started)
@@ -293,6 +360,8 @@ def gate_candidate(
         settings,
         champion_version=champion,
         champion_error=champion_error,
+        baselines={name: reports[name] for name in ("tfidf", "label_prior") if name in reports},
+        gold=reports.get("candidate_gold"),
     )
     details = {
         "decision": decision.as_dict(),

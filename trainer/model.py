@@ -1,9 +1,11 @@
 """The intent classifier, written once for the trainer and the inference workers (they cannot drift).
 
 Encoder (any local Hugging Face ``AutoModel`` directory) + a PEFT adapter (LoRA, AdaLoRA or IA3,
-on every transformer block or only on chosen ones) + masked mean pooling + dropout + a linear head.
+on every transformer block or only on chosen ones) + pooling (mean, CLS or max, as the encoder was
+trained: :mod:`trainer.inputs`) + dropout + a linear head.
 An adapter artifact is ``adapter_model.safetensors``, ``adapter_config.json``, ``head.safetensors``
-and ``manifest.json``; never a pickle. The head is saved with the adapter whatever the method, so an
+and ``manifest.json``; never a pickle, and written canonically (same content, same bytes, same
+version id). The head is saved with the adapter whatever the method, so an
 artifact is a whole classifier on a shared base. Inference merges the adapter into the encoder
 (every supported method can be merged), so serving costs the same as the bare encoder.
 """
@@ -44,6 +46,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from trainer.exceptions import ModelError
+from trainer.inputs import InputFormat, pool, tokenize, with_max_length
 from trainer.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -108,7 +111,11 @@ def config_sha256(base_dir: Path) -> str:
 
 
 class IntentClassifier(torch.nn.Module):
-    """``encoder`` (PEFT-wrapped while training, merged for serving) -> mean pool -> dropout -> head."""
+    """``encoder`` (PEFT-wrapped while training, merged for serving) -> pool -> dropout -> head.
+
+    It carries its :class:`InputFormat` so whoever holds the model (the trainer's evaluation, an
+    in-memory baseline, a loaded artifact) tokenises and pools exactly as it was trained.
+    """
 
     def __init__(
         self,
@@ -116,19 +123,22 @@ class IntentClassifier(torch.nn.Module):
         hidden_size: int,
         labels: list[str],
         dropout: float = 0.1,
-        max_length: int = 32,
+        input_format: InputFormat | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.dropout = torch.nn.Dropout(dropout)
         self.head = torch.nn.Linear(hidden_size, len(labels))
         self.labels = list(labels)
-        self.max_length = max_length
+        self.input_format = input_format or InputFormat()
+
+    @property
+    def max_length(self) -> int:
+        return self.input_format.max_length
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0].float()
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        pooled = pool(hidden, attention_mask, self.input_format.pooling)
         return self.head(self.dropout(pooled)).float()
 
 
@@ -139,7 +149,8 @@ def _load_encoder(base_dir: Path) -> Any:  # a transformers PreTrainedModel
         raise ModelError(f"cannot load the encoder at {base_dir}: {exc}") from exc
 
 
-def _load_tokenizer(base_dir: Path) -> Any:
+def load_tokenizer(base_dir: Path) -> Any:
+    """The base directory's tokenizer, offline; a ``ModelError`` naming the directory otherwise."""
     try:
         return AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
@@ -284,7 +295,7 @@ def build_classifier(
         targets = getattr(config, "target_modules", None)
         raise ModelError(f"cannot put {train.peft_method} on {targets} of {base_dir}: {exc}") from exc
     model = IntentClassifier(peft_encoder, encoder.config.hidden_size, labels)
-    return model, _load_tokenizer(base_dir)
+    return model, load_tokenizer(base_dir)
 
 
 def build_full_classifier(base_dir: Path, labels: list[str]) -> tuple[IntentClassifier, Any]:
@@ -296,7 +307,7 @@ def build_full_classifier(base_dir: Path, labels: list[str]) -> tuple[IntentClas
     encoder = _load_encoder(base_dir)
     for p in encoder.parameters():
         p.requires_grad_(True)
-    return IntentClassifier(encoder, encoder.config.hidden_size, labels), _load_tokenizer(base_dir)
+    return IntentClassifier(encoder, encoder.config.hidden_size, labels), load_tokenizer(base_dir)
 
 
 def peft_summary(config: Any, rank_pattern: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -378,7 +389,12 @@ def save_adapter(
     extra: dict[str, Any] | None = None,
     max_length: int | None = None,
 ) -> Path:
-    """Write the adapter, head and manifest (safetensors + JSON only) into ``out_dir``."""
+    """Write the adapter, head and manifest (safetensors + JSON only) into ``out_dir``.
+
+    The manifest records the model's :class:`InputFormat` (``max_length`` overrides its token
+    budget), which every loader applies. Every file is canonical: the same weights, head, labels and
+    configuration give the same bytes, hence the same version id (``store.artifacts``).
+    """
     peft_encoder: Any = model.encoder
     if not hasattr(peft_encoder, "peft_config"):
         raise ModelError("this model's LoRA weights are merged (an inference model): nothing to save")
@@ -401,12 +417,14 @@ def save_adapter(
         if rank_pattern is not None:
             live.rank_pattern = rank_pattern
     config.save_pretrained(str(out_dir))
+    _canonicalise_adapter_config(out_dir / ADAPTER_CONFIG, config)
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(out_dir / ADAPTER_WEIGHTS))
     save_file(
         {k: v.detach().cpu().float().contiguous() for k, v in model.head.state_dict().items()},
         str(out_dir / HEAD),
     )
     base_config = peft_encoder.get_base_model().config
+    fmt = with_max_length(model.input_format, max_length)
     manifest = {
         "format": FORMAT,
         "base_model": {
@@ -417,13 +435,29 @@ def save_adapter(
         },
         "labels": list(labels),
         "peft": peft_summary(config, rank_pattern),
-        "max_length": max_length if max_length is not None else model.max_length,
+        "max_length": fmt.max_length,
+        "input_format": fmt.as_dict(),
         "metrics": metrics,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(extra or {}),
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return out_dir
+
+
+def _canonicalise_adapter_config(path: Path, config: PeftConfig) -> None:
+    """Rewrite PEFT's ``adapter_config.json`` with its set-valued fields sorted.
+
+    PEFT keeps ``target_modules`` (and IA3's ``feedforward_modules``, ``exclude_modules``...) as
+    Python sets and writes them in set order, which follows the per-process string hash seed: two
+    runs with bit-identical weights got different version ids. Which fields are sets is read from
+    the live config, so lists whose order means something are left as they are.
+    """
+    data = json.loads(path.read_text())
+    for key, value in vars(config).items():
+        if isinstance(value, set | frozenset) and isinstance(data.get(key), list):
+            data[key] = sorted(data[key], key=str)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 class LoadedModel:
@@ -439,7 +473,7 @@ class LoadedModel:
     ) -> None:
         self.module, self.tokenizer, self.manifest = module, tokenizer, manifest
         self.labels: list[str] = list(manifest["labels"])
-        self.max_length = int(manifest["max_length"])
+        self.max_length = module.max_length
         self.device, self.batch_size = device, batch_size
         # Fast tokenizers may reconfigure their Rust backend per call ("Already borrowed" under threads).
         self._tok_lock = threading.Lock()
@@ -447,12 +481,8 @@ class LoadedModel:
     def _batches(self, texts: list[str]) -> Iterator[dict[str, torch.Tensor]]:
         for i in range(0, len(texts), self.batch_size):
             with self._tok_lock:
-                enc = self.tokenizer(
-                    texts[i : i + self.batch_size],
-                    padding="longest",
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
+                enc = tokenize(
+                    self.tokenizer, texts[i : i + self.batch_size], self.module.input_format, batch=True
                 )
             yield {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask")}
 
@@ -469,13 +499,18 @@ class LoadedModel:
 def load_for_inference(
     base_dir: Path, adapter_dir: Path, device: str | torch.device | None = None
 ) -> LoadedModel:
-    """Load an adapter onto ``base_dir``, refusing one trained on another base; merge LoRA for speed."""
+    """Load an adapter onto ``base_dir``, refusing one trained on another base; merge LoRA for speed.
+
+    The model tokenises and pools as the manifest's ``input_format`` says (the legacy ``{text}`` and
+    mean pooling for manifests written before it was recorded), whatever the current settings are.
+    """
     try:
         manifest = json.loads((adapter_dir / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot read {adapter_dir / MANIFEST}: {exc}") from exc
     if manifest.get("format") != FORMAT:
         raise ModelError(f"{adapter_dir}: unknown format {manifest.get('format')!r}, expected {FORMAT}")
+    input_format = InputFormat.from_manifest(manifest)
     want = manifest["base_model"]
     base_config = AutoConfig.from_pretrained(base_dir, local_files_only=True)
     if want.get("hidden_size") != base_config.hidden_size:
@@ -507,7 +542,7 @@ def load_for_inference(
         peft_encoder.merge_and_unload(),
         base_config.hidden_size,
         labels,
-        max_length=int(manifest["max_length"]),
+        input_format=input_format,
     )
     try:
         module.head.load_state_dict(load_file(str(adapter_dir / HEAD)))
@@ -517,4 +552,4 @@ def load_for_inference(
     module.to(dev).eval()
     for p in module.parameters():
         p.requires_grad_(False)
-    return LoadedModel(module, _load_tokenizer(base_dir), manifest, dev)
+    return LoadedModel(module, load_tokenizer(base_dir), manifest, dev)

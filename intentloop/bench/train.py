@@ -43,6 +43,8 @@ class TrainBenchOptions:
     epochs: int = 1
     test_fraction: float = 0.2
     progress: bool = True
+    traffic: str = "long_tail"  # or "shop": the simulator's profile
+    labels: str = "weak"  # "weak": labeled by the labeling functions; "truth": the shoppers' intents
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,10 @@ def _headline(prefix: str, report: dict[str, Any]) -> dict[str, Any]:
 
 def run_train_bench(settings: Settings, opts: TrainBenchOptions, *, echo: Echo) -> dict[str, Any]:
     """Build the snapshot, train and score the three models; returns the summary (printed as JSON)."""
+    if opts.labels == "weak":
+        from intentloop.bench.train_weak import run_weak_train_bench
+
+        return run_weak_train_bench(settings, opts, echo=echo)
     from trainer.baselines import from_fit, train_full_finetune, train_tfidf
     from trainer.evaluation import evaluate, frequency_slices, predict
     from trainer.finetune import fit

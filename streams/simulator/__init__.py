@@ -5,7 +5,11 @@
 ...     producer.send(topic, key, codec.encode(event))
 
 ``sim.truth`` maps each normalised query text seen to the full category path of its majority intent
-(``store.taxonomy.label_for_category`` turns that into a label at the configured depth).
+(``store.taxonomy.label_for_category`` turns that into a label at the configured depth;
+``streams.simulator.labels`` does it for the catalog and the truth at once).
+
+Two traffic profiles: ``SimConfig()`` is a busy shop's few minutes, head queries repeated many
+times; ``SimConfig.long_tail(...)`` is ten weeks of a click log, most queries searched once.
 """
 
 import gc
@@ -92,7 +96,7 @@ def simulate(config: SimConfig | None = None) -> Simulation:
     config = config or SimConfig()
     rng = random.Random(config.seed)
     with _gc_paused():
-        world = build_world(rng, config.n_products, config.ambiguity_share)
+        world = build_world(rng, config.n_products, config.ambiguity_share, tail_texts=config.tail_texts)
         queries, feedback, intents = generate(config, world, rng)
     by_text = {e.text: e for e in world.texts}
     truth: dict[str, str] = {}

@@ -1,10 +1,16 @@
 """What the traffic simulator is asked to produce."""
 
 from datetime import UTC, datetime
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from streams.simulator.vocabulary import LEAVES
+
+NEW_SESSION_RATE = 0.3  # chance that a search starts a new session rather than continuing one
+Probability = Annotated[float, Field(ge=0, le=1)]
+# By the relevance of a clicked item to the shopper's intent: other category, same top-level, same leaf.
+ByRelevance = tuple[Probability, Probability, Probability]
 
 
 def _covers(prefix: str, path: str) -> bool:
@@ -46,7 +52,12 @@ class DriftInjection(BaseModel):
 
 
 class SimConfig(BaseModel):
-    """Knobs of the synthetic shop. Same config (seed included) -> byte-identical events."""
+    """Knobs of the synthetic shop. Same config (seed included) -> byte-identical events.
+
+    The defaults are a busy shop's few minutes (50 searches/s over ~17,000 texts, head queries
+    repeated many times, generous clicks and carts): what the labeling tests need to see labels
+    converge. :meth:`long_tail` is the other profile, shaped like a real click log.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -70,8 +81,80 @@ class SimConfig(BaseModel):
     fold: int = Field(default=4, ge=0, description="positions always viewed (above the fold)")
     max_return_delay_s: float = Field(default=6 * 3600.0, ge=60)
     drift: DriftInjection | None = Field(default=None, description="None: stationary traffic")
+    attractiveness: ByRelevance = Field(
+        default=(0.03, 0.1, 0.45), description="click chance of an examined item, by relevance"
+    )
+    cart_rate: ByRelevance = Field(
+        default=(0.003, 0.02, 0.15), description="add_to_cart chance after a click, by relevance"
+    )
+    purchase_rate: float = Field(default=0.4, ge=0, le=1, description="purchase chance after add_to_cart")
+    tail_texts: bool = Field(
+        default=False, description="also the long query texts: ~130,000 distinct texts instead of ~17,000"
+    )
+    session_gap_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="None: searches join one of 64 concurrent sessions at random; seconds: one session "
+        "at a time, its searches this far apart on average, the gaps between sessions keeping the rate",
+    )
 
     @field_validator("start")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+    @model_validator(mode="after")
+    def _sessions_fit_the_rate(self) -> Self:
+        if self.session_gap_s is not None and self.between_sessions_s <= 0:
+            raise ValueError(
+                f"session_gap_s={self.session_gap_s} leaves no time between sessions at "
+                f"{self.searches_per_second} searches/s: lower one of them"
+            )
+        return self
+
+    @property
+    def between_sessions_s(self) -> float:
+        """Mean gap before a search that starts a session (``session_gap_s`` mode), chosen so that
+        searches keep ``searches_per_second`` on average: ``p*between + (1-p)*within = 1/rate``."""
+        within = (1.0 - NEW_SESSION_RATE) * (self.session_gap_s or 0.0)
+        return (1.0 / self.searches_per_second - within) / NEW_SESSION_RATE
+
+    @classmethod
+    def long_tail(
+        cls, seed: int = 0, n_searches: int = 20_000, *, days: float = 70.0, **overrides: Any
+    ) -> "SimConfig":
+        """A shop's click log over ``days`` (default 10 weeks) rather than a busy few minutes.
+
+        What real search logs look like, and this profile follows:
+
+        - most distinct queries are searched once. Web logs: about two thirds of AltaVista's
+          distinct queries occurred once (Silverstein et al., "Analysis of a very large web search
+          engine query log", SIGIR Forum 1999; figures here and below quoted from memory); product
+          search logs have the same long tail (eBay's, in Hasan et al., "Query suggestion for
+          e-commerce sites", WSDM 2011). Here: ~130,000 texts under a flatter Zipf (exponent 0.9,
+          not 1.0), so at 5,000-50,000 searches 86-74% of the distinct texts are searched once;
+        - a clicked query is usually clicked once and bought from never: the click log issue #11's
+          reviewer measured had 703 distinct queries, three quarters clicked once, over 81 days;
+          shops convert a few percent of visits (REES46's public event log: carts ~2-4% and
+          purchases ~1-2% of product views). Here a relevant examined item is clicked with chance
+          0.2 (not 0.45), carted after a click 4% of the time (not 15%): ~0.7 clicks and ~0.01
+          purchases per search;
+        - sessions are a few searches tens of seconds apart (``session_gap_s``), minutes to hours
+          apart from the next session; returns come up to two weeks after a purchase.
+
+        ``overrides`` replace any field (``SimConfig.long_tail(n_searches=5_000, impressions=False)``).
+        """
+        if days <= 0:
+            raise ValueError(f"days must be positive, got {days}")
+        values: dict[str, Any] = {
+            "seed": seed,
+            "n_searches": n_searches,
+            "searches_per_second": max(n_searches, 1) / (days * 86_400.0),
+            "tail_texts": True,
+            "zipf_exponent": 0.9,
+            "attractiveness": (0.01, 0.04, 0.2),
+            "cart_rate": (0.001, 0.005, 0.04),
+            "session_gap_s": 40.0,
+            "max_return_delay_s": 14 * 86_400.0,
+        }
+        return cls.model_validate(values | overrides)

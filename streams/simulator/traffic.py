@@ -5,7 +5,8 @@ the engine fills the shown slots mostly from the text's leaves (it does not know
 ambiguous text), some from sibling leaves and some at random, ranked by a noisy score. The shopper
 examines rank ``r`` with probability ``1/(r+1)**0.7`` and clicks an examined item with a probability
 that depends on its relevance to the intent (same leaf, same top-level category, other); relevant
-clicks dwell longer and lead to carts, purchases and the occasional return.
+clicks dwell longer and lead to carts, purchases and the occasional return. Click, cart and purchase
+chances are the config's (``SimConfig.attractiveness``, ``cart_rate``, ``purchase_rate``).
 """
 
 import itertools
@@ -16,21 +17,16 @@ from datetime import UTC, datetime
 from operator import itemgetter
 
 from streams.events import Feedback, FeedbackType, SearchQuery
-from streams.simulator.config import SimConfig
+from streams.simulator.config import NEW_SESSION_RATE, SimConfig
 from streams.simulator.vocabulary import LOCALES
 from streams.simulator.world import World
 
 EXAMINATION_DECAY = 0.7
-# Click probability of an examined item by relevance: other category, same top-level, same leaf.
-ATTRACTIVENESS = (0.03, 0.1, 0.45)
-CART_RATE = (0.003, 0.02, 0.15)  # after a click
-PURCHASE_RATE = 0.4  # after add_to_cart
 RETURN_RATE = 0.06  # after purchase
 _DWELL_MEDIAN_MS = (4_000.0, 15_000.0, 45_000.0)
 _ENGINE_SIBLING_SHARE = 0.15
 _ENGINE_SCORE = (0.0, 0.5, 1.0)  # + uniform noise in [0, 1.2): irrelevant items sometimes rank high
 _SESSION_SLOTS = 64
-_NEW_SESSION_RATE = 0.3
 
 
 def _uuid(rng: random.Random) -> str:
@@ -122,7 +118,13 @@ def generate(
     noise_rate = config.noise_rate
     variant_rate = config.variant_rate
     max_return = config.max_return_delay_s
+    attractiveness = config.attractiveness
+    cart_rate = config.cart_rate
+    purchase_rate = config.purchase_rate
     mean_gap = 1.0 / config.searches_per_second
+    # One session at a time (``session_gap_s``): short gaps within a session, long ones between.
+    serial = config.session_gap_s is not None
+    within_gap, between_gap = config.session_gap_s or 0.0, config.between_sessions_s
     epoch = config.start.timestamp()
     tz = UTC
     fromtimestamp = datetime.fromtimestamp
@@ -147,13 +149,20 @@ def generate(
     pending: list[tuple[float, str, str, str, str, int, int | None]] = []  # sorted by time
     intents: dict[str, str] = {}
     t = 0.0
-    for ti in picks:
+    for i, ti in enumerate(picks):
         entry = texts[ti]
-        t -= math.log(1.0 - random_()) * mean_gap  # exponential gaps: Poisson arrivals
-        slot = int(random_() * _SESSION_SLOTS)
-        if random_() < _NEW_SESSION_RATE:
-            sessions[slot] = new_session()
-        session_id, locale = sessions[slot]
+        if serial:
+            fresh = i == 0 or random_() < NEW_SESSION_RATE
+            t -= math.log(1.0 - random_()) * (between_gap if fresh else within_gap)
+            if fresh:
+                sessions[0] = new_session()
+            session_id, locale = sessions[0]
+        else:
+            t -= math.log(1.0 - random_()) * mean_gap  # exponential gaps: Poisson arrivals
+            slot = int(random_() * _SESSION_SLOTS)
+            if random_() < NEW_SESSION_RATE:
+                sessions[slot] = new_session()
+            session_id, locale = sessions[slot]
         query_id = _uuid(rng)
         cand = entry.leaves
         cum = entry.cum_weights
@@ -208,7 +217,7 @@ def generate(
             if u < e:
                 p = shown[r]
                 rel = 2 if product_leaf[p] == intent else (1 if product_top[p] == itop else 0)
-                if u < e * ATTRACTIVENESS[rel]:
+                if u < e * attractiveness[rel]:
                     clicks.append((r, rel))
         if random_() < noise_rate:
             r = int(random_() * n_shown)
@@ -234,11 +243,11 @@ def generate(
             pid = shown_ids[r]
             pending.append((tc, f"{query_id}-{k:02d}", query_id, click, pid, r, dwell))
             k += 1
-            if rel >= 0 and random_() < CART_RATE[rel]:
+            if rel >= 0 and random_() < cart_rate[rel]:
                 tcart = tc + dwell / 1000.0 * (0.3 + 0.6 * random_())
                 pending.append((tcart, f"{query_id}-{k:02d}", query_id, cart, pid, r, None))
                 k += 1
-                if random_() < PURCHASE_RATE:
+                if random_() < purchase_rate:
                     tbuy = tcart + 20.0 + 880.0 * random_()
                     pending.append((tbuy, f"{query_id}-{k:02d}", query_id, purchase, pid, r, None))
                     k += 1

@@ -42,14 +42,18 @@ class World:
     texts: list[QueryText]  # most popular first
 
 
-def build_world(rng: random.Random, n_products: int, ambiguity_share: float) -> World:
+def build_world(
+    rng: random.Random, n_products: int, ambiguity_share: float, *, tail_texts: bool = False
+) -> World:
+    """The catalog and the query texts; ``tail_texts`` adds the long combinations (see
+    :func:`_tail_texts`), ~130,000 texts instead of ~17,000."""
     leaves = LEAVES
     products, product_leaf, leaf_products = _catalog(rng, leaves, n_products)
     siblings = [
         [j for j, other in enumerate(leaves) if other.top == leaf.top and j != i]
         for i, leaf in enumerate(leaves)
     ]
-    texts = _texts(rng, leaves, ambiguity_share)
+    texts = _texts(rng, leaves, ambiguity_share, tail_texts)
     return World(
         leaves, products, [p.product_id for p in products], product_leaf, leaf_products, siblings, texts
     )
@@ -100,12 +104,41 @@ def _leaf_texts(leaf: Leaf) -> list[tuple[str, int]]:
     return [(" ".join(t.split()), level) for t, level in out]
 
 
-def _texts(rng: random.Random, leaves: tuple[Leaf, ...], ambiguity_share: float) -> list[QueryText]:
+def _tail_texts(leaf: Leaf) -> list[tuple[str, int]]:
+    """The longer, rarer texts of a leaf (~1,200 each): what makes most of a real log's distinct
+    queries searched once. Every word is one the leaf's products carry (colours included), so a
+    model can still learn them; they are ranked after the short texts (specificity 3 and 4).
+    """
+    nouns, adjs, mods = leaf.nouns, leaf.adjectives, leaf.modifiers
+    brands = [b.lower() for b in leaf.brands]
+    colors = [c.lower() for c in COLORS]
+    rest = nouns[1:]  # _leaf_texts pairs only the head noun with these
+    out = [(f"{b} {a} {n} {m}", 4) for b, a, n, m in itertools.product(brands, adjs, nouns, mods)]
+    out += [(f"{g} {a} {n} {m}", 4) for g, a, n, m in itertools.product(GENERIC_PREFIXES, adjs, nouns, mods)]
+    out += [(f"{a} {n} {m}", 3) for a, n, m in itertools.product(adjs, rest, mods)]
+    out += [(f"{b} {a} {n}", 3) for b, a, n in itertools.product(brands, adjs, rest)]
+    out += [(f"{a} {b} {n}", 3) for a, b, n in itertools.product(adjs, brands, nouns)]
+    out += [(f"{g} {a} {n}", 3) for g, a, n in itertools.product(GENERIC_PREFIXES, adjs, nouns)]
+    out += [(f"{g} {b} {n}", 3) for g, b, n in itertools.product(GENERIC_PREFIXES, brands, nouns)]
+    out += [(f"{g} {n} {m}", 3) for g, n, m in itertools.product(GENERIC_PREFIXES, nouns, mods)]
+    out += [(f"{c} {n}", 3) for c, n in itertools.product(colors, nouns)]
+    out += [(f"{c} {a} {n}", 3) for c, a, n in itertools.product(colors, adjs, nouns)]
+    out += [(f"{c} {b} {n}", 3) for c, b, n in itertools.product(colors, brands, nouns)]
+    return [(" ".join(t.split()), level) for t, level in out]
+
+
+def _texts(
+    rng: random.Random, leaves: tuple[Leaf, ...], ambiguity_share: float, tail_texts: bool = False
+) -> list[QueryText]:
     index = {leaf.path: i for i, leaf in enumerate(leaves)}
     plain: dict[str, tuple[int, int]] = {}  # text -> (leaf, specificity)
     for li, leaf in enumerate(leaves):
         for text, level in _leaf_texts(leaf):
             plain.setdefault(text, (li, level))  # a text two leaves share keeps its first leaf
+    if tail_texts:  # after every short text, so none of those changes leaf
+        for li, leaf in enumerate(leaves):
+            for text, level in _tail_texts(leaf):
+                plain.setdefault(text, (li, level))
 
     # Ambiguous texts: every bare term, then a sample of neutral combinations up to the share.
     bare = list(AMBIGUOUS)

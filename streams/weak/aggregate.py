@@ -1,13 +1,34 @@
-"""From votes to one label distribution per normalised query: the weighted majority vote.
+"""From votes to one label distribution per normalised query.
 
 Two steps, so that the label model and the analysis can share the first:
 
-1. :func:`tabulate` runs every labeling function over every search and sums the votes per
-   (query, function, label), each decayed by the age of its search: ``exp(-ln 2 * age / half_life)``,
-   so that what shoppers do now outweighs what they did a month ago (assortments and meanings drift).
-2. :func:`majority` turns a query's summed votes into a :class:`LabelDistribution`: negative votes
-   subtract from a label's positive ones (never below zero), shares are over what is left, and the
-   query abstains when there is too little evidence or the top label's share is too low.
+1. :func:`tabulate` runs every labeling function over every search and keeps two views of the votes:
+
+   - per (query, function, label) the summed votes, decayed by the age of their search
+     (``exp(-ln 2 * age / half_life)``): what the LF analysis and the Dawid-Skene label model read;
+   - per (query, label) the *actions*: every shopper action counted once, however many functions
+     see it (a click at rank 5 below skipped results is one click, not a ``click_dwell`` plus a
+     ``click_below_skips`` vote), with its strength (purchase 3, add-to-cart 2, click 1) apart from
+     its inverse-propensity factor.
+
+2. A :class:`LabelPolicy` turns one query's evidence into a :class:`LabelDistribution`:
+
+   - :class:`DirichletPosterior` (the default, ``policy=posterior``): every query with positive
+     evidence gets a label distribution: the Dirichlet posterior whose prior is the overall label
+     mix with strength ``prior_strength`` and whose counts are the query's action strengths, split
+     between labels by their IPS-weighted, time-decayed shares. One click is weak but real evidence
+     (its posterior stays close to the prior), consistent clicks are strong. IPS is
+     *self-normalised* per query: it redistributes a query's evidence between labels but never adds
+     evidence, so a deep click cannot outweigh a top click by being deep (Swaminathan & Joachims,
+     "The self-normalized estimator for counterfactual learning", NeurIPS 2015), and each weight is
+     clipped besides (``max_ips_weight``; Joachims, Swaminathan & Schnabel, WSDM 2017). Decay moves
+     a query's split towards its recent behaviour but does not shrink its evidence, so a backfilled
+     log is never decayed away. A query abstains only without positive evidence (``no_evidence``)
+     or when its evidence contradicts itself (top share under ``min_confidence``:
+     ``contradictory``).
+   - :class:`Threshold` (``policy=threshold``, the earlier behaviour): the weighted majority vote of
+     the functions' summed votes, abstaining under ``min_evidence`` decayed positive weight
+     (``min_evidence``) or ``min_confidence`` top share (``min_confidence``).
 """
 
 import math
@@ -15,11 +36,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from streams.weak.functions import DEFAULT_LFS, LabelingFunction
+from streams.weak.functions import DEFAULT_LFS, LabelingFunction, Vote
 from streams.weak.propensity import Propensity
 from streams.weak.records import SearchRecord
 
@@ -27,6 +48,16 @@ from streams.weak.records import SearchRecord
 NetVotes = dict[str, dict[str, dict[str, float]]]
 # query text -> labeling function -> (its label, +1 for / -1 against)
 LFOutputs = dict[str, dict[str, tuple[str, int]]]
+# query text -> label -> weight
+LabelWeights = dict[str, dict[str, float]]
+
+NO_EVIDENCE, MIN_EVIDENCE, MIN_CONFIDENCE, CONTRADICTORY = (
+    "no_evidence",
+    "min_evidence",
+    "min_confidence",
+    "contradictory",
+)
+_MIN_SHARE = 1e-3  # labels with less posterior mass are left out of a stored distribution
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +65,12 @@ class LabelDistribution:
     """The aggregated weak label of one query.
 
     ``label`` is the top label even when abstaining (a dashboard shows what it would have been);
-    training reads only rows with ``abstained`` false. ``confidence`` is the top label's share,
-    ``evidence`` the decayed positive weight behind the query (before negative votes).
+    training reads only rows with ``abstained`` false. ``confidence`` is the top label's probability,
+    ``evidence`` the positive evidence behind the query (posterior policy: the strength of its
+    actions, each counted once; threshold policy: the decayed positive vote weight), ``searches``
+    how many searches of the window typed it, and ``weight`` how far the evidence rather than the
+    prior decides the distribution (``evidence / (evidence + prior_strength)``; 1.0 under the
+    threshold policy): what training may scale the example by.
     """
 
     norm_text: str
@@ -44,7 +79,9 @@ class LabelDistribution:
     evidence: float
     distribution: dict[str, float]
     abstained: bool
-    reason: str = ""  # "no_evidence" | "min_evidence" | "min_confidence" when abstained
+    reason: str = ""  # NO_EVIDENCE | MIN_EVIDENCE | MIN_CONFIDENCE | CONTRADICTORY when abstained
+    searches: int = 0
+    weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,10 +92,12 @@ class VoteTable:
     """Every labeling function's summed votes, per query and label (what aggregation reads)."""
 
     net: NetVotes
-    support: dict[str, float]  # query -> decayed positive weight
+    support: dict[str, float]  # query -> decayed positive weight (threshold policy's evidence)
     searches: dict[str, int]  # query -> searches seen (voted on or not)
     lf_searches: dict[str, int]  # labeling function -> searches it cast a counted vote on
     lf_votes: dict[str, int]  # labeling function -> counted votes
+    actions: LabelWeights | None = None  # query -> label -> action strength, each action once
+    shares: LabelWeights | None = None  # query -> label -> decayed, IPS-weighted net action weight
 
     @property
     def n_searches(self) -> int:
@@ -75,6 +114,21 @@ def decay(age_s: float, half_life_s: float | None) -> float:
     return math.exp(-math.log(2.0) * max(age_s, 0.0) / half_life_s)
 
 
+def _per_product(votes: Iterable[Vote]) -> dict[str, tuple[float, float, float]]:
+    """One search's votes folded per product: (strongest positive strength, its IPS factor, most
+    negative weight). A product the shopper bought was also clicked and carted: one action, as strong
+    as its strongest sign; evidence against it (a return, a skip) is its most negative vote."""
+    out: dict[str, tuple[float, float, float]] = {}
+    for v in votes:
+        strength, ips, against = out.get(v.product_id, (0.0, 1.0, 0.0))
+        if v.weight > 0 and v.strength > strength:
+            strength, ips = v.strength, v.ips
+        elif v.weight < 0:
+            against = min(against, v.weight)
+        out[v.product_id] = (strength, ips, against)
+    return out
+
+
 def tabulate(
     records: Iterable[SearchRecord],
     catalog: Mapping[str, str | None],
@@ -84,7 +138,7 @@ def tabulate(
     half_life_s: float | None = None,
     progress: bool = False,
 ) -> VoteTable:
-    """Run ``lfs`` over ``records`` and sum their votes per (query, function, label).
+    """Run ``lfs`` over ``records`` and tabulate their votes (see the module docstring).
 
     ``catalog`` maps product id -> intent label; votes for products it lacks (unknown) or maps to
     ``None`` (outside the taxonomy) are not counted. ``now`` defaults to the newest search, so that
@@ -96,21 +150,41 @@ def tabulate(
         now = max(r.ts for r in records)
     net: NetVotes = defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
     support: dict[str, float] = defaultdict(float)
+    actions: LabelWeights = defaultdict(lambda: defaultdict(float))
+    shares: LabelWeights = defaultdict(lambda: defaultdict(float))
     searches: dict[str, int] = defaultdict(int)
     lf_searches: dict[str, int] = dict.fromkeys((lf.name for lf in lfs), 0)
     lf_votes: dict[str, int] = dict.fromkeys((lf.name for lf in lfs), 0)
     for rec in tqdm(records, desc="labeling functions", unit="search", disable=not progress, leave=False):
-        searches[rec.norm_text] += 1
+        q = rec.norm_text
+        searches[q] += 1
         w = decay((now - rec.ts).total_seconds(), half_life_s) if now is not None else 1.0
+        counted_votes: list[Vote] = []
         for lf in lfs:
-            labelled = ((catalog.get(v.product_id), v.weight * w) for v in lf.votes(rec, propensity))
-            counted = [(label, weight) for label, weight in labelled if label is not None]
-            for label, weight in counted:
-                net[rec.norm_text][lf.name][label] += weight
-                support[rec.norm_text] += max(weight, 0.0)
+            counted = [v for v in lf.votes(rec, propensity) if catalog.get(v.product_id) is not None]
+            for v in counted:
+                label = catalog[v.product_id]
+                assert label is not None
+                net[q][lf.name][label] += v.weight * w
+                support[q] += max(v.weight * w, 0.0)
             lf_searches[lf.name] += bool(counted)
             lf_votes[lf.name] += len(counted)
-    return VoteTable(_plain(net), dict(support), dict(searches), lf_searches, lf_votes)
+            counted_votes.extend(counted)
+        for product_id, (strength, ips, against) in _per_product(counted_votes).items():
+            label = catalog[product_id]
+            assert label is not None
+            if strength > 0:
+                actions[q][label] += max(strength + against, 0.0)
+            shares[q][label] += (strength * ips + against) * w
+    return VoteTable(
+        _plain(net),
+        dict(support),
+        dict(searches),
+        lf_searches,
+        lf_votes,
+        {q: dict(v) for q, v in actions.items()},
+        {q: dict(v) for q, v in shares.items()},
+    )
 
 
 def _plain(net: NetVotes) -> NetVotes:
@@ -127,33 +201,139 @@ def label_totals(per_lf: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     return {label: w for label, w in totals.items() if w > 0}
 
 
+def _ranked(totals: Mapping[str, float]) -> dict[str, float]:
+    """Shares of the positive totals, largest first (ties broken by name, for determinism)."""
+    total = sum(w for w in totals.values() if w > 0)
+    return {label: w / total for label, w in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])) if w > 0}
+
+
 def distribution_of(
-    norm_text: str, totals: Mapping[str, float], evidence: float, min_evidence: float, min_confidence: float
+    norm_text: str,
+    totals: Mapping[str, float],
+    evidence: float,
+    min_evidence: float,
+    min_confidence: float,
+    searches: int = 0,
 ) -> LabelDistribution:
-    """Shares, top label (ties broken by name, for determinism) and the abstention decision."""
-    total = sum(totals.values())
-    if total <= 0:
-        return LabelDistribution(norm_text, None, 0.0, evidence, {}, True, "no_evidence")
-    shares = {label: w / total for label, w in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))}
+    """The threshold policy's decision: shares, top label and the abstention."""
+    shares = _ranked(totals)
+    if not shares:
+        return LabelDistribution(norm_text, None, 0.0, evidence, {}, True, NO_EVIDENCE, searches)
     label, confidence = next(iter(shares.items()))
     reason = ""
     if evidence < min_evidence:
-        reason = "min_evidence"
+        reason = MIN_EVIDENCE
     elif confidence < min_confidence:
-        reason = "min_confidence"
-    return LabelDistribution(norm_text, label, confidence, evidence, shares, bool(reason), reason)
+        reason = MIN_CONFIDENCE
+    return LabelDistribution(norm_text, label, confidence, evidence, shares, bool(reason), reason, searches)
+
+
+class LabelPolicy(Protocol):
+    """How one query's evidence becomes its label distribution (see the module docstring)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def evidence(self, table: VoteTable, query: str) -> tuple[dict[str, float], float]:
+        """The query's positive weight per label (to be shared out) and its evidence."""
+        ...
+
+    def decide(
+        self, query: str, totals: Mapping[str, float], evidence: float, searches: int
+    ) -> LabelDistribution: ...
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The weighted majority vote of the functions' summed votes, with hard evidence/share cuts."""
+
+    min_evidence: float = 2.0
+    min_confidence: float = 0.6
+    name: str = "threshold"
+
+    def evidence(self, table: VoteTable, query: str) -> tuple[dict[str, float], float]:
+        return label_totals(table.net.get(query, {})), table.support.get(query, 0.0)
+
+    def decide(
+        self, query: str, totals: Mapping[str, float], evidence: float, searches: int
+    ) -> LabelDistribution:
+        return distribution_of(query, totals, evidence, self.min_evidence, self.min_confidence, searches)
+
+
+@dataclass(frozen=True)
+class DirichletPosterior:
+    """Dirichlet posterior per query: prior ``strength`` x ``prior`` (the overall label mix) plus the
+    query's action strengths, split between labels by their debiased shares.
+
+    ``min_evidence`` (0 by default) can still demand more evidence; ``min_confidence`` is the share of
+    the query's own evidence its top label needs, below which the evidence is contradictory.
+    """
+
+    prior: Mapping[str, float]
+    strength: float = 1.0
+    min_evidence: float = 0.0
+    min_confidence: float = 0.6
+    name: str = "posterior"
+
+    def evidence(self, table: VoteTable, query: str) -> tuple[dict[str, float], float]:
+        shares = (table.shares or {}).get(query, {})
+        actions = (table.actions or {}).get(query, {})
+        return {label: w for label, w in shares.items() if w > 0}, sum(actions.values())
+
+    def decide(
+        self, query: str, totals: Mapping[str, float], evidence: float, searches: int
+    ) -> LabelDistribution:
+        shares = _ranked(totals)
+        if not shares or evidence <= 0:
+            return LabelDistribution(query, None, 0.0, evidence, {}, True, NO_EVIDENCE, searches, 0.0)
+        top, top_share = next(iter(shares.items()))
+        a = self.strength
+        posterior = {
+            label: (evidence * shares.get(label, 0.0) + a * self.prior.get(label, 0.0)) / (evidence + a)
+            for label in {*shares, *self.prior}
+        }
+        kept = {
+            label: p
+            for label, p in sorted(posterior.items(), key=lambda kv: (-kv[1], kv[0]))
+            if p >= _MIN_SHARE or label in shares
+        }
+        reason = ""
+        if evidence < self.min_evidence:
+            reason = MIN_EVIDENCE
+        elif top_share < self.min_confidence:
+            reason = CONTRADICTORY
+        weight = evidence / (evidence + a)
+        return LabelDistribution(
+            query, top, posterior[top], evidence, kept, bool(reason), reason, searches, weight
+        )
+
+
+def label_prior(table: VoteTable, smoothing: float = 1.0) -> dict[str, float]:
+    """The overall label mix of the evidence (every action once, split by its query's shares), with
+    ``smoothing`` added to each label seen: the prior a query with little evidence leans on."""
+    mix: dict[str, float] = defaultdict(float)
+    for query, actions in (table.actions or {}).items():
+        evidence = sum(actions.values())
+        for label, share in _ranked((table.shares or {}).get(query, {})).items():
+            mix[label] += evidence * share
+    total = sum(mix.values()) + smoothing * len(mix)
+    return {label: (w + smoothing) / total for label, w in sorted(mix.items())} if mix else {}
+
+
+def label_all(table: VoteTable, policy: LabelPolicy) -> dict[str, LabelDistribution]:
+    """Every query of ``table`` through ``policy`` (abstaining ones included)."""
+    out = {}
+    for q, n in table.searches.items():
+        totals, evidence = policy.evidence(table, q)
+        out[q] = policy.decide(q, totals, evidence, n)
+    return out
 
 
 def majority(
     table: VoteTable, min_evidence: float = 2.0, min_confidence: float = 0.6
 ) -> dict[str, LabelDistribution]:
-    """The weighted majority vote of every query in ``table`` (abstaining ones included)."""
-    return {
-        q: distribution_of(
-            q, label_totals(table.net.get(q, {})), table.support.get(q, 0.0), min_evidence, min_confidence
-        )
-        for q in table.searches
-    }
+    """The threshold policy over every query in ``table`` (abstaining ones included)."""
+    return label_all(table, Threshold(min_evidence, min_confidence))
 
 
 def aggregate(
@@ -166,7 +346,7 @@ def aggregate(
     min_evidence: float = 2.0,
     min_confidence: float = 0.6,
 ) -> dict[str, LabelDistribution]:
-    """Per normalised query, the label distribution of the weighted majority vote (see the module)."""
+    """Per normalised query, the threshold policy's label distribution (see the module)."""
     table = tabulate(records, catalog, lfs, propensity, now, half_life_s)
     return majority(table, min_evidence, min_confidence)
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from streams.weak.aggregate import LFOutputs, VoteTable, lf_outputs
+from streams.weak.aggregate import LabelDistribution, LFOutputs, VoteTable, lf_outputs
 from streams.weak.functions import LabelingFunction
 
 Answer = tuple[str, int]  # (label, +1 for / -1 against)
@@ -105,3 +105,43 @@ def _stats(
 def report(stats: Sequence[LFStats]) -> list[dict[str, Any]]:
     """The rows as plain dicts (JSON for the dashboard's ``labeling_reports``)."""
     return [s.to_dict() for s in stats]
+
+
+# Evidence buckets by how many searches typed the query: the long tail is the "1" bucket.
+BUCKETS: tuple[tuple[str, int, int | None], ...] = (("1", 1, 1), ("2-3", 2, 3), ("4+", 4, None))
+
+
+def bucket_of(searches: int) -> str:
+    """The evidence bucket of a query searched ``searches`` times (0 counts as the 1 bucket)."""
+    for name, low, high in BUCKETS:
+        if searches >= low and (high is None or searches <= high):
+            return name
+    return BUCKETS[0][0]
+
+
+def evidence_buckets(
+    distributions: Mapping[str, LabelDistribution], gold: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Coverage and accuracy on ``gold`` per evidence bucket (1 search, 2-3, 4+).
+
+    ``coverage`` is labelled / queries, ``evidence_coverage`` labelled / queries with any positive
+    evidence (what abstention costs where shoppers did act), ``accuracy`` the top label's on the
+    gold queries the bucket labels.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, _, _ in BUCKETS:
+        rows = [d for d in distributions.values() if bucket_of(d.searches) == name]
+        with_evidence = [d for d in rows if d.evidence > 0 and d.label is not None]
+        labelled = [d for d in rows if not d.abstained and d.label is not None]
+        scored = [d for d in labelled if d.norm_text in gold]
+        right = sum(d.label == gold[d.norm_text] for d in scored)
+        out[name] = {
+            "queries": len(rows),
+            "with_evidence": len(with_evidence),
+            "labelled": len(labelled),
+            "coverage": round(len(labelled) / len(rows), 4) if rows else None,
+            "evidence_coverage": round(len(labelled) / len(with_evidence), 4) if with_evidence else None,
+            "n_gold": len(scored),
+            "accuracy": round(right / len(scored), 4) if scored else None,
+        }
+    return out

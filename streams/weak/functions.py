@@ -28,11 +28,23 @@ from streams.weak.records import Interaction, SearchRecord
 @dataclass(frozen=True, slots=True)
 class Vote:
     """``weight`` of evidence from labeling function ``lf`` for (or, when negative, against) the
-    label of ``product_id``."""
+    label of ``product_id``.
+
+    ``ips`` is the inverse-propensity factor already inside ``weight`` (1.0 for evidence that is not
+    position-debiased): the posterior label policy needs the action's own strength
+    (``weight / ips``) apart from its debiasing factor, so that one shopper action is counted once
+    as evidence and IPS only moves the split between labels (see ``streams.weak.aggregate``).
+    """
 
     lf: str
     product_id: str
     weight: float
+    ips: float = 1.0
+
+    @property
+    def strength(self) -> float:
+        """The vote's weight without its inverse-propensity factor."""
+        return self.weight / self.ips if self.ips > 0 else self.weight
 
 
 class LabelingFunction(Protocol):
@@ -62,6 +74,10 @@ def _ips(propensity: Propensity | None, rank: int, enabled: bool) -> float:
     return propensity.weight(rank) if enabled and propensity is not None else 1.0
 
 
+def _ips_vote(lf: str, product_id: str, weight: float, ips: float) -> Vote:
+    return Vote(lf, product_id, weight * ips, ips)
+
+
 def _examined(propensity: Propensity | None, rank: int) -> float:
     """How sure we are the shopper saw ``rank``: a non-click there is only evidence if they did."""
     return propensity.examination(rank) if propensity is not None else 1.0
@@ -83,7 +99,7 @@ class Conversion:
 
     def votes(self, record: SearchRecord, propensity: Propensity | None) -> list[Vote]:
         return [
-            Vote(self.name, i.product_id, self.weight * _ips(propensity, i.position, self.ips))
+            _ips_vote(self.name, i.product_id, self.weight, _ips(propensity, i.position, self.ips))
             for i in _first_per_product(record.of_type(self.kind))
         ]
 
@@ -105,7 +121,7 @@ class ClickDwell:
 
     def votes(self, record: SearchRecord, propensity: Propensity | None) -> list[Vote]:
         return [
-            Vote(self.name, i.product_id, self.weight * _ips(propensity, i.position, self.ips))
+            _ips_vote(self.name, i.product_id, self.weight, _ips(propensity, i.position, self.ips))
             for i in _first_per_product(record.of_type(FeedbackType.click))
             if i.dwell_ms is None or i.dwell_ms >= self.min_dwell_ms
         ]
@@ -141,7 +157,7 @@ class ClickBelowSkips:
             skipped_above = [r for r in range(min(i.position, len(record.shown))) if r not in clicked]
             if skipped_above:
                 out.append(
-                    Vote(self.name, i.product_id, self.weight * _ips(propensity, i.position, self.ips))
+                    _ips_vote(self.name, i.product_id, self.weight, _ips(propensity, i.position, self.ips))
                 )
                 deepest_skip = max(deepest_skip, skipped_above[-1])
         for r in range(deepest_skip + 1):

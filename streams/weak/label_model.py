@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.weak.aggregate import LabelDistribution, LFOutputs, VoteTable, distribution_of
+from streams.weak.aggregate import LabelDistribution, LabelPolicy, LFOutputs, Threshold, VoteTable
 
 Posteriors = dict[str, dict[str, float]]  # query -> label -> P(label | answers)
 
@@ -137,18 +137,22 @@ def distributions(
     min_evidence: float = 2.0,
     min_confidence: float = 0.6,
     min_share: float = 1e-3,
+    policy: LabelPolicy | None = None,
 ) -> dict[str, LabelDistribution]:
-    """The label model's posteriors as label distributions, abstaining by the same rules as the
-    majority vote (evidence is still the decayed positive vote weight), so the two are comparable
-    and training reads either the same way.
+    """The label model's posteriors as label distributions, decided by the same ``policy`` as the
+    majority vote (default: the threshold policy with ``min_evidence`` / ``min_confidence``): the
+    model's posterior takes the place of the vote shares, the evidence stays the policy's own, so
+    the two are comparable and training reads either the same way.
 
-    Labels with a posterior under ``min_share`` are left out of the stored distribution: a model
-    over K labels gives every label some mass, and a dashboard needs the ones that matter.
+    Labels with a posterior under ``min_share`` are left out: a model over K labels gives every
+    label some mass, and a dashboard needs the ones that matter.
     """
+    chosen: LabelPolicy = policy if policy is not None else Threshold(min_evidence, min_confidence)
     out = {}
     for q, post in posteriors.items():
         kept = {label: p for label, p in post.items() if p >= min_share}
-        out[q] = distribution_of(q, kept, table.support.get(q, 0.0), min_evidence, min_confidence)
+        _, evidence = chosen.evidence(table, q)
+        out[q] = chosen.decide(q, kept, evidence, table.searches.get(q, 0))
     return out
 
 

@@ -108,8 +108,8 @@ def test_gate_blesses_better_and_refuses_worse_adapters(db, env, tmp_path, capsy
     weak_rt = _runtime(env, gate={"min_macro_f1": 0.0, "min_accuracy": 0.0}, epochs=1, learning_rate=1e-5)
     weak = train_and_maybe_promote(weak_rt, promote=True, progress=False)
     assert weak["gate"]["blessed"] and weak["promoted"], weak["gate"]["reasons"]
-    assert weak["gate"]["reasons"][-1] == "no champion yet: only the absolute floors apply"
-    assert set(weak["gate"]["scores"]) == {"candidate", "tfidf"}
+    assert weak["gate"]["reasons"][-1] == "no champion yet: no regression to check"
+    assert set(weak["gate"]["scores"]) == {"candidate", "tfidf", "label_prior"}
     weak_rt.close()
 
     # 2. A properly trained candidate beats it overall and on every slice: blessed and promoted.
@@ -173,6 +173,31 @@ def test_gate_blesses_better_and_refuses_worse_adapters(db, env, tmp_path, capsy
     assert f"* {good['version']}" in listing and "gate=blessed" in listing
     assert any(bad["version"] in line and "gate=rejected" in line for line in listing.splitlines())
     registry.close()
+
+
+def test_a_first_model_is_judged_against_its_baselines(db, env, monkeypatch):
+    """No champion, no gold: the tiny encoder is judged against the baselines trained on the same
+    rows. On these queries TF-IDF is perfect (the label is in the words), so the candidate loses,
+    whatever its absolute score, and says so; against the label prior alone it wins and is blessed."""
+    _seed_store(db)
+    monkeypatch.setenv("INTENTLOOP_TRAIN__GATE__BASELINE_MARGIN", "0")
+    rt = _runtime(env)
+    result = train_and_maybe_promote(rt, promote=True, progress=False)
+    rt.close()
+    gate = result["gate"]
+    assert not gate["blessed"] and not result["promoted"]
+    assert gate["scores"]["tfidf"]["macro_f1"] > gate["scores"]["candidate"]["macro_f1"]
+    assert any(r.startswith("macro_f1 ") and "does not beat the tfidf baseline" in r for r in gate["reasons"])
+    assert not any("label_prior" in r for r in gate["reasons"])  # the prior is beaten
+    assert gate["scores"]["label_prior"]["macro_f1"] < 0.5
+
+    # The same recipe judged against the label prior alone (TF-IDF off): it beats it, blessed.
+    monkeypatch.setenv("INTENTLOOP_TRAIN__GATE__TFIDF_BASELINE", "false")
+    rt = _runtime(env)
+    again = train_and_maybe_promote(rt, promote=True, progress=False)
+    rt.close()
+    assert again["gate"]["blessed"] and again["promoted"], again["gate"]["reasons"]
+    assert any(r.startswith("macro_f1 ") and "beats label_prior" in r for r in again["gate"]["reasons"])
 
 
 def test_eval_reports_the_champion_or_a_version_on_gold(db, env, tmp_path, capsys):

@@ -97,6 +97,11 @@ def seeded(db, sim) -> Database:
     return db
 
 
+# The thresholded majority vote as it was before the posterior policy (its own rules are tested here;
+# tests/unit/test_weak_posterior.py tests the posterior's).
+THRESHOLD = {"policy": "threshold", "max_ips_weight": 10.0}
+
+
 def stored(db: Database) -> dict[str, LabelDistribution]:
     with db.session() as s:
         return {d.norm_text: d for d in s.scalars(select(LabelDistribution))}
@@ -144,7 +149,7 @@ def test_aggregated_labels_are_more_accurate_than_the_raw_vote(seeded, truth):
     assert agg_n > raw_n  # IPS-weighted evidence clears the bar on more queries ...
     # ... and with the evidence bar raised, it labels at least as many queries as the raw snapshot,
     # more accurately.
-    run_aggregation(seeded, LabelSettings(min_evidence=4.0), progress=False)
+    run_aggregation(seeded, LabelSettings(**THRESHOLD, min_evidence=4.0), progress=False)
     strict = {q: d.label for q, d in stored(seeded).items() if not d.abstained}
     strict_acc, strict_n = accuracy(strict, truth)
     print(f"min_evidence 4: aggregated {strict_acc:.4f} on {strict_n} queries")
@@ -152,7 +157,7 @@ def test_aggregated_labels_are_more_accurate_than_the_raw_vote(seeded, truth):
 
 
 def test_queries_under_the_evidence_bar_abstain(seeded):
-    settings = LabelSettings(min_evidence=5.0, min_confidence=0.6)
+    settings = LabelSettings(**THRESHOLD, min_evidence=5.0, min_confidence=0.6)
     result = run_aggregation(seeded, settings, progress=False)
     rows = stored(seeded)
     assert set(rows) == set(result.distributions) and len(rows) == result.report["queries"]
@@ -254,8 +259,15 @@ def test_training_reads_the_aggregated_labels_once_there_are_any(seeded):
 
     run_aggregation(seeded, LabelSettings(min_confidence=0.6), progress=False)
     rows, source = snapshot_examples(seeded, train)
-    expected = {q: d.label for q, d in stored(seeded).items() if not d.abstained and d.confidence >= 0.7}
-    assert source == FROM_DISTRIBUTIONS and {r.norm_text: r.label for r in rows} == expected
+    # Every query the aggregation labelled: its label policy decided, the raw-vote filters do not apply.
+    expected = {q: d for q, d in stored(seeded).items() if not d.abstained}
+    assert source == FROM_DISTRIBUTIONS and {r.norm_text: r.label for r in rows} == {
+        q: d.label for q, d in expected.items()
+    }
+    assert all(r.distribution == expected[r.norm_text].distribution for r in rows)
+    assert all(
+        (r.weight, r.searches) == (expected[r.norm_text].weight, expected[r.norm_text].searches) for r in rows
+    )
 
     run_aggregation(seeded, LabelSettings(min_evidence=1e9), progress=False)  # everything abstains
     assert snapshot_examples(seeded, train)[1] == FROM_WEAK_LABELS
@@ -320,7 +332,7 @@ def test_gold_load_round_trips_and_rejects_bad_files(seeded, cli_env, capsys, tm
         encoding="utf-8",
     )
     code, out, err = run_cli(capsys, "labels", "gold", "load", str(good))
-    assert (code, out.strip()) == (0, f"loaded 3 gold labels from {good}"), err
+    assert (code, out.strip()) == (0, f"loaded 3 gold labels for eval from {good}"), err
     jsonl = tmp_path / "more.jsonl"
     q0, l0 = some[0]
     other = next(label for label in set(truth.values()) if label != l0)

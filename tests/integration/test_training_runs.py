@@ -121,7 +121,7 @@ def test_snapshot_fresh_window_replay_gold_and_no_leak(db):
         ("brand new gold query", "electronics"),
     ]
     with db.session() as s:
-        upsert_gold(s, gold)
+        upsert_gold(s, gold, purpose="train")
     settings = TrainSettings(replay_min=10, replay_ratio=0.5, replay_tail_boost=1000.0, seed=1)
 
     snap = build_snapshot(db, settings, fresh_since=T0, champion="v1")
@@ -160,6 +160,27 @@ def test_snapshot_fresh_window_replay_gold_and_no_leak(db):
     first = build_snapshot(db, settings, fresh_since=None)
     assert (first.summary["counts"]["older"], first.summary["counts"]["replay"]) == (0, 0)
     assert len(first.train) == first.summary["counts"]["pool_train"] + first.summary["counts"]["gold_train"]
+
+
+def test_eval_gold_is_never_trained_on_and_always_held_out(db):
+    old = _queries(120)
+    _add(db, old, T0)
+    train_q = [q for q, _ in old if not is_validation(q, 0.2)]
+    weak = dict(old)
+    eval_gold = [(q, weak[q]) for q in train_q[:5]]  # training-bucket queries, declared for evaluation
+    train_gold = [(train_q[5], weak[train_q[5]])]
+    with db.session() as s:
+        upsert_gold(s, eval_gold, source="eval-file")
+        upsert_gold(s, train_gold, source="train-file", purpose="train")
+    snap = build_snapshot(db, TrainSettings(seed=1), fresh_since=None)
+    texts_train = {e.text for e in snap.train}
+    by_val = {e.text: e for e in snap.val}
+    assert not texts_train & {q for q, _ in eval_gold}  # neither as gold nor as a weak row
+    assert all(by_val[q].gold and by_val[q].label == lab for q, lab in eval_gold)
+    assert train_gold[0][0] in texts_train
+    c = snap.summary["counts"]
+    assert (c["gold_eval"], c["gold_train"], c["gold_val"]) == (5, 1, 5)
+    assert len(snap.train) == c["pool_train"] + c["gold_train"]
 
 
 def test_refresh_windows_warm_start_crash_resume_and_champion_safety(db, env, tmp_path, capsys):

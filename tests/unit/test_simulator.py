@@ -1,18 +1,23 @@
+import hashlib
+import itertools
 import random
 import re
+import statistics
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from store.taxonomy import normalise_query
+from store.settings import TaxonomySettings
+from store.taxonomy import label_for_category, normalise_query
 from streams import topics
 from streams.codec import encode
 from streams.events import FeedbackType
-from streams.simulator import SimConfig, simulate, unknown_product_feedback
+from streams.simulator import DriftInjection, SimConfig, Simulation, simulate, unknown_product_feedback
+from streams.simulator.labels import catalog_labels, truth_labels
 from streams.simulator.vocabulary import AMBIGUOUS, LEAVES, TAXONOMY
 from streams.simulator.world import build_world
 
@@ -35,6 +40,37 @@ def test_same_seed_gives_identical_events_and_another_seed_does_not():
     other = _stream(6)
     assert other != first
     assert not {key for _, key, _ in first} & {key for _, key, _ in other}  # ids never collide across seeds
+
+
+def _fingerprint(sim: Simulation) -> str:
+    """Every field of every event, product and truth entry (not the wire format: codec changes
+    must not move it)."""
+    h = hashlib.sha256()
+    for q in sim.queries:
+        h.update(
+            repr((q.query_id, q.session_id, q.timestamp.isoformat(), q.query, q.locale, q.shown)).encode()
+        )
+    for f in sim.feedback:
+        fields = (f.event_id, f.query_id, f.timestamp.isoformat(), f.type.value, f.product_id, f.position)
+        h.update(repr((*fields, f.dwell_ms)).encode())
+    for p in sim.catalog:
+        h.update(repr((p.product_id, p.category_path, p.title)).encode())
+    h.update(repr(sorted(sim.truth.items())).encode())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (SimConfig(seed=5, n_searches=500), "ad67d8d2337a780e"),
+        (SimConfig(seed=5, n_searches=500, n_products=300, drift=DriftInjection()), "5a45fdae33435241"),
+        (SimConfig(seed=5, n_searches=500, impressions=False), "b58183cb5bad2b41"),
+    ],
+)
+def test_the_shop_profile_makes_the_same_events_as_before_the_long_tail_profile(config, expected):
+    """Pinned output: new knobs must leave the default traffic (which every test reads) as it was.
+    A deliberate change of the shop's traffic updates these (and says so in its commit)."""
+    assert _fingerprint(simulate(config)) == expected
 
 
 def test_catalog_covers_the_taxonomy_with_unique_ids(sim):
@@ -183,6 +219,82 @@ def test_unknown_product_feedback_is_valid_but_outside_the_catalog(sim):
     assert len(extra) == 20
     assert all(f.product_id not in catalog and f.query_id in queries for f in extra)
     assert unknown_product_feedback(random.Random(3), [], 5) == []
+
+
+@pytest.fixture(scope="module")
+def long_tail() -> Simulation:
+    return simulate(SimConfig.long_tail(seed=3, n_searches=5_000))
+
+
+def _tail_stats(sim: Simulation) -> dict[str, float]:
+    """Per normalised text: searches, clicks, purchases (the reviewer's real-log statistics)."""
+    text = {q.query_id: normalise_query(q.query) for q in sim.queries}
+    searches = Counter(text.values())
+    clicks = Counter(text[f.query_id] for f in sim.feedback if f.type is FeedbackType.click)
+    bought = {text[f.query_id] for f in sim.feedback if f.type is FeedbackType.purchase}
+    return {
+        "searched_once": sum(n == 1 for n in searches.values()) / len(searches),
+        "median_clicks": statistics.median(clicks.values()),
+        "clicked_with_purchase": len(bought & set(clicks)) / len(clicks),
+        "span_days": (sim.queries[-1].timestamp - sim.queries[0].timestamp) / timedelta(days=1),
+    }
+
+
+def test_long_tail_profile_looks_like_a_real_click_log(long_tail):
+    stats = _tail_stats(long_tail)
+    assert stats["searched_once"] >= 0.5  # most distinct queries searched once
+    assert stats["median_clicks"] == 1  # a clicked query is clicked once
+    assert stats["clicked_with_purchase"] < 0.1  # and mostly never bought from
+    assert 60 < stats["span_days"] < 80  # ten weeks, by default
+
+
+@pytest.mark.slow
+def test_long_tail_profile_keeps_most_queries_rare_at_fifty_thousand_searches():
+    stats = _tail_stats(simulate(SimConfig.long_tail(seed=4, n_searches=50_000, days=56)))
+    assert stats["searched_once"] >= 0.5
+    assert stats["median_clicks"] == 1
+    assert 50 < stats["span_days"] < 62
+
+
+def test_long_tail_sessions_are_a_few_searches_seconds_apart(long_tail):
+    by_session = defaultdict(list)
+    for q in long_tail.queries:
+        by_session[q.session_id].append(q.timestamp)
+    gaps = [(b - a).total_seconds() for ts in by_session.values() for a, b in itertools.pairwise(ts)]
+    assert 2 < len(long_tail.queries) / len(by_session) < 5
+    assert 10 < statistics.median(gaps) < 120
+    assert max(gaps) < 3_600  # sessions never interleave across days
+
+
+def test_long_tail_takes_overrides_and_rejects_sessions_longer_than_the_rate_allows():
+    config = SimConfig.long_tail(n_searches=100, days=7, impressions=False, cart_rate=(0, 0, 0.5))
+    assert config.searches_per_second == pytest.approx(100 / (7 * 86_400))
+    assert not config.impressions and config.cart_rate == (0, 0, 0.5) and config.tail_texts
+    with pytest.raises(ValidationError, match="session_gap_s"):
+        SimConfig(searches_per_second=1.0, session_gap_s=2.0)
+    with pytest.raises(ValueError, match="days"):
+        SimConfig.long_tail(days=0)
+
+
+def test_tail_texts_extend_the_vocabulary_after_the_short_texts():
+    short = build_world(random.Random(0), 200, 0.05).texts
+    extended = build_world(random.Random(0), 200, 0.05, tail_texts=True).texts
+    assert len(extended) > 5 * len(short)
+    meaning = {e.text: e.truth for e in extended}
+    assert all(meaning[e.text] == e.truth for e in short if not e.ambiguous)  # no short text changes leaf
+
+
+@pytest.mark.parametrize(
+    "taxonomy", [TaxonomySettings(), TaxonomySettings(depth=2, labels=["books/fiction"])]
+)
+def test_catalog_and_truth_labels_are_what_the_store_would_hold(sim, taxonomy):
+    catalog, truth = catalog_labels(sim, taxonomy), truth_labels(sim, taxonomy)
+    for p in sim.catalog:
+        assert catalog.get(p.product_id) == label_for_category(p.category_path, taxonomy)
+    assert truth == {
+        q: label for q, path in sim.truth.items() if (label := label_for_category(path, taxonomy)) is not None
+    }
+    assert set(truth.values()) <= set(catalog.values())
 
 
 def test_streams_never_imports_the_ml_stack():

@@ -117,7 +117,7 @@ def test_label_model_distributions_abstain_by_the_majority_rules():
 
 def _report(gold=None, method="majority"):
     table = _table()
-    settings = LabelSettings()
+    settings = LabelSettings(policy="threshold", min_evidence=2.0, min_confidence=0.6)
     dists = majority(table, settings.min_evidence, settings.min_confidence)
     gold = gold or {}
     comparison = label_model.compare(gold, dists, {}, margin=settings.label_model_margin)

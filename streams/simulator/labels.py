@@ -1,0 +1,46 @@
+"""A simulation as the label aggregation job sees it, without a database (benchmarks, tests).
+
+The job (``streams.aggregation.run_aggregation``) reads three things from Postgres: the window's
+searches as ``SearchRecord`` objects, each catalog product's intent label and the gold labels. For
+a simulation they are:
+
+- records: ``streams.weak.records.records_from_simulation(sim)`` (one join of events into records;
+  equal to what ``records_from_search_rows(iter_search_rows(...))`` reads back after ingestion,
+  see tests/integration/test_simulator_store.py);
+- :func:`catalog_labels`: what ``store.labels.catalog_labels`` reads after ``load_catalog``;
+- :func:`truth_labels`: the ground truth, at the same depth, to score the labels (or as gold).
+"""
+
+from typing import TYPE_CHECKING
+
+from store.settings import TaxonomySettings
+from store.taxonomy import label_for_category
+
+if TYPE_CHECKING:  # the package imports nothing from here; keep it that way at run time too
+    from streams.simulator import Simulation
+
+
+def catalog_labels(sim: "Simulation", taxonomy: TaxonomySettings) -> dict[str, str]:
+    """product_id -> intent label, for the products whose category has one under ``taxonomy``.
+
+    What ``store.ingest.load_catalog`` stores and ``store.labels.catalog_labels`` reads back: a
+    product outside a closed label set has no label and is left out.
+    """
+    return {
+        p.product_id: label
+        for p in sim.catalog
+        if (label := label_for_category(p.category_path, taxonomy)) is not None
+    }
+
+
+def truth_labels(sim: "Simulation", taxonomy: TaxonomySettings) -> dict[str, str]:
+    """Normalised query text -> the label of its majority intent under ``taxonomy``.
+
+    Keyed like ``SearchRecord.norm_text`` and the aggregated distributions; texts whose intent has
+    no label under a closed label set are left out.
+    """
+    return {
+        text: label
+        for text, path in sim.truth.items()
+        if (label := label_for_category(path, taxonomy)) is not None
+    }
