@@ -76,8 +76,13 @@ class Check:
         assert self.reference is not None
         if self.kind == "baseline":
             margin = self.threshold - self.reference
-            if self.passed:
+            if self.passed and self.value >= self.reference:
                 return f"{self.metric} {self.value:.4f} beats {self.detail} {self.reference:.4f}"
+            if self.passed:
+                return (
+                    f"{self.metric} {self.value:.4f} trails {self.detail} {self.reference:.4f} "
+                    f"within the margin ({margin:+.4f})"
+                )
             return (
                 f"{self.metric} {self.value:.4f} does not beat the {self.detail} baseline "
                 f"{self.reference:.4f} on the same rows (margin {margin:+.4f})"

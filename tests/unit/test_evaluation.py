@@ -199,6 +199,7 @@ def test_gate_requires_beating_the_baselines_on_the_same_rows():
     assert not margin.blessed and len(margin.reasons) == 2
     tolerant = decide(GOOD, None, GateSettings(baseline_margin=-0.05), baselines={"tfidf": tfidf})
     assert tolerant.blessed
+    assert "macro_f1 0.9000 trails tfidf 0.9300 within the margin (-0.0500)" in tolerant.reasons
 
 
 def test_gate_skips_small_slices_and_refuses_an_unloadable_champion():
