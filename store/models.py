@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -102,6 +103,8 @@ class GoldLabel(Base):
     label: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(64), default="manual")
     purpose: Mapped[str] = mapped_column(String(8), default="eval", server_default="eval")
+
+    __table_args__ = (CheckConstraint("purpose IN ('eval', 'train')", name="purpose"),)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

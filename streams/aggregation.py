@@ -243,7 +243,7 @@ def build_report(
     labelled = {q: d for q, d in distributions.items() if not d.abstained and d.label is not None}
     reasons = Counter(d.reason for d in distributions.values() if d.abstained)
     scored = [q for q in labelled if q in gold]
-    with_evidence = sum(1 for d in distributions.values() if d.evidence > 0 and d.label is not None)
+    with_evidence = sum(1 for d in distributions.values() if d.evidence > 0)
     return {
         "computed_at": datetime.now(UTC).isoformat(),
         "window": {"since": window[0].isoformat(), "until": window[1].isoformat()},

@@ -76,7 +76,12 @@ def _fresh_since(db: Database, champion: str | None) -> datetime | None:
 
 
 def _warm_start_source(
-    artifacts: ArtifactStore, train: TrainSettings, labels: list[str], champion: str | None, base_sha: str
+    artifacts: ArtifactStore,
+    train: TrainSettings,
+    labels: list[str],
+    champion: str | None,
+    base_sha: str,
+    input_format: dict[str, Any] | None = None,
 ) -> tuple[Path | None, dict[str, Any]]:
     """The champion's adapter directory when ``init=champion`` can use it, and why or why not.
 
@@ -100,6 +105,11 @@ def _warm_start_source(
             theirs = list(manifest.get("labels") or [])
             if manifest.get("base_model", {}).get("config_sha256") != base_sha:
                 reason = f"champion {champion} was trained on another base model"
+            elif input_format is not None and _format_of(manifest) != input_format:
+                reason = (
+                    f"champion {champion} was trained with input format {_format_of(manifest)}, "
+                    f"this run uses {input_format}"
+                )
             elif theirs != labels:
                 added, gone = sorted(set(labels) - set(theirs)), sorted(set(theirs) - set(labels))
                 reason = f"label set differs from champion {champion}'s (new {added}, gone {gone})"
@@ -108,6 +118,18 @@ def _warm_start_source(
         return None, {**note, "from": "base", "fallback": reason}
     log.info("warm start: from champion %s", champion)
     return path, {**note, "from": "champion"}
+
+
+def _format_fingerprint(fmt: dict[str, Any]) -> dict[str, Any]:
+    plain = fmt.get("template") == "{text}" and fmt.get("pooling") == "mean"
+    return {} if plain else {"input_format": fmt}
+
+
+def _format_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    from trainer.inputs import InputFormat
+
+    fmt = InputFormat.from_manifest(manifest)
+    return {"template": fmt.template, "pooling": fmt.pooling}  # a new max_length still warm-starts
 
 
 def run_training(
@@ -158,7 +180,14 @@ def run_training(
             texts = [e.text for e in (*data.train, *data.val)]
             data.summary["tokenizer_coverage"] = check_tokenizer_coverage(base_dir, texts)
             check_trainable(data, train)
-            _, init = _warm_start_source(artifacts, train, data.labels, champion, config_sha256(base_dir))
+            _, init = _warm_start_source(
+                artifacts,
+                train,
+                data.labels,
+                champion,
+                config_sha256(base_dir),
+                {"template": input_format.template, "pooling": input_format.pooling},
+            )
             data.summary["init"] = init
             if trigger_detail:
                 data.summary["trigger"] = trigger_detail
@@ -186,6 +215,9 @@ def run_training(
             fingerprint={
                 "content_sha256": data.summary["content_sha256"],
                 "params": _fit_params(train),
+                # only when not the plain format, so runs checkpointed before it existed still resume;
+                # a format changed since the crash is then refused rather than silently continued
+                **_format_fingerprint(input_format.as_dict()),
             },
             on_epoch_end=on_epoch_end,
             input_format=input_format,
@@ -238,7 +270,19 @@ def run_training(
 
 
 # Settings that do not change what an epoch computes: a checkpoint stays valid when they change.
-_NOT_FIT = {"gate", "schedule", "poll_s", "runs_dir", "checkpoint"}
+# The snapshot's own settings (targets, weights, minimum sizes) are not either: the rows they made are
+# fixed by the snapshot's content hash, so a run interrupted before they existed can still resume.
+_NOT_FIT = {
+    "gate",
+    "schedule",
+    "poll_s",
+    "runs_dir",
+    "checkpoint",
+    "targets",
+    "example_weight",
+    "min_examples",
+    "min_examples_per_label",
+}
 
 
 def _fit_params(train: TrainSettings) -> dict[str, Any]:

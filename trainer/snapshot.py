@@ -12,12 +12,13 @@ Why this shape:
   replacement, seeded): the head is re-searched — hence fresh — every day anyway, while tail queries
   rarely come back and are the first to be forgotten.
 - **Gold, by declared purpose.** ``eval`` gold (the default of ``labels gold load``) is never
-  trained on: its queries are kept out of the training rows and every one of them is a validation
-  row. ``train`` gold is a training row (weight 1, hard label) overriding the weak label of its
-  query, held out like any query when it falls in the validation bucket.
+  trained on: its queries are kept out of the training and the validation rows (epochs are not
+  picked on them either); the gate scores them. ``train`` gold is a training row (weight 1, hard
+  label) overriding the weak label of its query, held out like any query when it falls in the
+  validation bucket.
 - **Targets and weights** as ``train.targets`` / ``train.example_weight`` say (:func:`to_example`):
-  by default the label distribution as a soft target, weighted by how far the query's own evidence
-  rather than the prior decides it.
+  by default the top label as a hard target, weighted by how far the query's own evidence rather
+  than the prior decides it.
 - **Labels too rare to learn** (fewer than ``min_examples_per_label`` training rows) are left out of
   the run with their rows, and say so; the run itself refuses too small a training set.
 - **Deduplicated, split by query.** One row per normalised query; :mod:`trainer.split` hashes the
@@ -219,13 +220,13 @@ def build_snapshot(
     gold_for_training = {q: lab for q, lab, purpose in gold_rows if purpose == "train"}
     gold = {**gold_eval, **gold_for_training}
     weak = {r.norm_text: r for r in rows}  # dedup by normalised query (the SQL already groups by it)
-    val_pool = {q: r for q, r in weak.items() if is_validation(q, frac)}
-    # A gold query is never a weak training row: eval gold is never trained on at all, train gold
-    # goes in with its own label below.
+    # Eval gold is for measuring only: its queries are neither trained on nor used to pick the epoch
+    # (the gate scores them, from the store). Train gold replaces the weak row of its query.
+    val_pool = {q: r for q, r in weak.items() if is_validation(q, frac) and q not in gold_eval}
     train_pool = [r for q, r in weak.items() if not is_validation(q, frac) and q not in gold]
 
     val = {q: Example(q, r.label, r.confidence) for q, r in val_pool.items()}
-    gold_val = {q: lab for q, lab in gold_for_training.items() if is_validation(q, frac)} | gold_eval
+    gold_val = {q: lab for q, lab in gold_for_training.items() if is_validation(q, frac)}
     gold_train = {q: lab for q, lab in gold_for_training.items() if not is_validation(q, frac)}
     overrides = sum(1 for q, lab in gold.items() if q in weak and weak[q].label != lab)
     for q, lab in gold_val.items():

@@ -170,12 +170,20 @@ def tabulate(
             lf_searches[lf.name] += bool(counted)
             lf_votes[lf.name] += len(counted)
             counted_votes.extend(counted)
+        chosen: dict[str, float] = defaultdict(float)  # label -> IPS-weighted actions of this search
+        passed: dict[str, float] = defaultdict(float)  # label -> evidence against (skips, returns)
         for product_id, (strength, ips, against) in _per_product(counted_votes).items():
             label = catalog[product_id]
             assert label is not None
             if strength > 0:
                 actions[q][label] += max(strength + against, 0.0)
-            shares[q][label] += (strength * ips + against) * w
+                chosen[label] += strength * ips + against
+            else:
+                passed[label] += against
+        # A skipped product counts against its label only if the shopper chose nothing of that label
+        # in this search: passing over two shoes to click a third is a choice of shoes.
+        for label in {*chosen, *passed}:
+            shares[q][label] += (chosen[label] if label in chosen else passed[label]) * w
     return VoteTable(
         _plain(net),
         dict(support),
@@ -284,27 +292,26 @@ class DirichletPosterior:
         self, query: str, totals: Mapping[str, float], evidence: float, searches: int
     ) -> LabelDistribution:
         shares = _ranked(totals)
-        if not shares or evidence <= 0:
+        if evidence <= 0:
             return LabelDistribution(query, None, 0.0, evidence, {}, True, NO_EVIDENCE, searches, 0.0)
-        top, top_share = next(iter(shares.items()))
+        if not shares:  # shoppers acted, and skipped or returned as much: evidence against itself
+            return LabelDistribution(query, None, 0.0, evidence, {}, True, CONTRADICTORY, searches, 0.0)
         a = self.strength
         posterior = {
             label: (evidence * shares.get(label, 0.0) + a * self.prior.get(label, 0.0)) / (evidence + a)
             for label in {*shares, *self.prior}
         }
-        kept = {
-            label: p
-            for label, p in sorted(posterior.items(), key=lambda kv: (-kv[1], kv[0]))
-            if p >= _MIN_SHARE or label in shares
-        }
+        ranked = sorted(posterior.items(), key=lambda kv: (-kv[1], kv[0]))
+        kept = {label: p for label, p in ranked if p >= _MIN_SHARE or label in shares}
+        top, confidence = ranked[0]  # the prior can outweigh thin evidence: the label is the posterior's
         reason = ""
         if evidence < self.min_evidence:
             reason = MIN_EVIDENCE
-        elif top_share < self.min_confidence:
+        elif next(iter(shares.values())) < self.min_confidence:  # the query's own evidence disagrees
             reason = CONTRADICTORY
         weight = evidence / (evidence + a)
         return LabelDistribution(
-            query, top, posterior[top], evidence, kept, bool(reason), reason, searches, weight
+            query, top, confidence, evidence, kept, bool(reason), reason, searches, weight
         )
 
 

@@ -131,7 +131,7 @@ def evidence_buckets(
     out: dict[str, dict[str, Any]] = {}
     for name, _, _ in BUCKETS:
         rows = [d for d in distributions.values() if bucket_of(d.searches) == name]
-        with_evidence = [d for d in rows if d.evidence > 0 and d.label is not None]
+        with_evidence = [d for d in rows if d.evidence > 0]
         labelled = [d for d in rows if not d.abstained and d.label is not None]
         scored = [d for d in labelled if d.norm_text in gold]
         right = sum(d.label == gold[d.norm_text] for d in scored)

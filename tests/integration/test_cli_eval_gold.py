@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
+from training_helpers import training_env
 
 from serving.synthetic import synthetic_adapter
 from store.artifacts import MANIFEST, ArtifactStore
@@ -40,18 +41,7 @@ _GOLD = [
 
 @pytest.fixture
 def env(monkeypatch, pg_url, redis_url, redis_prefix, tiny_encoder_dir, tmp_path):
-    values = {
-        "INTENTLOOP_POSTGRES__URL": pg_url,
-        "INTENTLOOP_REDIS__URL": redis_url,
-        "INTENTLOOP_REDIS__KEY_PREFIX": redis_prefix,
-        "INTENTLOOP_KAFKA__BOOTSTRAP": "127.0.0.1:1",
-        "INTENTLOOP_STATE_DIR": str(tmp_path / "state"),
-        "INTENTLOOP_ARTIFACTS__DIR": str(tmp_path / "artifacts"),
-        "INTENTLOOP_MODEL__BASE_DIR": str(tiny_encoder_dir),
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
+    return training_env(monkeypatch, pg_url, redis_url, redis_prefix, tiny_encoder_dir, tmp_path)
 
 
 def _seed(db, env, tiny_encoder_dir) -> str:

@@ -172,14 +172,16 @@ def test_eval_gold_is_never_trained_on_and_always_held_out(db):
     with db.session() as s:
         upsert_gold(s, eval_gold, source="eval-file")
         upsert_gold(s, train_gold, source="train-file", purpose="train")
+    val_q = [q for q, _ in old if is_validation(q, 0.2)]
+    with db.session() as s:
+        upsert_gold(s, [(val_q[0], weak[val_q[0]])], source="eval-file")  # a validation-bucket one too
     snap = build_snapshot(db, TrainSettings(seed=1), fresh_since=None)
-    texts_train = {e.text for e in snap.train}
-    by_val = {e.text: e for e in snap.val}
-    assert not texts_train & {q for q, _ in eval_gold}  # neither as gold nor as a weak row
-    assert all(by_val[q].gold and by_val[q].label == lab for q, lab in eval_gold)
-    assert train_gold[0][0] in texts_train
+    used = {e.text for e in [*snap.train, *snap.val]}
+    # neither trained on (as gold or as a weak row) nor used to pick the epoch
+    assert not used & {q for q, _ in [*eval_gold, (val_q[0], "")]}
+    assert train_gold[0][0] in {e.text for e in snap.train}
     c = snap.summary["counts"]
-    assert (c["gold_eval"], c["gold_train"], c["gold_val"]) == (5, 1, 5)
+    assert (c["gold_eval"], c["gold_train"], c["gold_val"]) == (6, 1, 0)
     assert len(snap.train) == c["pool_train"] + c["gold_train"]
 
 

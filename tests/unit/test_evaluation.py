@@ -231,6 +231,9 @@ def test_held_out_rows_prefer_gold_and_never_use_training_bucket_gold():
     assert as_map[val[0]] == "gold" and as_map[val[1]] == "weak" and as_map[val[20]] == "gold"
     assert train[0] not in as_map
     assert composition == {"rows": 11, "gold": 2, "weak": 9}
+    # eval gold is never trained on: held out wherever its query falls
+    rows, composition = held_out_rows(val_rows, gold, 0.2, eval_gold={train[0]})
+    assert dict(rows)[train[0]] == "gold" and composition == {"rows": 12, "gold": 3, "weak": 9}
 
 
 def test_paired_comparison_counts_discordant_rows_and_tests_them():

@@ -17,6 +17,7 @@ from streams.weak.aggregate import (
 from streams.weak.analysis import bucket_of, evidence_buckets
 from streams.weak.functions import DEFAULT_LFS
 from streams.weak.propensity import Propensity
+from streams.weak.settings import LabelSettings
 
 DEEP = Propensity((1.0, 0.5, 0.3, 0.2, 0.15, 0.1), max_weight=10.0)
 PRIOR = {"shoes": 0.5, "socks": 0.3, "hats": 0.2}
@@ -41,14 +42,18 @@ def test_one_click_is_weak_but_real_evidence_at_any_rank():
 
 
 def test_a_deep_click_cannot_outvote_a_top_click_by_being_deep():
-    records = [search((C, 0), text="q"), search((C, 5), text="q", shown=("k1", "s2", "k2", "s1", "zz", "h1"))]
-    clipped, _ = _posterior(records, Propensity(DEEP.theta, max_weight=2.0))
-    q = clipped["q"]
-    # The deep click on h1 (hats) gets at most 2x the top click's share, and the evidence stays 2 actions.
-    assert q.evidence == 2.0
-    assert set(q.distribution) >= {"hats", "socks"}
+    deep_shown = ("k1", "s2", "k2", "s1", "zz", "h1")
+    records = [search((C, 0), text="q"), search((C, 5), text="q", shown=deep_shown)]
+    clip = LabelSettings().max_ips_weight  # the default clip
+    dists, _ = _posterior(records, Propensity(DEEP.theta, max_weight=clip))
+    q = dists["q"]
+    assert q.evidence == 2.0  # two clicks, not inflated by IPS
+    assert (q.abstained, q.reason) == (True, CONTRADICTORY)  # one top click vs one deep click: a tie
     threshold = label_all(tabulate(records, CATALOG, DEFAULT_LFS, DEEP), Threshold(2.0, 0.6))["q"]
-    assert threshold.label == "hats"  # the old rule: 10x IPS on two functions
+    assert (threshold.label, threshold.abstained) == ("hats", False)  # the old rule: 10x IPS, two functions
+    more = [*records, search((C, 0), text="q")]  # a second top click settles it
+    settled, _ = _posterior(more, Propensity(DEEP.theta, max_weight=clip))
+    assert (settled["q"].label, settled["q"].abstained) == ("shoes", False)
 
 
 def test_consistent_evidence_is_strong_and_a_purchase_counts_as_one_action():
