@@ -16,7 +16,8 @@ from store.migrate import upgrade
 from store.models import AdapterVersion
 from store.versions import recorded_alias
 from streams.gold import MergedGold, merge_gold, read_gold_file
-from trainer.evaluation import evaluate, frequency_slices
+from trainer.evaluation import Predictor, evaluate, frequency_slices, predict
+from trainer.metrics import accuracy, macro_f1
 
 
 def read_gold(path: Path) -> MergedGold:
@@ -28,7 +29,8 @@ def evaluate_gold(rt: Runtime, gold: MergedGold, version: str | None = None) -> 
     """The evaluation report of ``version`` (default: the champion) on ``gold``'s distinct queries.
 
     The report opens with ``version``, ``rows`` (of the file), ``distinct_queries`` (scored; the
-    ``n`` of the metrics), ``scored_on`` and ``merged``, then the metrics of
+    ``n`` of the metrics), ``scored_on``, ``merged`` and ``by_row`` (the same model scored on every
+    file row), then the metrics of
     :func:`trainer.evaluation.evaluate` (slices by the store's search counts, ``unseen`` for gold
     queries nobody searched).
     """
@@ -49,7 +51,25 @@ def evaluate_gold(rt: Runtime, gold: MergedGold, version: str | None = None) -> 
     gate = rt.settings.train.gate
     bounds = frequency_slices(counts, gate.head_share, gate.torso_share)
     report = evaluate(model, gold.rows, counts, bounds)
-    return {"version": version, **gold.summary(), "scored_on": "distinct_queries", **report}
+    by_row = score_rows(model, gold)
+    return {"version": version, **gold.summary(), "scored_on": "distinct_queries", "by_row": by_row, **report}
+
+
+def score_rows(model: Predictor, gold: MergedGold) -> dict[str, Any]:
+    """Accuracy and macro-F1 over every row of the file (a repeated query once per row, each with its
+    own label): what an annotator's spreadsheet scores, next to the distinct-query report."""
+    predicted, _ = predict(model, [q for q, _ in gold.rows])
+    truth: list[str] = []
+    guesses: list[str] = []
+    for (query, label), guess in zip(gold.rows, predicted, strict=True):
+        for row_label in gold.repeated.get(query, [label]):
+            truth.append(row_label)
+            guesses.append(guess)
+    return {
+        "n": len(truth),
+        "accuracy": round(accuracy(truth, guesses), 6) if truth else None,
+        "macro_f1": round(macro_f1(truth, guesses), 6) if truth else None,
+    }
 
 
 def merge_note(gold: MergedGold) -> str | None:

@@ -86,6 +86,7 @@ def test_eval_scores_distinct_queries_says_what_it_merged_and_reports_unseen(
     report = json.loads(done.stdout)
     assert (report["version"], report["rows"], report["distinct_queries"]) == (version, 10, 8)
     assert report["scored_on"] == "distinct_queries" and report["n"] == 8
+    assert report["by_row"]["n"] == 10 and 0.0 <= report["by_row"]["accuracy"] <= 1.0  # every file row
     merged = report["merged"]
     assert (merged["rows"], merged["queries"], merged["disagreeing_queries"]) == (2, 2, 1)
     assert merged["examples"] == [{"query": "red shoes", "labels": ["fashion", "grocery"], "used": "grocery"}]
