@@ -78,6 +78,28 @@ def upsert_gold(
     return len(data)
 
 
+@dataclass(frozen=True)
+class GoldByPurpose:
+    """Gold labels split by what they may be used for: ``eval`` (measured against, never trained
+    on) and ``train`` (training rows). Training and the gate read them through this one split."""
+
+    eval: dict[str, str]
+    train: dict[str, str]
+
+    @property
+    def all(self) -> dict[str, str]:
+        return {**self.eval, **self.train}
+
+
+def gold_by_purpose(session: Session) -> GoldByPurpose:
+    """Every gold label, as (normalised query -> label) maps per purpose."""
+    rows = gold_labels(session)
+    return GoldByPurpose(
+        eval={g.norm_text: g.label for g in rows if g.purpose != "train"},
+        train={g.norm_text: g.label for g in rows if g.purpose == "train"},
+    )
+
+
 def gold_labels(session: Session, purpose: str | None = None) -> Sequence[GoldLabel]:
     """Gold labels, all of them or those of one ``purpose``."""
     stmt = select(GoldLabel).order_by(GoldLabel.norm_text)

@@ -36,7 +36,7 @@ from store.artifacts import ArtifactStore
 from store.db import Database
 from store.evaluations import query_frequencies, record_gate_decision
 from store.exceptions import ArtifactError
-from store.labels import LabelledQuery, gold_labels
+from store.labels import LabelledQuery, gold_by_purpose
 from trainer.dataset import Example
 from trainer.evaluation import SLICES, Predictor, evaluate, frequency_slices, metric
 from trainer.exceptions import ModelError, NotEnoughDataError
@@ -294,10 +294,9 @@ def gate_candidate(
     rows, source = snapshot_examples(db, train)
     train_rows, val_rows = split_by_query(rows, lambda r: r.norm_text, train.val_fraction)
     with db.session() as session:
-        stored_gold = [(g.norm_text, g.label, g.purpose) for g in gold_labels(session)]
+        gold_split = gold_by_purpose(session)
         counts = query_frequencies(session)
-    gold = {q: label for q, label, _ in stored_gold}
-    eval_gold = {q for q, _, purpose in stored_gold if purpose != "train"}
+    gold, eval_gold = gold_split.all, set(gold_split.eval)
     train_rows = [r for r in train_rows if r.norm_text not in gold]  # gold trains only as gold rows
     held_out, composition = held_out_rows(val_rows, gold, train.val_fraction, eval_gold)
     if not held_out:

@@ -49,7 +49,7 @@ from store.evaluations import query_frequencies
 from store.labels import (
     LabelledQuery,
     distribution_snapshot,
-    gold_labels,
+    gold_by_purpose,
     label_last_seen,
     labelled_distribution_count,
     weak_label_snapshot,
@@ -212,13 +212,11 @@ def build_snapshot(
     store state, ``fresh_since`` and settings (the seed drives the replay sample)."""
     rows, source = snapshot_examples(db, train)
     with db.session() as session:
-        gold_rows = [(g.norm_text, g.label, g.purpose) for g in gold_labels(session)]
+        gold_split = gold_by_purpose(session)
         last_seen = label_last_seen(session, source)
         counts = query_frequencies(session)
     frac = train.val_fraction
-    gold_eval = {q: lab for q, lab, purpose in gold_rows if purpose != "train"}
-    gold_for_training = {q: lab for q, lab, purpose in gold_rows if purpose == "train"}
-    gold = {**gold_eval, **gold_for_training}
+    gold_eval, gold_for_training, gold = gold_split.eval, gold_split.train, gold_split.all
     weak = {r.norm_text: r for r in rows}  # dedup by normalised query (the SQL already groups by it)
     # Eval gold is for measuring only: its queries are neither trained on nor used to pick the epoch
     # (the gate scores them, from the store). Train gold replaces the weak row of its query.
