@@ -118,7 +118,7 @@ class TrainSettings(BaseModel):
     targets: Literal["hard", "soft"] = Field(
         default="hard",
         description="hard: learn each query's top label; soft: its label distribution (aggregated labels). "
-        "Equally accurate on the long-tail simulator, hard far better calibrated (docs/labeling.md)",
+        "Hard was more accurate and far better calibrated on the long-tail simulator (docs/labeling.md)",
     )
     example_weight: Literal["evidence", "confidence", "uniform"] = Field(
         default="evidence",
