@@ -177,7 +177,7 @@ def worker_ingest(until_caught_up: bool) -> None:
     `intentloop status`), exit code 130 if a signal stopped it first.
     """
     from store.migrate import upgrade
-    from streams.consumer import run_ingest_worker
+    from streams.ingestion.worker import run_ingest_worker
     from streams.kafka import ensure_topics
 
     rt = _runtime()
@@ -492,12 +492,12 @@ def simulate_cmd(
     To Kafka (and the catalog into Postgres), or with --out to FILE plus FILE.catalog.jsonl and
     FILE.truth.json (normalised query -> true category path).
     """
-    from store.ingest import load_catalog
+    from store.catalog import load_catalog
     from store.migrate import upgrade
     from streams.codec import write_catalog_jsonl, write_jsonl
     from streams.kafka import ensure_topics
     from streams.simulator import SimConfig, simulate
-    from streams.traffic import produce, traffic_records
+    from streams.simulator.publish import produce, traffic_records
 
     if profile == "long_tail":
         sim = simulate(SimConfig.long_tail(seed=seed, n_searches=searches))
@@ -600,7 +600,7 @@ def catalog() -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def catalog_load(path: Path) -> None:
     """Upsert products from a JSONL file in the documented schema (docs/schemas/catalog.schema.json)."""
-    from store.ingest import load_catalog
+    from store.catalog import load_catalog
     from store.migrate import upgrade
     from streams.codec import read_catalog_jsonl
 
@@ -630,7 +630,7 @@ def labels_aggregate(quiet: bool) -> None:
     """
     from intentloop.labels_report import summary_lines
     from store.migrate import upgrade
-    from streams.aggregation import run_aggregation
+    from streams.labels_job import run_aggregation
 
     rt = _runtime()
     upgrade(rt.endpoints.postgres_url)

@@ -19,19 +19,27 @@ from tqdm import tqdm
 from intentloop.demo_drift import DEMO_DRIFT, check_demo_drift, drift_lines
 from intentloop.jobs import train_and_maybe_promote
 from intentloop.labels_report import decision_line
-from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, served_version, wait_until
 from intentloop.runtime import Runtime
 from intentloop.settings import Settings
 from intentloop.stack import LocalStack, StackPorts
-from store.ingest import ingest_stats, load_catalog
+from intentloop.worker_processes import (
+    WorkerProcess,
+    endpoint_env,
+    free_port,
+    http_ready,
+    served_version,
+    wait_until,
+)
+from store.catalog import load_catalog
+from store.events import ingest_stats
 from store.labels import upsert_gold, weak_label_snapshot
 from store.migrate import upgrade
 from store.settings import ArtifactSettings
 from store.taxonomy import label_for_category
-from streams.aggregation import run_aggregation
 from streams.kafka import ensure_topics
+from streams.labels_job import run_aggregation
 from streams.simulator import SimConfig, Simulation, simulate
-from streams.traffic import TrafficCounts, produce, traffic_records
+from streams.simulator.publish import TrafficCounts, produce, traffic_records
 from trainer.metrics import accuracy, macro_f1
 from trainer.split import is_validation
 

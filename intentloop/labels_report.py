@@ -1,6 +1,6 @@
 """Text renderings of a labeling report (``intentloop labels aggregate`` / ``labels report``).
 
-The report itself is JSON built by ``streams.aggregation.build_report`` (and kept for the
+The report itself is JSON built by ``streams.labels_job.build_report`` (and kept for the
 dashboard); these functions only lay it out for a terminal, so they are pure and tested as such.
 """
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, SecretStr
 
-from intentloop import stack_procs as procs
+from intentloop import server_processes as procs
 from intentloop.exceptions import StackError
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ Why the same host as the HTTP worker: one swap protocol (verified, warmed, flipp
 batches), one routing (markets, sticky canary by session id) and one version per answer, whether a
 query arrives over HTTP or Kafka. Each prediction record names the version that produced it.
 
-Delivery is at-least-once, like ingestion (``streams.consumer``): a whole fetch is predicted as one
+Delivery is at-least-once, like ingestion (``streams.ingestion.worker``): a whole fetch is predicted as one
 micro-batch, its predictions are acknowledged by Kafka, and only then are its offsets committed; a
 crash replays the batch, and consumers dedupe on ``query_id``. While no adapter is loaded the batch
 waits (nothing is committed), so no query goes unlabelled. Malformed records are skipped and

@@ -2,7 +2,7 @@
 
 What `intentloop status` shows, so an operator can tell from the CLI whether ingestion has caught
 up. Committed offsets are the truth here, not the workers' own counters: a record counts as
-ingested only once its batch is stored and its offset committed (see :mod:`streams.consumer`).
+ingested only once its batch is stored and its offset committed (see :mod:`streams.ingestion.worker`).
 """
 
 import asyncio

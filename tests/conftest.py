@@ -47,8 +47,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
     if _PG_ENV or _REDIS_ENV or _reachable(pg, rd):
         yield pg, rd
         return
-    from intentloop.procs import free_port
     from intentloop.stack import LocalStack, StackPorts
+    from intentloop.worker_processes import free_port
 
     stack = LocalStack(
         tmp_path_factory.mktemp("embedded"),
@@ -108,8 +108,8 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory, servers: tuple[str, str]) -> Iterator[str]:
     """A real Tansu broker of the test's own (memory storage, ~1 s to start): topics, consumer
     groups and offsets never leak between tests."""
-    from intentloop.procs import free_port
     from intentloop.stack import LocalStack, StackPorts
+    from intentloop.worker_processes import free_port
 
     stack = LocalStack(
         tmp_path_factory.mktemp("tansu"),

@@ -22,7 +22,7 @@ from store.models import (
 )
 from store.settings import TaxonomySettings
 from store.taxonomy import label_for_category, normalise_query
-from streams.labeling import vote_weight
+from streams.ingestion.votes import vote_weight
 from streams.simulator import Simulation
 
 TAX = TaxonomySettings()

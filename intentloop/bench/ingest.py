@@ -35,18 +35,18 @@ from intentloop.bench.measure import (
     stored_rows,
 )
 from intentloop.bench.raw import raw_baseline
-from intentloop.procs import WorkerProcess, endpoint_env, free_port
 from intentloop.settings import Settings
 from intentloop.stack import Endpoints, LocalStack, StackPorts
+from intentloop.worker_processes import WorkerProcess, endpoint_env, free_port
+from store.catalog import load_catalog
 from store.db import Database
 from store.exceptions import ConfigurationError, IntentloopError
-from store.ingest import load_catalog
 from store.migrate import upgrade
 from streams import topics
 from streams.codec import encode
 from streams.kafka import end_offsets, ensure_topics
 from streams.simulator import SimConfig, simulate
-from streams.traffic import produce, traffic_records
+from streams.simulator.publish import produce, traffic_records
 
 Echo = Callable[[str], None]
 

@@ -24,7 +24,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
-from intentloop.procs import WorkerProcess
+from intentloop.worker_processes import WorkerProcess
 from store.exceptions import IntentloopError
 
 INGEST_TABLES = ("search_queries", "feedback_events", "dead_letters")

@@ -34,9 +34,16 @@ from typing import Any
 
 import psycopg
 
-from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, served_version, wait_until
 from intentloop.settings import Settings
 from intentloop.stack import Endpoints, LocalStack, StackPorts
+from intentloop.worker_processes import (
+    WorkerProcess,
+    endpoint_env,
+    free_port,
+    http_ready,
+    served_version,
+    wait_until,
+)
 from store.artifacts import ArtifactStore
 from store.db import Database
 from store.exceptions import ConfigurationError

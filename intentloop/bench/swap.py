@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from intentloop.bench.serve import Conn, bench_env, bench_queries, percentile
-from intentloop.procs import WorkerProcess, free_port, served_version, wait_until
 from intentloop.settings import Settings
+from intentloop.worker_processes import WorkerProcess, free_port, served_version, wait_until
 
 Echo = Callable[[str], None]
 

@@ -2,7 +2,7 @@
 
 The default simulated traffic is the long-tail profile (``SimConfig.long_tail``: most distinct
 queries searched once, one click and no purchase the common case, ten weeks of clicks). Its
-searches go through the real label aggregation (``streams.aggregation.label_records``: labeling
+searches go through the real label aggregation (``streams.labels_job.label_records``: labeling
 functions, propensity, the label policy) twice:
 
 - **today's** policy before issue #11: thresholded majority vote (``policy=threshold``,
@@ -25,7 +25,7 @@ from typing import Any
 from intentloop.bench.train import Echo, TrainBenchOptions, _headline, _nulls
 from intentloop.settings import Settings
 from store.labels import LabelledQuery
-from streams.aggregation import label_records
+from streams.labels_job import label_records
 from streams.simulator import SimConfig, simulate
 from streams.simulator.labels import catalog_labels, truth_labels
 from streams.weak.aggregate import LabelDistribution

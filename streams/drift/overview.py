@@ -11,16 +11,14 @@ from typing import Any
 
 from store.db import Database
 from store.drift import (
-    abstention_shares,
-    adapter_timeline,
     alert_counts,
     drift_reports,
-    ingest_health,
     latest_window_s,
     volume_window_counts,
     weak_label_window_counts,
 )
 from store.exceptions import StoreUnavailableError
+from store.health import abstention_shares, adapter_timeline, ingest_health
 from store.labels import latest_labeling_report
 from store.models import DriftReport
 from store.registry import RedisRegistry

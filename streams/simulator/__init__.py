@@ -30,7 +30,7 @@ from streams.simulator.faults import (
     malformed_events,
     unknown_product_feedback,
 )
-from streams.simulator.traffic import generate
+from streams.simulator.shoppers import generate
 from streams.simulator.world import build_world
 
 __all__ = [

@@ -1,6 +1,6 @@
 """A simulation as the label aggregation job sees it, without a database (benchmarks, tests).
 
-The job (``streams.aggregation.run_aggregation``) reads three things from Postgres: the window's
+The job (``streams.labels_job.run_aggregation``) reads three things from Postgres: the window's
 searches as ``SearchRecord`` objects, each catalog product's intent label and the gold labels. For
 a simulation they are:
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the package imports nothing from here; keep it that way at 
 def catalog_labels(sim: "Simulation", taxonomy: TaxonomySettings) -> dict[str, str]:
     """product_id -> intent label, for the products whose category has one under ``taxonomy``.
 
-    What ``store.ingest.load_catalog`` stores and ``store.labels.catalog_labels`` reads back: a
+    What ``store.events.load_catalog`` stores and ``store.labels.catalog_labels`` reads back: a
     product outside a closed label set has no label and is left out.
     """
     return {

@@ -5,14 +5,15 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from intentloop.procs import WorkerProcess, endpoint_env, wait_until
 from intentloop.stack import Endpoints
+from intentloop.worker_processes import WorkerProcess, endpoint_env, wait_until
+from store.catalog import load_catalog
 from store.db import Database
-from store.ingest import IngestStats, ingest_stats, load_catalog
+from store.events import IngestStats, ingest_stats
 from store.settings import TaxonomySettings
 from streams.kafka import ensure_topics
 from streams.simulator import SimConfig, Simulation, simulate
-from streams.traffic import TrafficCounts, produce, traffic_records
+from streams.simulator.publish import TrafficCounts, produce, traffic_records
 
 # Votes recomputed from the stored events: what weak_labels must equal if no vote was lost or doubled.
 _VOTES_FROM_EVENTS = text(

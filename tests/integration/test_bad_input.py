@@ -10,18 +10,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaConsumer
 
-from intentloop.procs import WorkerProcess, endpoint_env, wait_until
 from intentloop.stack import Endpoints
-from store.ingest import ingest_stats, load_catalog
+from intentloop.worker_processes import WorkerProcess, endpoint_env, wait_until
+from store.catalog import load_catalog
+from store.events import ingest_stats
 from store.settings import TaxonomySettings
 from streams import topics
 from streams.codec import encode
 from streams.events import Feedback, FeedbackType
-from streams.ingest import RawRecord, decode_batch
+from streams.ingestion.batch import RawRecord, decode_batch
 from streams.kafka import EventProducer, ensure_topics
 from streams.settings import IngestSettings
 from streams.simulator import SimConfig, simulate
-from streams.traffic import traffic_records
+from streams.simulator.publish import traffic_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

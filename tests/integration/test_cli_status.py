@@ -11,8 +11,8 @@ import pytest
 from ingest_harness import make_stream
 
 from intentloop.cli import EXIT_ERROR, EXIT_UNAVAILABLE, main
-from intentloop.procs import WorkerProcess
 from intentloop.stack import Endpoints
+from intentloop.worker_processes import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

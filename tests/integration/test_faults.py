@@ -5,8 +5,8 @@ import time
 import pytest
 from ingest_harness import make_stream
 
-from intentloop.procs import free_port
 from intentloop.stack import Endpoints, LocalStack, StackPorts
+from intentloop.worker_processes import free_port
 from store.db import Database
 from store.migrate import upgrade
 

@@ -1,7 +1,7 @@
 """The aggregation job on real Postgres, fed simulated traffic with known ground truth.
 
-Rows are written the way the ingestion worker writes them (``store.ingest.write_batch``, votes from
-``streams.labeling``), so the raw ``weak_labels`` baseline here is exactly what ingestion would
+Rows are written the way the ingestion worker writes them (``store.events.write_batch``, votes from
+``streams.ingestion.votes``), so the raw ``weak_labels`` baseline here is exactly what ingestion would
 have produced. Numbers are printed with ``-s``.
 """
 
@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from intentloop.cli import EXIT_ERROR, main
+from store.catalog import load_catalog
 from store.db import Database
-from store.ingest import load_catalog, write_batch
+from store.events import write_batch
 from store.labels import (
     distribution_snapshot,
     gold_labels,
@@ -27,9 +28,9 @@ from store.labels import (
 from store.models import LabelDistribution
 from store.settings import TaxonomySettings
 from store.taxonomy import label_for_category, normalise_query
-from streams.aggregation import DAWID_SKENE, MAJORITY, run_aggregation
 from streams.events import Feedback, SearchQuery
-from streams.labeling import vote_weight
+from streams.ingestion.votes import vote_weight
+from streams.labels_job import DAWID_SKENE, MAJORITY, run_aggregation
 from streams.simulator import SimConfig, Simulation, simulate
 from streams.weak.functions import DEFAULT_LFS, Vote
 from streams.weak.propensity import Propensity

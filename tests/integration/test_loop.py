@@ -4,10 +4,18 @@ import httpx
 import pytest
 from kafka import KafkaConsumer
 
-from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, served_version, wait_until
 from intentloop.stack import Endpoints
+from intentloop.worker_processes import (
+    WorkerProcess,
+    endpoint_env,
+    free_port,
+    http_ready,
+    served_version,
+    wait_until,
+)
 from store.artifacts import ArtifactStore
-from store.ingest import ingest_stats, load_catalog
+from store.catalog import load_catalog
+from store.events import ingest_stats
 from store.registry import RedisRegistry
 from store.settings import TaxonomySettings
 from store.taxonomy import label_for_category
@@ -15,7 +23,7 @@ from store.versions import promote
 from streams import topics
 from streams.kafka import ensure_topics
 from streams.simulator import SimConfig, simulate
-from streams.traffic import produce, traffic_records
+from streams.simulator.publish import produce, traffic_records
 from trainer.metrics import accuracy
 from trainer.pipeline import run_training
 from trainer.settings import ModelSettings, TrainSettings

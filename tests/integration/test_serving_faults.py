@@ -14,8 +14,15 @@ import redis
 from serving_helpers import Load, make_versions, metric_value
 from sqlalchemy import func, select
 
-from intentloop.procs import WorkerProcess, endpoint_env, free_port, http_ready, served_version, wait_until
 from intentloop.stack import Endpoints
+from intentloop.worker_processes import (
+    WorkerProcess,
+    endpoint_env,
+    free_port,
+    http_ready,
+    served_version,
+    wait_until,
+)
 from store.artifacts import ArtifactStore
 from store.models import PredictionCount
 from store.registry import RedisRegistry

@@ -8,12 +8,13 @@ for both traffic profiles: the events go in through the ingestion worker's own r
 
 import pytest
 
+from store.catalog import load_catalog
 from store.db import Database
-from store.ingest import load_catalog, write_batch
+from store.events import write_batch
 from store.labels import catalog_labels as stored_catalog_labels
 from store.labels import iter_search_rows
 from store.settings import TaxonomySettings
-from streams.ingest import feedback_row, query_row
+from streams.ingestion.batch import feedback_row, query_row
 from streams.simulator import SimConfig, Simulation, simulate
 from streams.simulator.labels import catalog_labels
 from streams.weak.records import records_from_search_rows, records_from_simulation

@@ -14,8 +14,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from intentloop.exceptions import StackError
+from intentloop.server_processes import psycopg_dsn
 from intentloop.stack import LocalStack, StackPorts
-from intentloop.stack_procs import psycopg_dsn
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -3,7 +3,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from store.ingest import ingest_stats, load_catalog, resolve_all_pending, write_batch
+from store.catalog import load_catalog
+from store.events import ingest_stats, resolve_all_pending, write_batch
 from store.labels import upsert_gold, weak_label_snapshot
 from store.models import WeakLabel
 from store.settings import TaxonomySettings

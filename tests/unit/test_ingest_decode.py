@@ -5,8 +5,8 @@ import pytest
 from streams import topics
 from streams.codec import encode
 from streams.events import Feedback, FeedbackType, SearchQuery
-from streams.ingest import RawRecord, decode_batch
-from streams.labeling import vote_weight
+from streams.ingestion.batch import RawRecord, decode_batch
+from streams.ingestion.votes import vote_weight
 from streams.settings import IngestSettings
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from streams import topics
 from streams.codec import encode
 from streams.events import SearchQuery
-from streams.ingest import RawRecord, decode_batch
+from streams.ingestion.batch import RawRecord, decode_batch
 from streams.settings import IngestSettings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -9,10 +9,10 @@ import pytest
 from intentloop.labels_report import decision_line, report_lines, summary_lines
 from intentloop.settings import Settings
 from store.taxonomy import normalise_query
-from streams.aggregation import build_report
 from streams.events import Feedback, FeedbackType, SearchQuery
 from streams.exceptions import GoldFileError
 from streams.gold import read_gold_file
+from streams.labels_job import build_report
 from streams.weak import label_model
 from streams.weak.aggregate import LabelDistribution, VoteTable, majority
 from streams.weak.analysis import analyse, report

@@ -5,7 +5,7 @@ import pytest
 
 from streams.events import FeedbackType
 from streams.simulator import SimConfig, simulate
-from streams.simulator.traffic import EXAMINATION_DECAY
+from streams.simulator.shoppers import EXAMINATION_DECAY
 from streams.weak.propensity import (
     Impressions,
     Propensity,

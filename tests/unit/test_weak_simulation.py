@@ -19,7 +19,7 @@ import pytest
 from store.settings import TaxonomySettings
 from store.taxonomy import label_for_category
 from streams.simulator import SimConfig, simulate
-from streams.simulator.traffic import EXAMINATION_DECAY
+from streams.simulator.shoppers import EXAMINATION_DECAY
 from streams.weak import label_model
 from streams.weak.aggregate import lf_outputs, majority, tabulate
 from streams.weak.analysis import analyse, report

@@ -15,9 +15,7 @@ from sqlalchemy import CursorResult, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from store.models import DeadLetter, FeedbackEvent, Product, SearchQuery, WeakLabel
-from store.settings import TaxonomySettings
-from store.taxonomy import label_for_category
+from store.models import DeadLetter, FeedbackEvent, SearchQuery, WeakLabel
 
 # Resolves pending feedback whose query is now known: decides its status, then adds its vote.
 # ``weight = 0`` means no labeling function fired. Runs for the query ids a batch touched.
@@ -242,25 +240,6 @@ def expire_orphans(session: Session, *, older_than_s: float) -> list[tuple[str, 
         {"age": older_than_s},
     ).all()
     return [(str(r[0]), str(r[1])) for r in rows]
-
-
-def load_catalog(session: Session, products: Sequence[dict[str, Any]], taxonomy: TaxonomySettings) -> int:
-    """Upsert catalog rows, deriving each product's intent label from its category path."""
-    rows = [{**p, "label": label_for_category(p["category_path"], taxonomy)} for p in products]
-    if not rows:
-        return 0
-    stmt = insert(Product)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[Product.product_id],
-        set_={
-            "category_path": stmt.excluded.category_path,
-            "label": stmt.excluded.label,
-            "title": stmt.excluded.title,
-        },
-    )
-    for start in range(0, len(rows), 5000):
-        session.execute(stmt, rows[start : start + 5000])
-    return len(rows)
 
 
 @dataclass(frozen=True)

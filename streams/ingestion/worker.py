@@ -34,10 +34,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from store.db import Database
+from store.events import BatchCounts, expire_orphans, resolve_all_pending
 from store.exceptions import StoreUnavailableError
-from store.ingest import BatchCounts, expire_orphans, resolve_all_pending
 from streams import topics
-from streams.ingest import BatchIngestor, DeadLetter, DecodedBatch, decode_batch
+from streams.ingestion.batch import BatchIngestor, DeadLetter, DecodedBatch, decode_batch
 from streams.settings import IngestSettings
 
 log = logging.getLogger(__name__)

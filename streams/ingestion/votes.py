@@ -1,14 +1,17 @@
-"""Labeling functions: how much one feedback event votes for its product's intent label.
+"""Per-event votes: how much one feedback event votes for its product's intent label, as it arrives.
 
 Pure functions of one event. The vote goes to the label of the product's category (the store
 joins the product to the catalog and the event to its query); a weight of 0 means "abstain".
+This running vote is what ingestion can afford per event; the labeling functions of
+``streams.weak.functions`` see a whole search (skips, dwell, reformulations) and make the labels
+training reads.
 """
 
 from collections.abc import Callable
 
 from streams.events import Feedback, FeedbackType
 
-LabelingFunction = Callable[[Feedback], float]
+EventVoteFunction = Callable[[Feedback], float]
 
 
 def lf_purchase(event: Feedback) -> float:
@@ -25,10 +28,10 @@ def lf_click(event: Feedback) -> float:
     return 1.0 if event.type is FeedbackType.click else 0.0
 
 
-LABELING_FUNCTIONS: tuple[LabelingFunction, ...] = (lf_purchase, lf_add_to_cart, lf_click)
+EVENT_VOTE_FUNCTIONS: tuple[EventVoteFunction, ...] = (lf_purchase, lf_add_to_cart, lf_click)
 
 
-def vote_weight(event: Feedback, functions: tuple[LabelingFunction, ...] = LABELING_FUNCTIONS) -> float:
+def vote_weight(event: Feedback, functions: tuple[EventVoteFunction, ...] = EVENT_VOTE_FUNCTIONS) -> float:
     """The summed vote of every labeling function for this event (a plain loop: it runs per event)."""
     total = 0.0
     for fn in functions:

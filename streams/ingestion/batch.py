@@ -1,7 +1,8 @@
 """Turning a batch of raw Kafka records into stored rows: validate, label, write, dead-letter.
 
-The ingestion worker (``streams.consumer``) is a thin shell around :class:`BatchIngestor`; this module has
-no Faust in it so it is tested directly and reused by the replay and benchmark paths.
+The ingestion worker (``streams.ingestion.worker``) is a thin shell around :class:`BatchIngestor`;
+this module has no Kafka client in it so it is tested directly and reused by the replay and
+benchmark paths.
 """
 
 import logging
@@ -12,14 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from store.db import Database
+from store.events import BatchCounts, write_batch
 from store.exceptions import StoreUnavailableError
-from store.ingest import BatchCounts, write_batch
 from store.taxonomy import normalise_query
 from streams import topics
 from streams.codec import decode_feedback, decode_query
 from streams.events import Feedback, SearchQuery
 from streams.exceptions import MalformedEventError
-from streams.labeling import vote_weight
+from streams.ingestion.votes import vote_weight
 from streams.settings import IngestSettings
 
 log = logging.getLogger(__name__)
