@@ -9,7 +9,7 @@ adapter -> held-out queries are answered over HTTP and scored against ground tru
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ from intentloop.demo_drift import DEMO_DRIFT, check_demo_drift, drift_lines
 from intentloop.jobs import train_and_maybe_promote
 from intentloop.labels_report import decision_line
 from intentloop.runtime import Runtime
-from intentloop.settings import Settings
-from intentloop.stack import LocalStack, StackPorts
+from intentloop.settings import Settings, StackPorts
+from intentloop.stack import Endpoints, LocalStack
+from intentloop.traffic import send_traffic
 from intentloop.worker_processes import (
     WorkerProcess,
     endpoint_env,
@@ -30,23 +31,46 @@ from intentloop.worker_processes import (
     served_version,
     wait_until,
 )
-from store.catalog import load_catalog
 from store.events import ingest_stats
 from store.labels import upsert_gold, weak_label_snapshot
-from store.migrate import upgrade
 from store.settings import ArtifactSettings
 from store.taxonomy import label_for_category
-from streams.kafka import ensure_topics
 from streams.labels_job import run_aggregation
-from streams.simulator import SimConfig, Simulation, simulate
-from streams.simulator.publish import TrafficCounts, produce, traffic_records
+from streams.simulator import SimConfig, Simulation
+from streams.simulator.publish import TrafficCounts
 from trainer.metrics import accuracy, macro_f1
+from trainer.settings import TrainSettings
 from trainer.split import is_validation
 
 Echo = Callable[[str], None]
 
 _MALFORMED = 25
 _UNKNOWN_PRODUCT = 10
+
+
+@dataclass
+class _Workers:
+    """The demo's child processes. The inference worker starts before any adapter exists, so the
+    summary shows it hot-swapping to the promoted one rather than loading it at start."""
+
+    serve_port: int
+    server: WorkerProcess
+    ingest: WorkerProcess
+
+    @classmethod
+    def start(cls, eps: Endpoints, demo_dir: Path) -> "_Workers":
+        logs = demo_dir / "logs"
+        env = endpoint_env(eps, {"INTENTLOOP_STATE_DIR": str(demo_dir)})
+        port = free_port()
+        server = WorkerProcess(
+            ["worker", "serve", "--port", str(port), "--worker-id", "demo-serve"], env, logs / "serve.log"
+        )
+        ingest = WorkerProcess(["worker", "ingest"], env, logs / "ingest.log")
+        return cls(port, server, ingest)
+
+    def stop(self) -> None:
+        self.ingest.stop()
+        self.server.stop()
 
 
 def run_demo(
@@ -57,75 +81,51 @@ def run_demo(
     echo("[1/6] starting a fresh embedded stack (Tansu, PostgreSQL 18, Redis) ...")
     demo_dir = (settings.state_dir / "demo").resolve()
     stack = _fresh_stack(demo_dir)
-    eps = stack.up(timeout_s=120)
-    settings = settings.model_copy(
-        update={"state_dir": demo_dir, "artifacts": ArtifactSettings(), "train": _demo_train(settings)}
-    )
-    rt = Runtime(settings, eps)
-    upgrade(eps.postgres_url)
-    ensure_topics(
-        eps.kafka_bootstrap,
-        partitions=settings.kafka.partitions,
-        replication_factor=settings.kafka.replication_factor,
-    )
-    logs = demo_dir / "logs"
-    env = endpoint_env(eps, {"INTENTLOOP_STATE_DIR": str(demo_dir)})
-    serve_port = free_port()
-    server = WorkerProcess(
-        ["worker", "serve", "--port", str(serve_port), "--worker-id", "demo-serve"], env, logs / "serve.log"
-    )
-    ingest = WorkerProcess(["worker", "ingest"], env, logs / "ingest.log")
+    rt = _demo_runtime(settings, demo_dir, stack.up(timeout_s=120))
+    workers = _Workers.start(rt.endpoints, demo_dir)
     try:
-        sim, produced = _produce_traffic(rt, searches, seed, echo)
-        ingest_s = _await_ingestion(rt, produced, ingest, echo)
-        ingested = _stats_dict(rt) | {"wall_s": round(ingest_s, 1)}
-        ingest.stop()
-        label_quality = _weak_label_quality(rt, sim.truth)
-        drift = check_demo_drift(rt, sim, echo)
-        echo("[4/6] aggregating weak labels (position-debiased, with a label-model check on gold) ...")
-        aggregated = _aggregate_labels(rt, sim.truth)
-        echo(f"      training a LoRA adapter on {aggregated['labelled_queries']} labelled queries ...")
-        echo(
-            f"      (demo gate: the adapter may trail the TF-IDF baseline by "
-            f"{-rt.settings.train.gate.baseline_margin:.0%}: the simulator's queries are catalogue words)"
-        )
-        trained = train_and_maybe_promote(rt, promote=False, progress=True)
-        before = served_version(serve_port)
-        echo(f"[5/6] promoting {trained['version']} (worker serving: {before or 'nothing yet'}) ...")
-        promotion = _promote(rt, trained)
-        wait_until(
-            http_ready(f"http://127.0.0.1:{serve_port}/readyz"),
-            timeout_s=120,
-            what="the inference worker to load the adapter",
-            proc=server,
-        )
-        echo("[6/6] asking the inference worker about held-out queries ...")
-        evaluation = _evaluate_served(serve_port, sim.truth, settings)
+        summary = _close_the_loop(rt, workers, searches=searches, seed=seed, echo=echo)
     finally:
-        ingest.stop()
-        server.stop()
+        workers.stop()
         rt.close()
         if not keep_stack:
             stack.down()
-    summary = {
+    summary["wall_s"] = round(time.monotonic() - started, 1)
+    _print_summary(summary, echo)
+    return summary
+
+
+def _close_the_loop(
+    rt: Runtime, workers: _Workers, *, searches: int, seed: int, echo: Echo
+) -> dict[str, Any]:
+    """Steps 2-6, from traffic to answers scored against the truth; the summary without ``wall_s``."""
+    sim, produced = _produce_traffic(rt, searches, seed, echo)
+    ingested = _ingest(rt, produced, workers.ingest, echo)
+    label_quality = _weak_label_quality(rt, sim.truth)
+    drift = check_demo_drift(rt, sim, echo)
+    aggregated = _aggregate_labels(rt, sim.truth, echo)
+    trained = _train(rt, aggregated, echo)
+    before = served_version(workers.serve_port)
+    echo(f"[5/6] promoting {trained['version']} (worker serving: {before or 'nothing yet'}) ...")
+    promotion = _promote(rt, trained)
+    wait_until(
+        http_ready(f"http://127.0.0.1:{workers.serve_port}/readyz"),
+        timeout_s=120,
+        what="the inference worker to load the adapter",
+        proc=workers.server,
+    )
+    echo("[6/6] asking the inference worker about held-out queries ...")
+    evaluation = _evaluate_served(workers.serve_port, sim.truth, rt.settings)
+    return {
         "events_produced": {**asdict(produced), "total": produced.total},
         "ingested": ingested,
         "weak_labels": label_quality,
         "drift": drift,
         "aggregated_labels": aggregated,
-        "training": {k: trained[k] for k in ("run_id", "version", "snapshot", "gate")}
-        | {
-            "val_macro_f1": trained["metrics"].get("val_macro_f1"),
-            "device": trained["metrics"].get("device"),
-            "trainable_params_pct": trained["metrics"].get("trainable_params_pct"),
-            "train_wall_s": trained["metrics"].get("wall_s"),
-        },
+        "training": _training_summary(trained),
         "promotion": promotion,
         "served": {"version_before_promotion": before, **evaluation},
-        "wall_s": round(time.monotonic() - started, 1),
     }
-    _print_summary(summary, echo)
-    return summary
 
 
 # The simulated shop's queries are recombined catalogue words, which TF-IDF matches almost perfectly
@@ -135,7 +135,18 @@ def run_demo(
 DEMO_BASELINE_MARGIN = -0.03
 
 
-def _demo_train(settings: Settings) -> Any:
+def _demo_runtime(settings: Settings, demo_dir: Path, eps: Endpoints) -> Runtime:
+    """The demo's own state dir, local artifacts and gate; schema and topics made ready."""
+    settings = settings.model_copy(
+        update={"state_dir": demo_dir, "artifacts": ArtifactSettings(), "train": _demo_train(settings)}
+    )
+    rt = Runtime(settings, eps)
+    rt.ready_db()
+    rt.ready_topics()
+    return rt
+
+
+def _demo_train(settings: Settings) -> TrainSettings:
     gate = settings.train.gate.model_copy(
         update={"baseline_margin": min(settings.train.gate.baseline_margin, DEMO_BASELINE_MARGIN)}
     )
@@ -153,12 +164,17 @@ def _fresh_stack(demo_dir: Path) -> LocalStack:
 
 def _produce_traffic(rt: Runtime, searches: int, seed: int, echo: Echo) -> tuple[Simulation, TrafficCounts]:
     echo(f"[2/6] simulating {searches} searches (seed {seed}) and producing them to Kafka ...")
-    sim = simulate(SimConfig(seed=seed, n_searches=searches, drift=DEMO_DRIFT))
-    with rt.db.session() as session:
-        load_catalog(session, [p.model_dump() for p in sim.catalog], rt.settings.taxonomy)
-    records, counts = traffic_records(sim, malformed=_MALFORMED, unknown_product=_UNKNOWN_PRODUCT, seed=seed)
-    produce(rt.endpoints.kafka_bootstrap, records)
-    return sim, counts
+    config = SimConfig(seed=seed, n_searches=searches, drift=DEMO_DRIFT)
+    return send_traffic(rt, config, malformed=_MALFORMED, unknown_product=_UNKNOWN_PRODUCT)
+
+
+def _ingest(rt: Runtime, produced: TrafficCounts, proc: WorkerProcess, echo: Echo) -> dict[str, Any]:
+    """Wait for the ingestion worker to store every event, then stop it; what was stored, and how long
+    it took."""
+    ingest_s = _await_ingestion(rt, produced, proc, echo)
+    ingested = _stats_dict(rt) | {"wall_s": round(ingest_s, 1)}
+    proc.stop()
+    return ingested
 
 
 def _await_ingestion(rt: Runtime, produced: TrafficCounts, proc: WorkerProcess, echo: Echo) -> float:
@@ -179,6 +195,26 @@ def _await_ingestion(rt: Runtime, produced: TrafficCounts, proc: WorkerProcess, 
     return time.monotonic() - t0
 
 
+def _train(rt: Runtime, aggregated: dict[str, Any], echo: Echo) -> dict[str, Any]:
+    """Train and gate a candidate without promoting it: the demo promotes it itself, visibly."""
+    echo(f"      training a LoRA adapter on {aggregated['labelled_queries']} labelled queries ...")
+    echo(
+        f"      (demo gate: the adapter may trail the TF-IDF baseline by "
+        f"{-rt.settings.train.gate.baseline_margin:.0%}: the simulator's queries are catalogue words)"
+    )
+    return train_and_maybe_promote(rt, promote=False, progress=True)
+
+
+def _training_summary(trained: dict[str, Any]) -> dict[str, Any]:
+    metrics = trained["metrics"]
+    return {k: trained[k] for k in ("run_id", "version", "snapshot", "gate")} | {
+        "val_macro_f1": metrics.get("val_macro_f1"),
+        "device": metrics.get("device"),
+        "trainable_params_pct": metrics.get("trainable_params_pct"),
+        "train_wall_s": metrics.get("wall_s"),
+    }
+
+
 def _weak_label_quality(rt: Runtime, truth: dict[str, str]) -> dict[str, Any]:
     t = rt.settings.train
     with rt.db.session() as session:
@@ -196,8 +232,9 @@ def _weak_label_quality(rt: Runtime, truth: dict[str, str]) -> dict[str, Any]:
 _GOLD_EVERY = 10  # the demo's "annotators" label every 10th distinct query (from the simulator's truth)
 
 
-def _aggregate_labels(rt: Runtime, truth: dict[str, str]) -> dict[str, Any]:
+def _aggregate_labels(rt: Runtime, truth: dict[str, str], echo: Echo) -> dict[str, Any]:
     """Load a gold sample, run the aggregation job, and score its labels against the full truth."""
+    echo("[4/6] aggregating weak labels (position-debiased, with a label-model check on gold) ...")
     tax = rt.settings.taxonomy
     known = sorted((q, label) for q, path in truth.items() if (label := label_for_category(path, tax)))
     gold = known[::_GOLD_EVERY]

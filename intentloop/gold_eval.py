@@ -12,7 +12,6 @@ from typing import Any
 from intentloop.runtime import Runtime
 from store.evaluations import query_frequencies
 from store.exceptions import IntentloopError, VersionNotFoundError
-from store.migrate import upgrade
 from store.models import AdapterVersion
 from store.versions import recorded_alias
 from streams.gold import MergedGold, merge_gold, read_gold_file
@@ -34,10 +33,10 @@ def evaluate_gold(rt: Runtime, gold: MergedGold, version: str | None = None) -> 
     :func:`trainer.evaluation.evaluate` (slices by the store's search counts, ``unseen`` for gold
     queries nobody searched).
     """
-    from trainer.model import load_for_inference, resolve_base_dir  # torch: only when scoring
+    from trainer.artifact import load_for_inference  # torch: only when scoring
+    from trainer.classifier import resolve_base_dir
 
-    upgrade(rt.endpoints.postgres_url)
-    with rt.db.session() as session:
+    with rt.ready_db().session() as session:
         version = version or recorded_alias(session)
         if version is None:
             raise IntentloopError(

@@ -10,8 +10,8 @@ from store import versions
 from store.exceptions import IntentloopError
 from store.models import TrainingRun
 from store.training import RESUMABLE, TrainingLock, latest_run, mark_dead_runs
-from trainer.gate import gate_candidate
-from trainer.pipeline import run_training
+from trainer.gate import GateOutcome, gate_candidate
+from trainer.pipeline import TrainOutcome, run_training
 from trainer.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -102,20 +102,9 @@ def _train_locked(
     trigger_detail: dict[str, Any] | None,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
-    with rt.db.session() as session:
-        dead = mark_dead_runs(session)
-    if dead:
-        log.warning("training runs %s were left running by a dead trainer: marked interrupted", dead)
-    train = rt.settings.train
-    resume_id: int | None = None
-    if resume is not None:
-        run = _resume_target(rt, resume)
-        resume_id = run.id
-        # the run's own recipe (its checkpoint only fits it), today's gate
-        train = TrainSettings.model_validate(run.params).model_copy(update={"gate": train.gate})
-    overrides = {k: v for k, v in (("min_macro_f1", min_macro_f1), ("full_ft", full_ft)) if v is not None}
-    if overrides:
-        train = train.model_copy(update={"gate": train.gate.model_copy(update=overrides)})
+    """The steps of :func:`train_and_maybe_promote`, with the lock held."""
+    _mark_dead_runs(rt)
+    train, resume_id = _recipe(rt, resume, min_macro_f1=min_macro_f1, full_ft=full_ft)
     with rt.db.session() as session:
         champion = versions.recorded_alias(session)
     outcome = run_training(
@@ -131,7 +120,44 @@ def _train_locked(
         trigger_detail=trigger_detail,
         on_epoch_end=on_epoch_end,
     )
-    gate = gate_candidate(
+    gate = _gate(rt, train, outcome, champion, progress=progress)
+    result = _result(outcome, gate, train)
+    if promote and gate.decision.blessed:
+        result.update(_promote_blessed(rt, outcome, gate, champion))
+    return result
+
+
+def _mark_dead_runs(rt: Runtime) -> None:
+    with rt.db.session() as session:
+        dead = mark_dead_runs(session)
+    if dead:
+        log.warning("training runs %s were left running by a dead trainer: marked interrupted", dead)
+
+
+def _recipe(
+    rt: Runtime, resume: int | None, *, min_macro_f1: float | None, full_ft: bool | None
+) -> tuple[TrainSettings, int | None]:
+    """The training settings and the run to resume (``None``: a new run).
+
+    A resumed run keeps its own recipe (its checkpoint only fits it) under today's gate; the CLI's
+    gate overrides apply either way.
+    """
+    train = rt.settings.train
+    resume_id: int | None = None
+    if resume is not None:
+        run = _resume_target(rt, resume)
+        resume_id = run.id
+        train = TrainSettings.model_validate(run.params).model_copy(update={"gate": train.gate})
+    overrides = {k: v for k, v in (("min_macro_f1", min_macro_f1), ("full_ft", full_ft)) if v is not None}
+    if overrides:
+        train = train.model_copy(update={"gate": train.gate.model_copy(update=overrides)})
+    return train, resume_id
+
+
+def _gate(
+    rt: Runtime, train: TrainSettings, outcome: TrainOutcome, champion: str | None, *, progress: bool
+) -> GateOutcome:
+    return gate_candidate(
         rt.db,
         rt.artifacts,
         rt.settings.model,
@@ -143,34 +169,40 @@ def _train_locked(
         train_examples=outcome.train_examples,
         progress=progress,
     )
-    blessed = gate.decision.blessed
-    result: dict[str, Any] = {
+
+
+def _result(outcome: TrainOutcome, gate: GateOutcome, train: TrainSettings) -> dict[str, Any]:
+    """The job's JSON, not yet promoted."""
+    return {
         "run_id": outcome.run_id,
         "version": outcome.version,
         "snapshot": outcome.snapshot,
         "metrics": outcome.metrics,
         # ``passed``/``val_macro_f1``/``min_macro_f1`` keep the shape callers of the skeleton's gate read.
         "gate": {
-            "passed": blessed,
+            "passed": gate.decision.blessed,
             "val_macro_f1": outcome.metrics.get("val_macro_f1"),
             "min_macro_f1": train.gate.min_macro_f1,
             **gate.summary(),
         },
         "promoted": False,
     }
-    if not promote or not blessed:
-        return result
+
+
+def _promote_blessed(
+    rt: Runtime, outcome: TrainOutcome, gate: GateOutcome, champion: str | None
+) -> dict[str, Any]:
+    """Promote a blessed candidate unless it already is the champion or the champion moved during
+    the run (it was judged against the wrong model); the keys to add to the result."""
     if outcome.version == champion:
-        result["promotion"] = f"{outcome.version} is already the champion"
-        return result
+        return {"promotion": f"{outcome.version} is already the champion"}
     with rt.db.session() as session:
         now = versions.recorded_alias(session)
     if now != champion:
-        result["promotion"] = (
-            f"not promoted: the champion moved from {champion} to {now} during the run; "
+        return {
+            "promotion": f"not promoted: the champion moved from {champion} to {now} during the run; "
             "train again to judge against the new champion"
-        )
-        return result
+        }
     headline = gate.reports["candidate"]
     reason = (
         f"gate decision {gate.decision_id} (run {outcome.run_id}): blessed against "
@@ -178,5 +210,4 @@ def _train_locked(
         f"macro_f1={headline['macro_f1']:.3f} accuracy={headline['accuracy']:.3f}"
     )
     versions.promote(rt.db, rt.registry, outcome.version, actor="trainer", reason=reason)
-    result["promoted"] = True
-    return result
+    return {"promoted": True}

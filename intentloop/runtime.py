@@ -1,6 +1,11 @@
-"""Wiring: from one Settings object to connected wrappers (the composition root of every command)."""
+"""Wiring: from one Settings object to connected wrappers (the composition root of every command).
 
-from dataclasses import dataclass
+It is also the one place that readies the servers: ``ready_db`` migrates the schema and
+``ready_topics`` creates the Kafka topics, each at most once per ``Runtime``, so a command states
+what it needs (``rt.ready_db()``) instead of running Alembic or the Kafka admin itself.
+"""
+
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -18,6 +23,8 @@ class Runtime:
 
     settings: Settings
     endpoints: Endpoints
+    _migrated: bool = field(default=False, init=False, repr=False)
+    _topics_created: bool = field(default=False, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, start_stack: bool = False) -> "Runtime":
@@ -40,6 +47,33 @@ class Runtime:
     @property
     def artifact_dir(self) -> Path:
         return self.settings.artifacts.dir or self.settings.state_dir / "artifacts"
+
+    def ready_db(self) -> Database:
+        """The database with its schema at the newest migration: a fresh database works at once.
+
+        Migrating is idempotent but costs an Alembic round trip, so it runs once per ``Runtime``.
+        """
+        if not self._migrated:
+            from store.migrate import upgrade  # Alembic loads only for commands that touch tables
+
+            upgrade(self.endpoints.postgres_url)
+            self._migrated = True
+        return self.db
+
+    def ready_topics(self) -> None:
+        """Create the project's topics if missing (``INTENTLOOP_KAFKA__PARTITIONS`` each), once per
+        ``Runtime``; topics that exist are left as they are."""
+        if self._topics_created:
+            return
+        from streams.kafka import ensure_topics  # the Kafka client loads only for commands that use it
+
+        kafka = self.settings.kafka
+        ensure_topics(
+            self.endpoints.kafka_bootstrap,
+            partitions=kafka.partitions,
+            replication_factor=kafka.replication_factor,
+        )
+        self._topics_created = True
 
     def close(self) -> None:
         if "db" in self.__dict__:

@@ -8,7 +8,7 @@ due stays due. Holding the lock, it does at most one of, in this order:
    *failed* with an error is left alone, it would likely fail again) and has not been resumed
    ``MAX_AUTO_RESUMES`` times already;
 2. a **drift refresh**, when the Redis key ``<prefix>:refresh:requested`` exists (a JSON object,
-   ``{"reason": ..., "at": ...}``, set by the drift job; see README "Training"); the key is deleted
+   ``{"reason": ..., "at": ...}``, set by the drift job; see docs/training.md); the key is deleted
    when the run starts, so a request made during the run asks for another one;
 3. the **cron refresh**, when its fire time has passed (``INTENTLOOP_TRAIN__SCHEDULE``, UTC).
 
@@ -30,8 +30,8 @@ from croniter import croniter
 
 from intentloop.jobs import runs_dir, train_and_maybe_promote
 from intentloop.runtime import Runtime
-from store.drift import clear_refresh, pending_refresh
-from store.training import INTERRUPTED, TrainingLock, TrainingLockedError, latest_run, mark_dead_runs
+from store.exceptions import TrainingLockedError
+from store.training import INTERRUPTED, TrainingLock, latest_run, mark_dead_runs
 from trainer.snapshot import ROWS_FILE
 
 log = logging.getLogger(__name__)
@@ -109,12 +109,12 @@ class Scheduler:
             if dead:
                 log.warning("runs %s were left running by a dead trainer: marked interrupted", dead)
             resume = self._interrupted_run()
-            request = None if resume is not None else pending_refresh(self.rt.registry)
+            request = None if resume is not None else self.rt.registry.pending_refresh()
             kwargs: dict[str, Any]
             if resume is not None:
                 action, kwargs = "resume", {"resume": resume, "trigger": "resume"}
             elif request is not None:
-                clear_refresh(self.rt.registry)  # claimed: a new request during the run is a new run
+                self.rt.registry.clear_refresh()  # claimed: a new request during the run is a new run
                 action = "drift"
                 kwargs = {"trigger": "drift", "trigger_detail": {"kind": "drift", "request": request}}
             elif now >= self.next_fire:

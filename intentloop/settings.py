@@ -6,16 +6,26 @@ Sections nest with ``__``: ``INTENTLOOP_POSTGRES__URL``, ``INTENTLOOP_KAFKA__BOO
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from intentloop.stack import StackPorts
 from serving.settings import ServeSettings
 from store.settings import ArtifactSettings, PostgresSettings, RedisSettings, TaxonomySettings
 from streams.drift.settings import DriftSettings
 from streams.settings import IngestSettings, KafkaSettings
 from streams.weak.settings import LabelSettings
 from trainer.settings import ModelSettings, TrainSettings
+
+
+class StackPorts(BaseModel):
+    """Ports of the embedded servers (``INTENTLOOP_STACK__KAFKA_PORT`` ...): move one that is taken.
+
+    A settings section like the others; the stack (``intentloop.stack``) reads it, it never reads
+    the stack."""
+
+    kafka_port: int = Field(default=19092, ge=1, le=65535)
+    postgres_port: int = Field(default=15432, ge=1, le=65535)
+    redis_port: int = Field(default=16379, ge=1, le=65535)
 
 
 class Settings(BaseSettings):

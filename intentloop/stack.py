@@ -11,27 +11,16 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import SecretStr
 
 from intentloop import server_processes as procs
 from intentloop.exceptions import StackError
-
-if TYPE_CHECKING:
-    from intentloop.settings import Settings
+from intentloop.settings import Settings, StackPorts
 
 HOST = "127.0.0.1"
 PG_USER = "postgres"
 PG_DATABASE = "intentloop"
-
-
-class StackPorts(BaseModel):
-    """Ports of the embedded servers (``INTENTLOOP_STACK__KAFKA_PORT`` ...): move one that is taken."""
-
-    kafka_port: int = Field(default=19092, ge=1, le=65535)
-    postgres_port: int = Field(default=15432, ge=1, le=65535)
-    redis_port: int = Field(default=16379, ge=1, le=65535)
 
 
 @dataclass(frozen=True)
@@ -92,7 +81,7 @@ class LocalStack:
         self._configured = {"kafka": kafka_bootstrap, "postgres": postgres_url, "redis": redis_url}
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "LocalStack":
+    def from_settings(cls, settings: Settings) -> "LocalStack":
         def secret(value: SecretStr | None) -> str | None:
             return value.get_secret_value() if value is not None else None
 
@@ -101,7 +90,7 @@ class LocalStack:
             kafka_bootstrap=settings.kafka.bootstrap,
             postgres_url=secret(settings.postgres.url),
             redis_url=secret(settings.redis.url),
-            ports=getattr(settings, "stack", None) or StackPorts(),
+            ports=settings.stack,
         )
 
     # ------------------------------------------------------------ public

@@ -14,9 +14,8 @@ from sqlalchemy.engine import make_url
 
 from intentloop.runtime import Runtime
 from store.exceptions import IntentloopError, StoreUnavailableError
-from store.migrate import upgrade
 from store.status import StoreCounts, store_counts
-from streams.kafka import KafkaUnavailableError
+from streams.exceptions import KafkaUnavailableError
 from streams.lag import PartitionLag, consumer_lag
 
 _TOP = 6  # breakdown entries shown per line (the rest are summed as "N more")
@@ -113,8 +112,8 @@ def collect_status(rt: Runtime) -> Status:
     )
     try:
         rt.db.ping()  # before migrating: an unreachable server is one line, not a traceback
-        upgrade(rt.endpoints.postgres_url)  # a fresh database reads as zeros, not as an error
-        with rt.db.session() as session:
+        db = rt.ready_db()  # a fresh database reads as zeros, not as an error
+        with db.session() as session:
             status.store = store_counts(session)
     except StoreUnavailableError as exc:
         status.errors.append(exc)

@@ -4,11 +4,12 @@ Why the same host as the HTTP worker: one swap protocol (verified, warmed, flipp
 batches), one routing (markets, sticky canary by session id) and one version per answer, whether a
 query arrives over HTTP or Kafka. Each prediction record names the version that produced it.
 
-Delivery is at-least-once, like ingestion (``streams.ingestion.worker``): a whole fetch is predicted as one
-micro-batch, its predictions are acknowledged by Kafka, and only then are its offsets committed; a
-crash replays the batch, and consumers dedupe on ``query_id``. While no adapter is loaded the batch
-waits (nothing is committed), so no query goes unlabelled. Malformed records are skipped and
-counted (the ingestion worker dead-letters them already).
+Delivery is at-least-once, by the loop ingestion uses too (:class:`streams.batch_consumer.BatchConsumer`):
+a whole fetch is predicted as one micro-batch, its predictions are acknowledged by Kafka, and only
+then are its offsets committed; a crash replays the batch, and consumers dedupe on ``query_id``. While
+no adapter is loaded the batch waits (nothing is committed), so no query goes unlabelled; stopped
+while waiting, it declines the batch and nothing after it is committed. Malformed records are
+skipped and counted (the ingestion worker dead-letters them already).
 """
 
 import asyncio
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from serving.exceptions import NotReadyError, ServingError
 from serving.host import Answer, ModelHost, Request
@@ -31,9 +32,11 @@ from store.db import Database
 from store.registry import RedisRegistry
 from store.taxonomy import normalise_query
 from streams import topics
+from streams.batch_consumer import BatchConsumer, ConsumerConfig
 from streams.codec import decode_query
 from streams.events import SearchQuery
 from streams.exceptions import MalformedEventError
+from streams.kafka import kafka_errors
 from trainer.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ class AgentCounters:
 
 
 class PredictAgent:
-    """Consumes queries in batches, predicts each batch in one host call, produces, then commits."""
+    """Predicts each fetched batch of queries in one host call, produces, then the batch commits."""
 
     def __init__(
         self,
@@ -65,76 +68,73 @@ class PredictAgent:
         self._bootstrap = bootstrap
         self._host = host
         self._serve = serve
-        self._group_id = group_id
-        self._batch_size = batch_size
         self._not_ready_wait_s = not_ready_wait_s
-        self._stopping = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
         self.counters = AgentCounters()
+        config = ConsumerConfig(
+            group_id=group_id, topics=(topics.QUERIES,), batch_size=batch_size, poll_timeout_ms=500
+        )
+        self._consumer = BatchConsumer(bootstrap, config, self)
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._consumer.stop()
 
     async def run(self) -> AgentCounters:
-        consumer = AIOKafkaConsumer(
-            topics.QUERIES,
-            bootstrap_servers=self._bootstrap,
-            group_id=self._group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
         producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", linger_ms=5)
         await producer.start()
+        self._producer = producer
         try:
-            await consumer.start()
-            try:
-                while not self._stopping.is_set():
-                    fetched = await consumer.getmany(timeout_ms=500, max_records=self._batch_size)
-                    records = [r for recs in fetched.values() for r in recs]
-                    if not records:
-                        continue
-                    offsets = {tp: recs[-1].offset + 1 for tp, recs in fetched.items() if recs}
-                    if await self._handle(records, producer):
-                        await consumer.commit(offsets)
-                    else:  # stopping while not ready: nothing was produced, nothing is committed
-                        break
-            finally:
-                await consumer.stop()
+            await self._consumer.run()
         finally:
+            self._producer = None
             await producer.stop()
         log.info("predict agent stopped: %s", self.counters)
         return self.counters
 
-    async def _handle(self, records: list[ConsumerRecord], producer: AIOKafkaProducer) -> bool:
+    def prepare(self, records: list[ConsumerRecord]) -> list[SearchQuery]:
+        """The batch's queries; malformed records are counted and skipped."""
         queries: list[SearchQuery] = []
         for rec in records:
             try:
                 queries.append(decode_query(rec.value or b""))
             except MalformedEventError:
                 self.counters.malformed += 1
-        requests = [self._request(q) for q in queries]
-        loop = asyncio.get_running_loop()
-        while True:
-            answers = await loop.run_in_executor(None, self._host.run_group, requests)
-            waiting = [a for a in answers if isinstance(a, NotReadyError)]
-            if not waiting:
-                break
-            if self._stopping.is_set():
-                return False
-            log.warning("no adapter loaded yet (%s); the batch waits", waiting[0])
-            await asyncio.sleep(self._not_ready_wait_s)
+        return queries
+
+    async def process(self, queries: list[SearchQuery]) -> bool:
+        """Predict, then produce every prediction and wait for Kafka's acks; ``False``: stopped unready."""
+        if self._producer is None:
+            raise RuntimeError("PredictAgent.process runs only inside PredictAgent.run")
+        answers = await self._answers(queries)
+        if answers is None:  # stopping while not ready: nothing was produced, nothing is committed
+            return False
         sends = []
         for q, answer in zip(queries, answers, strict=True):
             if isinstance(answer, ServingError):  # an unknown market cannot happen: _request checks it
                 log.error("query %s not predicted: %s", q.query_id, answer)
                 continue
             value = json.dumps(_record(q, answer, self._market(q))).encode()
-            sends.append(await producer.send(topics.PREDICTIONS, value, key=q.query_id.encode()))
+            sends.append(await self._producer.send(topics.PREDICTIONS, value, key=q.query_id.encode()))
             self.counters.by_version[answer.version] = self.counters.by_version.get(answer.version, 0) + 1
         if sends:
             await asyncio.gather(*sends)
         self.counters.batches += 1
         self.counters.predicted += len(sends)
         return True
+
+    async def _answers(self, queries: list[SearchQuery]) -> list[Answer | ServingError] | None:
+        """The host's answers once an adapter is loaded; ``None`` if stopped while none is."""
+        requests = [self._request(q) for q in queries]
+        loop = asyncio.get_running_loop()
+        while True:
+            answers = await loop.run_in_executor(None, self._host.run_group, requests)
+            waiting = [a for a in answers if isinstance(a, NotReadyError)]
+            if not waiting:
+                return answers
+            if self._consumer.stopping:
+                return None
+            log.warning("no adapter loaded yet (%s); the batch waits", waiting[0])
+            await asyncio.sleep(self._not_ready_wait_s)
 
     def _market(self, q: SearchQuery) -> str | None:
         return q.locale if q.locale in self._host.markets else None
@@ -192,6 +192,7 @@ async def _main(bootstrap: str, host: ModelHost, serve: ServeSettings) -> AgentC
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, agent.stop)
     t = time.monotonic()
-    counters = await agent.run()
+    with kafka_errors(bootstrap, f"Kafka at {bootstrap}"):
+        counters = await agent.run()
     log.info("predicted %d queries in %.0fs", counters.predicted, time.monotonic() - t)
     return counters

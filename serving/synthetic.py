@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from store.artifacts import ArtifactStore
-from trainer.model import build_classifier, resolve_base_dir, save_adapter
+from trainer.artifact import save_adapter
+from trainer.classifier import build_classifier, resolve_base_dir
 from trainer.settings import TrainSettings
 
 DEFAULT_LABELS = ["electronics", "fashion", "grocery", "home", "sports", "toys"]

@@ -1,23 +1,21 @@
-"""Drift monitoring's reads and writes: per-window label counts, references, reports, the refresh trigger.
+"""Drift monitoring's reads and writes: per-window label counts, training references, reports.
 
 Windows are aligned to multiples of their length since the Unix epoch (hourly windows start on
 the hour), computed in SQL so one statement buckets a whole range. The statistics themselves are
-``streams.drift.stats``; this module only moves numbers in and out of Postgres and Redis.
+``streams.drift.stats``; this module only moves numbers in and out of Postgres. The refresh request
+an alert raises is a Redis key (:meth:`store.registry.RedisRegistry.request_refresh`).
 """
 
-import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 from sqlalchemy import update as update_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from store.exceptions import StoreUnavailableError
 from store.labels import distribution_snapshot, weak_label_snapshot
 from store.models import (
     AdapterVersion,
@@ -28,7 +26,6 @@ from store.models import (
     SearchQuery,
     TrainingRun,
 )
-from store.registry import RedisRegistry
 
 WindowCounts = dict[datetime, dict[str, int]]
 
@@ -278,39 +275,3 @@ def alert_counts(session: Session) -> dict[tuple[str, str], int]:
         .group_by(DriftReport.stream, DriftReport.reference)
     )
     return {(s, r): int(n) for s, r, n in session.execute(stmt)}
-
-
-# --------------------------------------------------------------------------- refresh trigger
-
-
-def refresh_key(prefix: str) -> str:
-    """The Redis key a drift alert sets to ask for a training refresh."""
-    return f"{prefix}:refresh:requested"
-
-
-def request_refresh(registry: RedisRegistry, payload: Mapping[str, Any]) -> bool:
-    """Ask the trainer's scheduler for a refresh; ``False`` if a request is already pending.
-
-    SET NX: repeated alerts before the scheduler acts are one request, the first one's reason
-    kept. The scheduler reads the key (:func:`pending_refresh`) and deletes it when it starts
-    the refresh (:func:`clear_refresh`).
-    """
-    try:
-        return bool(registry.client.set(refresh_key(registry.prefix), json.dumps(dict(payload)), nx=True))
-    except RedisError as exc:
-        raise StoreUnavailableError(f"Redis is unreachable ({type(exc).__name__}: {exc})") from exc
-
-
-def pending_refresh(registry: RedisRegistry) -> dict[str, Any] | None:
-    try:
-        raw = registry.client.get(refresh_key(registry.prefix))
-    except RedisError as exc:
-        raise StoreUnavailableError(f"Redis is unreachable ({type(exc).__name__}: {exc})") from exc
-    return None if raw is None else dict(json.loads(raw))
-
-
-def clear_refresh(registry: RedisRegistry) -> None:
-    try:
-        registry.client.delete(refresh_key(registry.prefix))
-    except RedisError as exc:
-        raise StoreUnavailableError(f"Redis is unreachable ({type(exc).__name__}: {exc})") from exc

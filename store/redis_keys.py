@@ -15,3 +15,8 @@ def worker_key(prefix: str, worker_id: str) -> str:
 
 def worker_pattern(prefix: str) -> str:
     return f"{prefix}:worker:*"
+
+
+def refresh_key(prefix: str) -> str:
+    """The key a drift alert sets to ask the trainer's scheduler for a training refresh."""
+    return f"{prefix}:refresh:requested"

@@ -4,10 +4,16 @@ Pub/sub messages can be missed (a worker restarting, a network blip), so they ar
 look now; the alias key is the truth every worker reconciles against on start and periodically.
 Postgres keeps the audit trail and re-seeds Redis if Redis lost its keys (it may run without
 persistence).
+
+:class:`RedisRegistry` is the project's one Redis wrapper: besides the aliases it keeps the worker
+heartbeats and the drift job's refresh request. The client stays private so that every command
+goes through :meth:`RedisRegistry._call`, the one place a ``RedisError`` becomes
+:class:`~store.exceptions.StoreUnavailableError`; key names come from :mod:`store.redis_keys`.
 """
 
 import json
 import time
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -29,7 +35,7 @@ class RedisRegistry:
         self._client: redis.Redis | None = None
 
     @property
-    def client(self) -> redis.Redis:
+    def _redis(self) -> redis.Redis:
         if self._client is None:
             self._client = redis.Redis.from_url(
                 self._url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
@@ -98,12 +104,45 @@ class RedisRegistry:
 
         return self._call(_do)
 
+    def request_refresh(self, payload: Mapping[str, Any]) -> bool:
+        """Ask the trainer's scheduler for a refresh; ``False`` if a request is already pending.
+
+        SET NX: repeated drift alerts before the scheduler acts are one request, the first one's
+        reason kept. The scheduler reads it (:meth:`pending_refresh`) and deletes it when it starts
+        the refresh (:meth:`clear_refresh`), so a request made during that run is a new one.
+        """
+        key, value = redis_keys.refresh_key(self.prefix), json.dumps(dict(payload))
+        return bool(self._call(lambda c: c.set(key, value, nx=True)))
+
+    def pending_refresh(self) -> dict[str, Any] | None:
+        """The pending refresh request's payload, or ``None`` when nobody asked for one."""
+        raw = self._call(lambda c: c.get(redis_keys.refresh_key(self.prefix)))
+        return None if raw is None else dict(json.loads(raw))
+
+    def clear_refresh(self) -> None:
+        """Claim the pending refresh request (the scheduler does this as its run starts)."""
+        self._call(lambda c: c.delete(redis_keys.refresh_key(self.prefix)))
+
+    def delete_keys(self, pattern: str = "*") -> int:
+        """Delete this prefix's keys matching ``pattern`` (all by default); returns how many.
+
+        For throw-away prefixes (a benchmark's, a test's) and for simulating a Redis that lost its
+        keys; live deployments never call it.
+        """
+
+        def _do(c: redis.Redis) -> int:
+            keys = list(c.scan_iter(f"{self.prefix}:{pattern}"))
+            return int(c.delete(*keys)) if keys else 0
+
+        return int(self._call(_do))
+
     def ping(self) -> None:
         self._call(lambda c: c.ping())
 
     def _call(self, fn: Any) -> Any:
+        """Run ``fn`` with the client: the single place Redis errors are translated."""
         try:
-            return fn(self.client)
+            return fn(self._redis)
         except RedisError as exc:
             raise StoreUnavailableError(f"Redis is unreachable ({type(exc).__name__}: {exc})") from exc
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, select, text, update
 from sqlalchemy.orm import Session
 
 from store.db import Database
-from store.exceptions import IntentloopError
+from store.exceptions import StoreError, TrainingLockedError
 from store.models import AdapterVersion, TrainingRun
 
 # One fixed 64-bit key ("intentloop.training"), shown by pg_locks as classid (high) / objid (low).
@@ -39,10 +39,6 @@ _HOLDER_SQL = text(
        AND l.classid = :classid AND l.objid = :objid AND l.objsubid = 1
     """
 )
-
-
-class TrainingLockedError(IntentloopError):
-    """Another training run holds the lock; the message names the holder."""
 
 
 class TrainingLock:
@@ -138,11 +134,9 @@ def reopen_run(session: Session, run_id: int, *, trigger: str | None = None) -> 
     """Mark an interrupted or failed run ``running`` again (it is being resumed)."""
     run = session.get(TrainingRun, run_id)
     if run is None:
-        raise IntentloopError(f"no training run {run_id}")
+        raise StoreError(f"no training run {run_id}")
     if run.status not in RESUMABLE:
-        raise IntentloopError(
-            f"training run {run_id} is {run.status}: only failed or interrupted runs resume"
-        )
+        raise StoreError(f"training run {run_id} is {run.status}: only failed or interrupted runs resume")
     run.status, run.finished_at, run.error = RUNNING, None, None
     if trigger is not None:
         run.trigger = trigger[:32]

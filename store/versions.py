@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.db import Database
-from store.exceptions import IntentloopError, VersionNotFoundError
+from store.exceptions import StoreError, VersionNotFoundError
 from store.models import AdapterVersion, AliasEvent, TrainingRun
 from store.registry import RedisRegistry
 
@@ -40,7 +40,7 @@ def start_run(session: Session, *, trigger: str, params: dict[str, Any]) -> int:
 def finish_run(session: Session, run_id: int, *, status: str, **fields: Any) -> None:
     run = session.get(TrainingRun, run_id)
     if run is None:
-        raise IntentloopError(f"training run {run_id} vanished")
+        raise StoreError(f"training run {run_id} vanished")
     run.status = status
     run.finished_at = datetime.now(UTC)
     for key, value in fields.items():
@@ -111,7 +111,7 @@ def rollback(
     with db.session() as session:
         history = alias_history(session, alias, limit=1)
         if not history or history[0].previous is None:
-            raise IntentloopError(f"{alias} has no earlier version to roll back to")
+            raise StoreError(f"{alias} has no earlier version to roll back to")
         current, target = history[0].version, history[0].previous
         previous_of_target = _previous_of(session, alias, target, before_id=history[0].id)
         session.add(
@@ -160,7 +160,7 @@ def retire_alias(db: Database, registry: RedisRegistry, alias: str, *, actor: st
     with db.session() as session:
         current = recorded_alias(session, alias)
         if current is None:
-            raise IntentloopError(f"{alias} points at no version: nothing to roll back")
+            raise StoreError(f"{alias} points at no version: nothing to roll back")
         session.add(
             AliasEvent(
                 alias=alias, version=current, previous=current, action=RETIRE, actor=actor, reason=reason
@@ -178,7 +178,7 @@ def graduate_canary(
     with db.session() as session:
         version = recorded_alias(session, canary)
     if version is None:
-        raise IntentloopError(f"{canary} points at no version: start a canary first")
+        raise StoreError(f"{canary} points at no version: start a canary first")
     move = promote(db, registry, version, actor=actor, reason=f"canary graduated: {reason}", alias=champion)
     retire_alias(db, registry, canary, actor=actor, reason=f"graduated to {champion}")
     return move

@@ -7,6 +7,14 @@ class StreamsError(IntentloopError):
     """Base of streaming-layer errors."""
 
 
+class KafkaUnavailableError(StreamsError):
+    """Kafka cannot be reached: check INTENTLOOP_KAFKA__BOOTSTRAP or run `intentloop stack up`.
+
+    Raised by :func:`streams.kafka.kafka_errors`, the one place where the Kafka clients' own errors
+    (kafka-python's and aiokafka's) are translated.
+    """
+
+
 class MalformedEventError(StreamsError):
     """A raw event cannot be decoded; it goes to the dead-letter topic with ``reason``.
 

@@ -40,22 +40,20 @@ from store.labels import (
 )
 from streams.exceptions import NothingToLabelError
 from streams.weak import label_model
-from streams.weak.aggregate import (
+from streams.weak.analysis import analyse, evidence_buckets, report
+from streams.weak.functions import DEFAULT_LFS, LabelingFunction
+from streams.weak.policies import (
     DirichletPosterior,
     LabelDistribution,
     LabelPolicy,
     Threshold,
-    VoteTable,
     label_all,
     label_prior,
-    lf_outputs,
-    tabulate,
 )
-from streams.weak.analysis import analyse, evidence_buckets, report
-from streams.weak.functions import DEFAULT_LFS, LabelingFunction
 from streams.weak.propensity import estimate_propensity
 from streams.weak.records import SearchRecord, records_from_search_rows
 from streams.weak.settings import LabelSettings
+from streams.weak.vote_table import VoteTable, lf_outputs, tabulate
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streams import topics
-from streams.kafka import KafkaUnavailableError, quiet_logger, unreachable
+from streams.exceptions import KafkaUnavailableError
+from streams.kafka import kafka_errors, quiet_logger
 
 _LAG_TIMEOUT_S = 15.0  # a broker that accepts connections but never answers is unavailable too
 _HIGHWATER_WAIT_S = 3.0  # fetch responses carrying the high watermark of every partition
@@ -42,18 +42,16 @@ def consumer_lag(
 
     Read-only: partitions are assigned by hand, so this consumer never joins the group (the
     running workers are not rebalanced) and never commits. A topic that does not exist yet has no
-    partitions here. Kafka being unreachable is :class:`~streams.kafka.KafkaUnavailableError`.
+    partitions here. Kafka being unreachable is :class:`~streams.exceptions.KafkaUnavailableError`.
     """
+    doing = f"cannot read consumer lag from Kafka at {bootstrap}"
     try:
-        with quiet_logger("aiokafka"):
+        with quiet_logger("aiokafka"), kafka_errors(bootstrap, doing):
             return asyncio.run(
                 asyncio.wait_for(_consumer_lag(bootstrap, group_id, topic_names), _LAG_TIMEOUT_S)
             )
-    except KafkaConnectionError as exc:
-        raise unreachable(bootstrap) from exc
-    except (KafkaError, TimeoutError) as exc:
-        why = str(exc) or f"no answer within {_LAG_TIMEOUT_S:.0f}s"
-        raise KafkaUnavailableError(f"cannot read consumer lag from Kafka at {bootstrap}: {why}") from exc
+    except TimeoutError as exc:  # our own deadline, not a client error
+        raise KafkaUnavailableError(f"{doing}: no answer within {_LAG_TIMEOUT_S:.0f}s") from exc
 
 
 async def _consumer_lag(bootstrap: str, group_id: str, topic_names: Sequence[str]) -> list[PartitionLag]:

@@ -47,7 +47,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
     if _PG_ENV or _REDIS_ENV or _reachable(pg, rd):
         yield pg, rd
         return
-    from intentloop.stack import LocalStack, StackPorts
+    from intentloop.settings import StackPorts
+    from intentloop.stack import LocalStack
     from intentloop.worker_processes import free_port
 
     stack = LocalStack(
@@ -108,7 +109,8 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory, servers: tuple[str, str]) -> Iterator[str]:
     """A real Tansu broker of the test's own (memory storage, ~1 s to start): topics, consumer
     groups and offsets never leak between tests."""
-    from intentloop.stack import LocalStack, StackPorts
+    from intentloop.settings import StackPorts
+    from intentloop.stack import LocalStack
     from intentloop.worker_processes import free_port
 
     stack = LocalStack(
@@ -139,7 +141,7 @@ def _write_tiny_encoder(dest: Path, hidden_size: int = 32) -> Path:
     import torch
     from transformers import BertConfig, BertModel
 
-    from trainer.model import resolve_base_dir
+    from trainer.classifier import resolve_base_dir
 
     minilm = resolve_base_dir(None)
     config = BertConfig(

@@ -21,11 +21,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from trainer.classifier import IntentClassifier, LoadedModel
 from trainer.dataset import Example
 from trainer.exceptions import NotEnoughDataError
 from trainer.finetune import FitResult, fit
 from trainer.inputs import InputFormat
-from trainer.model import IntentClassifier, LoadedModel
 from trainer.settings import TrainSettings
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trainer.model import load_tokenizer
+from trainer.classifier import load_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,10 @@ were searched once or twice, the shares can only be approximate, and the thresho
 that each slice keeps some queries (the least searched count is always tail, the next one at most
 torso); the thresholds and the traffic each slice's rows carry are in the report.
 
-Macro-F1 averages over the labels present in the gold rows (of the set or of the slice): two models
-scored on the same rows are averaged over the same classes whatever they predict, so their numbers
-compare. Predicting a label the gold set never uses still costs recall of the true class.
+Every number is computed by :mod:`trainer.metrics`, the one definition training's validation, the
+gate, ``eval`` and the baselines share: macro-F1 averages over the labels present in the gold rows
+(of the set or of the slice), so two models scored on the same rows are averaged over the same
+classes whatever they predict (see that module for why).
 """
 
 import math
@@ -40,12 +41,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+from trainer.metrics import accuracy, expected_calibration_error, macro_f1, per_class
 
 SLICES = ("head", "torso", "tail")  # what the gate checks
 UNSEEN = "unseen"  # rows whose query was never searched: reported, never gated
 REPORTED_SLICES = (*SLICES, UNSEEN)
-ECE_BINS = 15
 
 
 class Predictor(Protocol):
@@ -116,39 +117,11 @@ def frequency_slices(
     return FrequencySlices(head_min, torso_min, total, head_share, torso_share)
 
 
-def expected_calibration_error(
-    confidence: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray, n_bins: int = ECE_BINS
-) -> float:
-    """ECE: sum over equal-width confidence bins of (bin share) x |accuracy - mean confidence|.
-
-    Bin ``i`` holds confidences in ``(i/n, (i+1)/n]`` (a confidence of exactly 0 joins the first).
-    0.0 for empty input.
-    """
-    conf = np.asarray(confidence, dtype=np.float64)
-    hit = np.asarray(correct, dtype=np.float64)
-    if conf.shape != hit.shape:
-        raise ValueError(f"{conf.size} confidences but {hit.size} correctness flags")
-    if conf.size == 0:
-        return 0.0
-    if np.any((conf < 0) | (conf > 1)):
-        raise ValueError("confidences must lie in [0, 1]")
-    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        in_bin = bins == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(hit[in_bin].mean() - conf[in_bin].mean())
-    return float(ece)
-
-
 def _scores(y_true: list[str], y_pred: list[str], confidence: np.ndarray) -> dict[str, Any]:
-    present = sorted(set(y_true))
     return {
         "n": len(y_true),
-        "accuracy": round(float(accuracy_score(y_true, y_pred)), 6),
-        "macro_f1": round(
-            float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)), 6
-        ),
+        "accuracy": round(accuracy(y_true, y_pred), 6),
+        "macro_f1": round(macro_f1(y_true, y_pred), 6),
         "ece": round(expected_calibration_error(confidence, np.asarray(y_true) == np.asarray(y_pred)), 6),
     }
 
@@ -167,16 +140,9 @@ def classification_report(
     if not t:
         raise ValueError("nothing to evaluate: no gold rows")
     report = _scores(t, p, conf)
-    classes = sorted(set(t) | set(p))
-    precision, recall, f1, support = precision_recall_fscore_support(t, p, labels=classes, zero_division=0)
     report["per_class"] = {
-        label: {
-            "precision": round(float(precision[i]), 6),
-            "recall": round(float(recall[i]), 6),
-            "f1": round(float(f1[i]), 6),
-            "support": int(support[i]),
-        }
-        for i, label in enumerate(classes)
+        label: {k: (int(v) if k == "support" else round(v, 6)) for k, v in scores.items()}
+        for label, scores in per_class(t, p).items()
     }
     if slices is not None:
         names = list(slices)

@@ -13,3 +13,15 @@ class ModelError(TrainerError):
 
 class NotEnoughDataError(TrainerError):
     """Too few labels or examples to fine-tune; ingest more traffic or loosen the snapshot filters."""
+
+
+class CorruptAdapterError(ModelError):
+    """An adapter artifact's files are missing or unreadable: publish or fetch it again."""
+
+
+class IncompatibleAdapterError(ModelError):
+    """An adapter does not fit this base encoder (trained on another one, or tensors of other shapes)."""
+
+
+class InvalidAdapterError(ModelError):
+    """An adapter's manifest or tensors are malformed (unknown format, no label map, non-finite values)."""

@@ -11,19 +11,20 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from store.artifacts import ArtifactStore
 from store.db import Database
-from store.exceptions import ArtifactError, IntentloopError
 from store.models import TrainingRun
 from store.training import FAILED, INTERRUPTED, SUCCEEDED, reopen_run, run_of_version, window_end_of
 from store.versions import finish_run, record_version, recorded_alias, start_run
 from trainer.dataset import Example
+from trainer.exceptions import TrainerError
 from trainer.settings import ModelSettings, TrainSettings
 from trainer.snapshot import (
     FROM_DISTRIBUTIONS,
@@ -35,6 +36,11 @@ from trainer.snapshot import (
     snapshot_examples,
     to_examples,
 )
+from trainer.warm_start import format_fingerprint, warm_start_source
+
+if TYPE_CHECKING:  # torch: imported by the steps that train, not by this module
+    from trainer.finetune import FitResult
+    from trainer.inputs import InputFormat
 
 __all__ = [
     "FROM_DISTRIBUTIONS",
@@ -75,63 +81,6 @@ def _fresh_since(db: Database, champion: str | None) -> datetime | None:
         return window_end_of(run_of_version(session, champion))
 
 
-def _warm_start_source(
-    artifacts: ArtifactStore,
-    train: TrainSettings,
-    labels: list[str],
-    champion: str | None,
-    base_sha: str,
-    input_format: dict[str, Any] | None = None,
-) -> tuple[Path | None, dict[str, Any]]:
-    """The champion's adapter directory when ``init=champion`` can use it, and why or why not.
-
-    Falls back to the base model (logged, and recorded in the run's snapshot under ``init``) when
-    there is no champion, its artifact is unavailable, it was trained on another base, or its label
-    set differs (new or vanished labels would need new head rows: kept simple, start over).
-    """
-    if train.init == "base":
-        return None, {"requested": "base", "from": "base"}
-    note: dict[str, Any] = {"requested": "champion", "champion": champion}
-    reason: str | None = None
-    path: Path | None = None
-    if champion is None:
-        reason = "no champion yet"
-    else:
-        try:
-            path, manifest = artifacts.fetch(champion)
-        except ArtifactError as exc:
-            reason = f"champion {champion} artifact unavailable: {exc}"
-        else:
-            theirs = list(manifest.get("labels") or [])
-            if manifest.get("base_model", {}).get("config_sha256") != base_sha:
-                reason = f"champion {champion} was trained on another base model"
-            elif input_format is not None and _format_of(manifest) != input_format:
-                reason = (
-                    f"champion {champion} was trained with input format {_format_of(manifest)}, "
-                    f"this run uses {input_format}"
-                )
-            elif theirs != labels:
-                added, gone = sorted(set(labels) - set(theirs)), sorted(set(theirs) - set(labels))
-                reason = f"label set differs from champion {champion}'s (new {added}, gone {gone})"
-    if reason is not None:
-        log.info("warm start: training from the base model (%s)", reason)
-        return None, {**note, "from": "base", "fallback": reason}
-    log.info("warm start: from champion %s", champion)
-    return path, {**note, "from": "champion"}
-
-
-def _format_fingerprint(fmt: dict[str, Any]) -> dict[str, Any]:
-    plain = fmt.get("template") == "{text}" and fmt.get("pooling") == "mean"
-    return {} if plain else {"input_format": fmt}
-
-
-def _format_of(manifest: dict[str, Any]) -> dict[str, Any]:
-    from trainer.inputs import InputFormat
-
-    fmt = InputFormat.from_manifest(manifest)
-    return {"template": fmt.template, "pooling": fmt.pooling}  # a new max_length still warm-starts
-
-
 def run_training(
     db: Database,
     artifacts: ArtifactStore,
@@ -153,10 +102,8 @@ def run_training(
     directory under ``runs_dir`` with its recorded parameters and rows (``train`` is then ignored).
     The caller holds the training lock (``store.training.TrainingLock``) when runs may overlap.
     """
-    from trainer.coverage import check_tokenizer_coverage
-    from trainer.finetune import fit
+    from trainer.classifier import resolve_base_dir
     from trainer.inputs import resolve_input_format
-    from trainer.model import config_sha256, resolve_base_dir, save_adapter
 
     base_dir = resolve_base_dir(model.base_dir)
     input_format = resolve_input_format(model, base_dir)  # before a run is started: fails fast
@@ -165,108 +112,182 @@ def run_training(
             champion = recorded_alias(session)
     assert not isinstance(champion, _Auto)
     started = time.monotonic()
-    resuming = resume_run is not None
-    if resuming:
-        assert resume_run is not None
+    if resume_run is not None:
         run_id, train, data, init = _reopen(db, resume_run, runs_dir, trigger)
     else:
         with db.session() as session:
             run_id = start_run(session, trigger=trigger[:32], params=train.model_dump(mode="json"))
     run_dir = runs_dir / str(run_id) if runs_dir is not None else None
-    scratch: Path | None = None
+    job = _Run(db, artifacts, model, train, run_id, run_dir, base_dir)
     try:
-        if not resuming:
-            data = build_snapshot(db, train, fresh_since=_fresh_since(db, champion), champion=champion)
-            texts = [e.text for e in (*data.train, *data.val)]
-            data.summary["tokenizer_coverage"] = check_tokenizer_coverage(base_dir, texts)
-            check_trainable(data, train)
-            _, init = _warm_start_source(
-                artifacts,
-                train,
-                data.labels,
-                champion,
-                config_sha256(base_dir),
-                {"template": input_format.template, "pooling": input_format.pooling},
-            )
-            data.summary["init"] = init
-            if trigger_detail:
-                data.summary["trigger"] = trigger_detail
-            if run_dir is not None:
-                data.write(run_dir / ROWS_FILE)
-            with db.session() as session:  # recorded now: a crash still leaves the window on record
-                _set(session, run_id, snapshot=data.summary)
-        init_dir: Path | None = None
-        if init.get("from") == "champion":
-            init_dir, _ = artifacts.fetch(str(init["champion"]))
-        if run_dir is None:  # checkpoints still written (same code path), but nowhere to resume from
-            scratch = Path(tempfile.mkdtemp(prefix="intentloop-run-"))
-        ckpt_dir = (run_dir or scratch or Path(tempfile.gettempdir())) / CHECKPOINT_DIR
-        result = fit(
+        if resume_run is None:
+            data, init = _take_snapshot(job, input_format, champion, trigger_detail)
+        result = _fit(
+            job,
+            data,
+            init,
+            input_format,
+            resuming=resume_run is not None,
+            progress=progress,
+            on_epoch_end=on_epoch_end,
+        )
+        version, version_dir, metrics = _publish(job, data, result, started)
+    except BaseException as exc:
+        _record_failure(job, exc, started)
+        raise
+    if job.run_dir is not None:  # the rows stay (reproduction); checkpoints are only for resuming
+        shutil.rmtree(job.run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    log.info("run %d produced version %s in %.1fs", run_id, version, time.monotonic() - started)
+    return TrainOutcome(run_id, version, metrics, data.summary, version_dir, train_examples=data.train)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one run needs: where it records, stores and trains from."""
+
+    db: Database
+    artifacts: ArtifactStore
+    model: ModelSettings
+    train: TrainSettings
+    run_id: int
+    run_dir: Path | None  # ``<runs_dir>/<run id>``: rows and checkpoints; None without a runs_dir
+    base_dir: Path
+
+
+def _take_snapshot(
+    job: _Run, input_format: "InputFormat", champion: str | None, trigger_detail: dict[str, Any] | None
+) -> tuple[Snapshot, dict[str, Any]]:
+    """Draw a new run's rows, check them, choose its starting point, and record both with the run."""
+    from trainer.classifier import config_sha256
+    from trainer.coverage import check_tokenizer_coverage
+
+    db, train = job.db, job.train
+    data = build_snapshot(db, train, fresh_since=_fresh_since(db, champion), champion=champion)
+    texts = [e.text for e in (*data.train, *data.val)]
+    data.summary["tokenizer_coverage"] = check_tokenizer_coverage(job.base_dir, texts)
+    check_trainable(data, train)
+    _, init = warm_start_source(
+        job.artifacts,
+        train,
+        data.labels,
+        champion,
+        config_sha256(job.base_dir),
+        {"template": input_format.template, "pooling": input_format.pooling},
+    )
+    data.summary["init"] = init
+    if trigger_detail:
+        data.summary["trigger"] = trigger_detail
+    if job.run_dir is not None:
+        data.write(job.run_dir / ROWS_FILE)
+    with db.session() as session:  # recorded now: a crash still leaves the window on record
+        _set(session, job.run_id, snapshot=data.summary)
+    return data, init
+
+
+def _fit(
+    job: _Run,
+    data: Snapshot,
+    init: dict[str, Any],
+    input_format: "InputFormat",
+    *,
+    resuming: bool,
+    progress: bool,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+) -> "FitResult":
+    """Fine-tune on the snapshot, checkpointing every epoch (resumed from the last one if asked)."""
+    from trainer.finetune import fit
+
+    init_dir: Path | None = None
+    if init.get("from") == "champion":
+        init_dir, _ = job.artifacts.fetch(str(init["champion"]))
+    with _checkpoint_dir(job.run_dir) as ckpt_dir:
+        return fit(
             data.train,
             data.val,
             data.labels,
-            base_dir,
-            train,
-            model.max_length,
+            job.base_dir,
+            job.train,
+            job.model.max_length,
             progress=progress,
             init_from=init_dir,
             checkpoint_dir=ckpt_dir,
             resume=resuming and (ckpt_dir / "LATEST").is_file(),
             fingerprint={
                 "content_sha256": data.summary["content_sha256"],
-                "params": _fit_params(train),
+                "params": _fit_params(job.train),
                 # only when not the plain format, so runs checkpointed before it existed still resume;
                 # a format changed since the crash is then refused rather than silently continued
-                **_format_fingerprint(input_format.as_dict()),
+                **format_fingerprint(input_format.as_dict()),
             },
             on_epoch_end=on_epoch_end,
             input_format=input_format,
         )
-        with tempfile.TemporaryDirectory(prefix="intentloop-adapter-") as tmp:
-            save_adapter(
-                result.model,
-                Path(tmp),
-                base_dir=base_dir,
-                labels=data.labels,
-                metrics=result.metrics,
-                extra={"training_run_id": run_id, "snapshot": data.summary},
-                max_length=model.max_length,
-            )
-            version = artifacts.publish(Path(tmp))
-        version_dir, manifest = artifacts.fetch(version)
-        metrics = {**result.metrics, "duration_s": round(time.monotonic() - started, 3)}
-        with db.session() as session:
-            record_version(
-                session, version=version, manifest=manifest, uri=artifacts.uri(version), run_id=run_id
-            )
-            finish_run(
-                session,
-                run_id,
-                status=SUCCEEDED,
-                version=version,
-                metrics=metrics,
-                device=f"{result.metrics['device']}/{result.metrics['dtype']}",
-            )
-        if run_dir is not None:  # the rows stay (reproduction); checkpoints are only for resuming
-            shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
-        log.info("run %d produced version %s in %.1fs", run_id, version, time.monotonic() - started)
-        return TrainOutcome(run_id, version, metrics, data.summary, version_dir, train_examples=data.train)
-    except BaseException as exc:
-        status = INTERRUPTED if isinstance(exc, KeyboardInterrupt | SystemExit) else FAILED
-        with db.session() as session:
-            finish_run(
-                session,
-                run_id,
-                status=status,
-                error=f"{type(exc).__name__}: {exc}",
-                metrics={"duration_s": round(time.monotonic() - started, 3)},
-            )
-        if run_dir is not None and (run_dir / CHECKPOINT_DIR / "LATEST").is_file():
-            log.warning("run %d %s; resume it with `intentloop train --resume %d`", run_id, status, run_id)
-        raise
+
+
+@contextmanager
+def _checkpoint_dir(run_dir: Path | None) -> Iterator[Path]:
+    """The run's checkpoint directory; without a run directory checkpoints are still written (same
+    code path) to a scratch directory removed afterwards: there is nowhere to resume from."""
+    if run_dir is not None:
+        yield run_dir / CHECKPOINT_DIR
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="intentloop-run-"))
+    try:
+        yield scratch / CHECKPOINT_DIR
     finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _publish(
+    job: _Run, data: Snapshot, result: "FitResult", started: float
+) -> tuple[str, Path, dict[str, Any]]:
+    """Save the adapter as an artifact, record the version and the run's success: (version, its
+    directory, the run's metrics)."""
+    from trainer.artifact import save_adapter
+
+    with tempfile.TemporaryDirectory(prefix="intentloop-adapter-") as tmp:
+        save_adapter(
+            result.model,
+            Path(tmp),
+            base_dir=job.base_dir,
+            labels=data.labels,
+            metrics=result.metrics,
+            extra={"training_run_id": job.run_id, "snapshot": data.summary},
+            max_length=job.model.max_length,
+        )
+        version = job.artifacts.publish(Path(tmp))
+    version_dir, manifest = job.artifacts.fetch(version)
+    metrics = {**result.metrics, "duration_s": round(time.monotonic() - started, 3)}
+    with job.db.session() as session:
+        record_version(
+            session, version=version, manifest=manifest, uri=job.artifacts.uri(version), run_id=job.run_id
+        )
+        finish_run(
+            session,
+            job.run_id,
+            status=SUCCEEDED,
+            version=version,
+            metrics=metrics,
+            device=f"{result.metrics['device']}/{result.metrics['dtype']}",
+        )
+    return version, version_dir, metrics
+
+
+def _record_failure(job: _Run, exc: BaseException, started: float) -> None:
+    """Mark the run failed (or interrupted, on Ctrl-C / a signal) and say how to resume it."""
+    status = INTERRUPTED if isinstance(exc, KeyboardInterrupt | SystemExit) else FAILED
+    with job.db.session() as session:
+        finish_run(
+            session,
+            job.run_id,
+            status=status,
+            error=f"{type(exc).__name__}: {exc}",
+            metrics={"duration_s": round(time.monotonic() - started, 3)},
+        )
+    if job.run_dir is not None and (job.run_dir / CHECKPOINT_DIR / "LATEST").is_file():
+        log.warning(
+            "run %d %s; resume it with `intentloop train --resume %d`", job.run_id, status, job.run_id
+        )
 
 
 # Settings that do not change what an epoch computes: a checkpoint stays valid when they change.
@@ -293,7 +314,7 @@ def _fit_params(train: TrainSettings) -> dict[str, Any]:
 def _set(session: Any, run_id: int, **fields: Any) -> None:
     run = session.get(TrainingRun, run_id)
     if run is None:
-        raise IntentloopError(f"training run {run_id} vanished")
+        raise TrainerError(f"training run {run_id} vanished")
     for key, value in fields.items():
         setattr(run, key, value)
 
@@ -303,14 +324,14 @@ def _reopen(
 ) -> tuple[int, TrainSettings, Snapshot, dict[str, Any]]:
     """An interrupted run's recorded parameters and rows, with the run marked running again."""
     if runs_dir is None:
-        raise IntentloopError("resuming needs the runs directory (INTENTLOOP_TRAIN__RUNS_DIR)")
+        raise TrainerError("resuming needs the runs directory (INTENTLOOP_TRAIN__RUNS_DIR)")
     rows = runs_dir / str(run_id) / ROWS_FILE
     with db.session() as session:
         run = session.get(TrainingRun, run_id)
         if run is None:
-            raise IntentloopError(f"no training run {run_id}")
+            raise TrainerError(f"no training run {run_id}")
         if not rows.is_file():
-            raise IntentloopError(
+            raise TrainerError(
                 f"training run {run_id} left no rows at {rows} (it stopped before its snapshot was "
                 "taken, or another machine ran it): start a new run instead"
             )

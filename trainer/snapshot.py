@@ -26,7 +26,7 @@ Why this shape:
   split is *every* labelled validation-bucket query (not a sample): it is what early stopping (gold
   rows first) and the gate score on.
 
-Class imbalance is handled in the loss (``finetune._sample_weights``: inverse square root of the
+Class imbalance is handled in the loss (``trainer.batches.sample_weights``: inverse square root of the
 class frequency), not by resampling, so the recorded rows are exactly what was trained on.
 The summary (window, counts by source, a content hash of the rows, the parameters that chose them)
 is recorded with the run, and the rows themselves are written to the run directory so a run can be
@@ -39,6 +39,7 @@ import logging
 import math
 import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +48,7 @@ from typing import Any
 from store.db import Database
 from store.evaluations import query_frequencies
 from store.labels import (
+    GoldByPurpose,
     LabelledQuery,
     distribution_snapshot,
     gold_by_purpose,
@@ -215,50 +217,19 @@ def build_snapshot(
         gold_split = gold_by_purpose(session)
         last_seen = label_last_seen(session, source)
         counts = query_frequencies(session)
-    frac = train.val_fraction
-    gold_eval, gold_for_training, gold = gold_split.eval, gold_split.train, gold_split.all
-    weak = {r.norm_text: r for r in rows}  # dedup by normalised query (the SQL already groups by it)
-    # Eval gold is for measuring only: its queries are neither trained on nor used to pick the epoch
-    # (the gate scores them, from the store). Train gold replaces the weak row of its query.
-    val_pool = {q: r for q, r in weak.items() if is_validation(q, frac) and q not in gold_eval}
-    train_pool = [r for q, r in weak.items() if not is_validation(q, frac) and q not in gold]
-
-    val = {q: Example(q, r.label, r.confidence) for q, r in val_pool.items()}
-    gold_val = {q: lab for q, lab in gold_for_training.items() if is_validation(q, frac)}
-    gold_train = {q: lab for q, lab in gold_for_training.items() if not is_validation(q, frac)}
-    overrides = sum(1 for q, lab in gold.items() if q in weak and weak[q].label != lab)
-    for q, lab in gold_val.items():
-        val[q] = Example(q, lab, 1.0, gold=True)
-
-    newest = max(last_seen.values(), default=None)
-    if fresh_since is None:
-        fresh, old = list(train_pool), []
-    else:
-        fresh = [r for r in train_pool if (ts := last_seen.get(r.norm_text)) is None or ts > fresh_since]
-        old = [r for r in train_pool if (ts := last_seen.get(r.norm_text)) is not None and ts <= fresh_since]
-    bounds = frequency_slices(counts, train.gate.head_share, train.gate.torso_share)
-    tail = {r.norm_text for r in old if bounds.slice_of(counts.get(r.norm_text, 0)) == "tail"}
-    want = max(train.replay_min, math.ceil(train.replay_ratio * len(fresh)))
-    replay = _replay_sample(old, want, tail, train.replay_tail_boost, train.seed)
+    pools = _pools(rows, gold_split, train.val_fraction)
+    drawn = _draw(pools.train_pool, last_seen, counts, fresh_since, train)
     candidates = [
-        *(to_example(r, train) for r in [*fresh, *replay]),
-        *(Example(q, lab, 1.0, gold=True) for q, lab in gold_train.items()),
+        *(to_example(r, train) for r in [*drawn.fresh, *drawn.replay]),
+        *(Example(q, lab, 1.0, gold=True) for q, lab in pools.gold_train.items()),
     ]
     per_label = Counter(e.label for e in candidates)
-    labels = sorted(label for label, n in per_label.items() if n >= train.min_examples_per_label)
-    rare = sorted(set(per_label) - set(labels))
-    if rare:
-        log.warning(
-            "%d label(s) with fewer than %d training rows left out of this run (%s%s): "
-            "INTENTLOOP_TRAIN__MIN_EXAMPLES_PER_LABEL",
-            len(rare),
-            train.min_examples_per_label,
-            ", ".join(rare[:10]),
-            f" and {len(rare) - 10} more" if len(rare) > 10 else "",
-        )
+    labels = _learnable_labels(per_label, train.min_examples_per_label)
     kept = set(labels)
     train_examples = sorted((e for e in candidates if e.label in kept), key=lambda e: e.text)
-    val_examples = sorted((e for e in val.values() if e.label in kept), key=lambda e: e.text)
+    val_examples = sorted((e for e in pools.val.values() if e.label in kept), key=lambda e: e.text)
+    newest = max(last_seen.values(), default=None)
+    rare = sorted(set(per_label) - kept)
     summary: dict[str, Any] = {
         "source": source,
         "queries": len(rows),  # the pool (the gate compares it with its own rebuild)
@@ -270,36 +241,9 @@ def build_snapshot(
             "end": newest.isoformat() if newest else None,
             "champion": champion,
         },
-        "counts": {
-            "pool_train": len(train_pool),
-            "pool_val": len(val_pool),
-            "fresh": len(fresh),
-            "older": len(old),
-            "replay": len(replay),
-            "replay_tail": sum(1 for r in replay if r.norm_text in tail),
-            "older_tail": len(tail),
-            "gold_train": len(gold_train),
-            "gold_val": len(gold_val),
-            "gold_overrides": overrides,
-            "gold_eval": len(gold_eval),
-            "labels_left_out": len(rare),
-            "rows_left_out": sum(per_label[label] for label in rare),
-            "val_rows_left_out": sum(1 for e in val.values() if e.label not in kept),
-        },
+        "counts": _counts(pools, drawn, per_label, rare, kept),
         "labels_left_out": rare[:50],
-        "params": {
-            "min_votes": train.min_votes,
-            "min_confidence": train.min_confidence,
-            "val_fraction": frac,
-            "max_examples": train.max_examples,
-            "replay_ratio": train.replay_ratio,
-            "replay_min": train.replay_min,
-            "replay_tail_boost": train.replay_tail_boost,
-            "targets": train.targets,
-            "example_weight": train.example_weight,
-            "min_examples_per_label": train.min_examples_per_label,
-            "seed": train.seed,
-        },
+        "params": _params(train),
         # kept at top level too: readers of the earlier snapshot shape (drift references) use them
         "min_votes": train.min_votes,
         "min_confidence": train.min_confidence,
@@ -308,12 +252,128 @@ def build_snapshot(
     log.info(
         "snapshot from %s: %d fresh + %d replayed (%d tail) of %d older + %d gold -> %d train, %d val",
         source,
-        len(fresh),
-        len(replay),
+        len(drawn.fresh),
+        len(drawn.replay),
         summary["counts"]["replay_tail"],
-        len(old),
-        len(gold_train),
+        len(drawn.old),
+        len(pools.gold_train),
         len(train_examples),
         len(val_examples),
     )
     return Snapshot(train_examples, val_examples, labels, summary)
+
+
+@dataclass(frozen=True)
+class _Pools:
+    """The labelled queries by split bucket, deduplicated, with gold applied."""
+
+    train_pool: list[LabelledQuery]  # weak rows of the training bucket (gold queries left out)
+    val_pool: dict[str, LabelledQuery]  # weak rows of the validation bucket (eval gold left out)
+    val: dict[str, Example]  # the validation rows: weak, or train gold where a query has it
+    gold_train: dict[str, str]  # train gold in the training bucket: training rows
+    gold_val: dict[str, str]  # train gold in the validation bucket: validation rows
+    gold_eval: dict[str, str]  # eval gold: neither trained on nor validated on
+    overrides: int  # gold labels that differ from their query's weak label
+
+
+def _pools(rows: list[LabelledQuery], gold_split: GoldByPurpose, frac: float) -> _Pools:
+    """Split ``rows`` by query bucket and apply gold: eval gold is for measuring only (the gate scores
+    it, from the store), so its queries are neither trained on nor used to pick the epoch; train gold
+    replaces the weak row of its query."""
+    gold_eval, gold_for_training, gold = gold_split.eval, gold_split.train, gold_split.all
+    weak = {r.norm_text: r for r in rows}  # dedup by normalised query (the SQL already groups by it)
+    val_pool = {q: r for q, r in weak.items() if is_validation(q, frac) and q not in gold_eval}
+    train_pool = [r for q, r in weak.items() if not is_validation(q, frac) and q not in gold]
+    val = {q: Example(q, r.label, r.confidence) for q, r in val_pool.items()}
+    gold_val = {q: lab for q, lab in gold_for_training.items() if is_validation(q, frac)}
+    gold_train = {q: lab for q, lab in gold_for_training.items() if not is_validation(q, frac)}
+    overrides = sum(1 for q, lab in gold.items() if q in weak and weak[q].label != lab)
+    for q, lab in gold_val.items():
+        val[q] = Example(q, lab, 1.0, gold=True)
+    return _Pools(train_pool, val_pool, val, gold_train, gold_val, gold_eval, overrides)
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    """The training pool split at the fresh window, and the replayed sample of the older rows."""
+
+    fresh: list[LabelledQuery]
+    old: list[LabelledQuery]
+    replay: list[LabelledQuery]
+    tail: set[str]  # older queries in the tail slice (favoured by the replay)
+
+
+def _draw(
+    train_pool: list[LabelledQuery],
+    last_seen: Mapping[str, datetime],
+    counts: Mapping[str, int],
+    fresh_since: datetime | None,
+    train: TrainSettings,
+) -> _Drawn:
+    """Fresh rows (label evidence newer than ``fresh_since``; all of them without it) and a
+    tail-favouring replay of ``max(replay_min, replay_ratio x fresh)`` older ones."""
+    if fresh_since is None:
+        fresh, old = list(train_pool), []
+    else:
+        fresh = [r for r in train_pool if (ts := last_seen.get(r.norm_text)) is None or ts > fresh_since]
+        old = [r for r in train_pool if (ts := last_seen.get(r.norm_text)) is not None and ts <= fresh_since]
+    bounds = frequency_slices(counts, train.gate.head_share, train.gate.torso_share)
+    tail = {r.norm_text for r in old if bounds.slice_of(counts.get(r.norm_text, 0)) == "tail"}
+    want = max(train.replay_min, math.ceil(train.replay_ratio * len(fresh)))
+    replay = _replay_sample(old, want, tail, train.replay_tail_boost, train.seed)
+    return _Drawn(fresh, old, replay, tail)
+
+
+def _learnable_labels(per_label: Mapping[str, int], min_rows: int) -> list[str]:
+    """The labels with at least ``min_rows`` training rows, sorted; the others are logged."""
+    labels = sorted(label for label, n in per_label.items() if n >= min_rows)
+    rare = sorted(set(per_label) - set(labels))
+    if rare:
+        log.warning(
+            "%d label(s) with fewer than %d training rows left out of this run (%s%s): "
+            "INTENTLOOP_TRAIN__MIN_EXAMPLES_PER_LABEL",
+            len(rare),
+            min_rows,
+            ", ".join(rare[:10]),
+            f" and {len(rare) - 10} more" if len(rare) > 10 else "",
+        )
+    return labels
+
+
+def _counts(
+    pools: _Pools, drawn: _Drawn, per_label: Mapping[str, int], rare: list[str], kept: set[str]
+) -> dict[str, int]:
+    """How many rows each source and each rule contributed or left out (recorded with the run)."""
+    return {
+        "pool_train": len(pools.train_pool),
+        "pool_val": len(pools.val_pool),
+        "fresh": len(drawn.fresh),
+        "older": len(drawn.old),
+        "replay": len(drawn.replay),
+        "replay_tail": sum(1 for r in drawn.replay if r.norm_text in drawn.tail),
+        "older_tail": len(drawn.tail),
+        "gold_train": len(pools.gold_train),
+        "gold_val": len(pools.gold_val),
+        "gold_overrides": pools.overrides,
+        "gold_eval": len(pools.gold_eval),
+        "labels_left_out": len(rare),
+        "rows_left_out": sum(per_label[label] for label in rare),
+        "val_rows_left_out": sum(1 for e in pools.val.values() if e.label not in kept),
+    }
+
+
+def _params(train: TrainSettings) -> dict[str, Any]:
+    """The settings that chose the rows (recorded with the run)."""
+    return {
+        "min_votes": train.min_votes,
+        "min_confidence": train.min_confidence,
+        "val_fraction": train.val_fraction,
+        "max_examples": train.max_examples,
+        "replay_ratio": train.replay_ratio,
+        "replay_min": train.replay_min,
+        "replay_tail_boost": train.replay_tail_boost,
+        "targets": train.targets,
+        "example_weight": train.example_weight,
+        "min_examples_per_label": train.min_examples_per_label,
+        "seed": train.seed,
+    }

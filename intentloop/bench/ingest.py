@@ -26,7 +26,9 @@ from intentloop.bench.measure import (
     SENTINEL,
     SENTINEL_TS,
     PacedProducer,
+    Sample,
     Watch,
+    Window,
     commit_window,
     conninfo,
     cpu_percent,
@@ -34,9 +36,9 @@ from intentloop.bench.measure import (
     rss_by_progress,
     stored_rows,
 )
-from intentloop.bench.raw import raw_baseline
-from intentloop.settings import Settings
-from intentloop.stack import Endpoints, LocalStack, StackPorts
+from intentloop.bench.raw import RawResult, raw_baseline
+from intentloop.settings import Settings, StackPorts
+from intentloop.stack import Endpoints, LocalStack
 from intentloop.worker_processes import WorkerProcess, endpoint_env, free_port
 from store.catalog import load_catalog
 from store.db import Database
@@ -46,7 +48,7 @@ from streams import topics
 from streams.codec import encode
 from streams.kafka import end_offsets, ensure_topics
 from streams.simulator import SimConfig, simulate
-from streams.simulator.publish import produce, traffic_records
+from streams.simulator.publish import TrafficCounts, produce, traffic_records
 
 Echo = Callable[[str], None]
 
@@ -75,18 +77,7 @@ def run_ingest_bench(settings: Settings, opts: BenchOptions, echo: Echo) -> dict
         ensure_topics(eps.kafka_bootstrap, partitions=settings.kafka.partitions)
         pg = psycopg.connect(conninfo(eps.postgres_url), autocommit=True)
         _require_empty(pg, eps)
-        echo(f"bench: simulating ~{opts.events} events (seed {opts.seed}) ...")
-        sim = simulate(SimConfig(seed=opts.seed, n_searches=max(1, round(opts.events / EVENTS_PER_SEARCH))))
-        with Database(eps.postgres_url) as db, db.session() as session:
-            load_catalog(session, [p.model_dump() for p in sim.catalog], settings.taxonomy)
-        records, sent = traffic_records(
-            sim, malformed=_MALFORMED, unknown_product=_UNKNOWN_PRODUCT, seed=opts.seed
-        )
-        del sim
-        t = time.monotonic()
-        produce(eps.kafka_bootstrap, records)
-        produce_s = time.monotonic() - t
-        del records
+        sent, produce_s = _produce_stream(settings, eps, opts, echo)
         echo(f"bench: produced {sent.total} events in {produce_s:.1f}s; raw baseline (aiokafka + COPY) ...")
         raw = raw_baseline(eps.kafka_bootstrap, conninfo(eps.postgres_url))
         pg.execute("CHECKPOINT")  # the worker starts without the baseline's dirty pages to write
@@ -102,7 +93,9 @@ def run_ingest_bench(settings: Settings, opts: BenchOptions, echo: Echo) -> dict
         rate = opts.rate or max(100.0, window.events_per_s / 2)
         echo(f"bench: {window.events_per_s:,.0f} events/s; latency phase at {rate:,.0f} events/s ...")
         latency, latency_cpu = _latency_phase(pg, worker, watch, eps, opts, rate, start=phase[-1][1])
-        total_stored = stored_rows(pg)
+        run = _Measured(
+            sent, produce_s, raw, spawned, window, watch, phase, latency, latency_cpu, stored_rows(pg)
+        )
     finally:
         if worker is not None:
             worker.stop()
@@ -110,28 +103,67 @@ def run_ingest_bench(settings: Settings, opts: BenchOptions, echo: Echo) -> dict
             pg.close()
         if not opts.keep_stack:
             stack.down()
-    summary = {
+    summary = _summary(settings, opts, bench_dir, run)
+    _print_summary(summary, echo)
+    return summary
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What one run measured, phase by phase."""
+
+    sent: TrafficCounts
+    produce_s: float
+    raw: RawResult
+    spawned: float  # wall clock when the worker process was started
+    window: Window  # first to last commit of the throughput phase
+    watch: Watch
+    phase: list[Sample]  # the throughput phase's samples
+    latency: dict[str, Any]
+    latency_cpu: float
+    total_stored: int
+
+
+def _produce_stream(
+    settings: Settings, eps: Endpoints, opts: BenchOptions, echo: Echo
+) -> tuple[TrafficCounts, float]:
+    """Simulate, store the catalog, produce every record (bad ones too); returns how long producing took."""
+    echo(f"bench: simulating ~{opts.events} events (seed {opts.seed}) ...")
+    sim = simulate(SimConfig(seed=opts.seed, n_searches=max(1, round(opts.events / EVENTS_PER_SEARCH))))
+    with Database(eps.postgres_url) as db, db.session() as session:
+        load_catalog(session, [p.model_dump() for p in sim.catalog], settings.taxonomy)
+    records, sent = traffic_records(
+        sim, malformed=_MALFORMED, unknown_product=_UNKNOWN_PRODUCT, seed=opts.seed
+    )
+    del sim
+    t = time.monotonic()
+    produce(eps.kafka_bootstrap, records)
+    return sent, time.monotonic() - t
+
+
+def _summary(settings: Settings, opts: BenchOptions, bench_dir: Path, run: _Measured) -> dict[str, Any]:
+    """The result line the CLI prints as JSON."""
+    sent, raw, window, phase = run.sent, run.raw, run.window, run.phase
+    return {
         "events": sent.total,
         "events_per_s": round(window.events_per_s, 1),
         "raw_events_per_s": raw.events_per_s,
         "ratio_vs_raw": round(window.events_per_s / raw.events_per_s, 3) if raw.events_per_s else None,
-        **latency,
-        "peak_rss_mb": round(watch.peak_rss_mb, 1),
+        **run.latency,
+        "peak_rss_mb": round(run.watch.peak_rss_mb, 1),
         "rss_mb_by_progress": rss_by_progress(phase, 0, sent.total),
-        "worker_cpu_pct": {"throughput": cpu_percent(phase, 0, sent.total), "latency": latency_cpu},
+        "worker_cpu_pct": {"throughput": cpu_percent(phase, 0, sent.total), "latency": run.latency_cpu},
         "ingest_wall_s": round(window.t1 - window.t0, 2),
-        "worker_start_to_first_commit_s": round(window.t0 - spawned, 2),
+        "worker_start_to_first_commit_s": round(window.t0 - run.spawned, 2),
         "raw_wall_s": raw.wall_s,
-        "produce_s": round(produce_s, 1),
-        "rows_stored": total_stored,
+        "produce_s": round(run.produce_s, 1),
+        "rows_stored": run.total_stored,
         "batch_size": settings.ingest.batch_size,
         "partitions": settings.kafka.partitions,
         "seed": opts.seed,
         "timing": "postgres commit timestamps",
         "stack": "kept: " + str(bench_dir) if opts.keep_stack else "stopped",
     }
-    _print_summary(summary, echo)
-    return summary
 
 
 def _latency_phase(

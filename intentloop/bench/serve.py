@@ -21,7 +21,6 @@ under ``<state_dir>/bench-serve``.
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import statistics
@@ -34,8 +33,9 @@ from typing import Any
 
 import psycopg
 
-from intentloop.settings import Settings
-from intentloop.stack import Endpoints, LocalStack, StackPorts
+from intentloop.bench.http_client import Conn, percentile
+from intentloop.settings import Settings, StackPorts
+from intentloop.stack import Endpoints, LocalStack
 from intentloop.worker_processes import (
     WorkerProcess,
     endpoint_env,
@@ -140,7 +140,7 @@ def bench_env(settings: Settings, name: str, extra_env: dict[str, str] | None = 
                 yield BenchEnv(eps, db, registry, artifacts, env, work)
             finally:
                 with contextlib.suppress(Exception):
-                    registry.client.delete(*registry.client.keys(f"{prefix}:*") or ["-"])
+                    registry.delete_keys()
                 registry.close()
                 db.dispose()
     finally:
@@ -169,54 +169,6 @@ def bench_queries(seed: int, n: int = 2000) -> list[str]:
     """Realistic search queries (the simulator's long tail), in a fixed order."""
     sim = simulate(SimConfig(seed=seed, n_searches=n))
     return sorted(sim.truth)
-
-
-# ---------------------------------------------------------------- a minimal keep-alive HTTP client
-class Conn:
-    """One keep-alive HTTP/1.1 connection posting JSON; just enough protocol for a benchmark."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
-        """(status, JSON body) — status 0 when the connection failed (then it reconnects next time)."""
-        data = json.dumps(body).encode()
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n"
-        ).encode()
-        try:
-            if self._writer is None:
-                self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
-            assert self._reader is not None
-            self._writer.write(head + data)
-            raw = await self._reader.readuntil(b"\r\n\r\n")
-            lines = raw.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            length = next(
-                int(v) for k, _, v in (ln.partition(":") for ln in lines[1:]) if k.lower() == "content-length"
-            )
-            payload = await self._reader.readexactly(length)
-            return status, json.loads(payload)
-        except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration):
-            await self.close()
-            return 0, None
-
-    async def close(self) -> None:
-        w, self._writer, self._reader = self._writer, None, None
-        if w is not None:
-            w.close()
-            with contextlib.suppress(OSError):
-                await w.wait_closed()
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 # ---------------------------------------------------------------- phases
@@ -326,6 +278,21 @@ def _batch_mean(port: int) -> float | None:
     return round(values.get("intentloop_batch_queries_sum", 0.0) / count, 2) if count else None
 
 
+@dataclass(frozen=True)
+class _ServeResults:
+    """What the phases measured, in the order they ran."""
+
+    raw_qps: float
+    batch1_ms: list[float]
+    max_done: int
+    max_failed: int
+    max_latencies_ms: list[float]
+    half_rate: float
+    half_latencies_ms: list[float]
+    half_failed: int
+    mean_batch_queries: float | None
+
+
 def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> dict[str, Any]:
     """Every phase against one worker process; returns the summary (the CLI prints it as JSON)."""
     from serving.synthetic import synthetic_adapter
@@ -344,26 +311,10 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
             wait_until(
                 lambda: served_version(port) == version, timeout_s=120, what="adapter loaded", proc=worker
             )
-            batch = settings.serve.batch_max_queries
-            echo(f"bench serve: raw model, batches of {batch}, {opts.seconds:.0f}s ...")
-            raw_qps = raw_phase(env, version, queries, batch, opts.seconds)
-            echo(
-                f"bench serve: raw {raw_qps:,.0f} queries/s; batch-1 latency, {opts.batch1_requests} requests"
-            )
-            b1 = asyncio.run(_batch1(port, queries, opts.batch1_requests))
-            echo(f"bench serve: {opts.clients} concurrent clients, {opts.seconds:.0f}s ...")
-            done, failed_max, lat_max = asyncio.run(_closed_loop(port, queries, opts.clients, opts.seconds))
-            qps = done / opts.seconds
-            half = qps / 2
-            echo(
-                f"bench serve: max {qps:,.0f} queries/s; open loop at {half:,.0f}/s, {opts.seconds:.0f}s ..."
-            )
-            lat_half, failed_half = asyncio.run(
-                _open_loop(port, queries, half, opts.seconds, pool=opts.clients)
-            )
-            batch_mean = _batch_mean(port)
+            m = _phases(env, settings, opts, version, queries, port, echo)
         finally:
             worker.stop()
+    qps = m.max_done / opts.seconds
     return {
         "bench": "serve",
         "encoder": str(settings.model.base_dir or "all-MiniLM-L6-v2"),
@@ -371,15 +322,41 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
         "clients": opts.clients,
         "seconds": opts.seconds,
         "qps": round(qps, 1),
-        "p50_ms": round(percentile(lat_half, 50), 2),
-        "p99_ms": round(percentile(lat_half, 99), 2),
-        "half_rate_qps": round(half, 1),
-        "max_p50_ms": round(percentile(lat_max, 50), 2),
-        "max_p99_ms": round(percentile(lat_max, 99), 2),
-        "raw_qps": round(raw_qps, 1),
-        "ratio_vs_raw": round(qps / raw_qps, 3) if raw_qps else None,
-        "batch1_p50_ms": round(statistics.median(b1), 2) if b1 else None,
-        "mean_batch_queries": batch_mean,
-        "failed_requests": failed_max + failed_half + (opts.batch1_requests - len(b1)),
+        "p50_ms": round(percentile(m.half_latencies_ms, 50), 2),
+        "p99_ms": round(percentile(m.half_latencies_ms, 99), 2),
+        "half_rate_qps": round(m.half_rate, 1),
+        "max_p50_ms": round(percentile(m.max_latencies_ms, 50), 2),
+        "max_p99_ms": round(percentile(m.max_latencies_ms, 99), 2),
+        "raw_qps": round(m.raw_qps, 1),
+        "ratio_vs_raw": round(qps / m.raw_qps, 3) if m.raw_qps else None,
+        "batch1_p50_ms": round(statistics.median(m.batch1_ms), 2) if m.batch1_ms else None,
+        "mean_batch_queries": m.mean_batch_queries,
+        "failed_requests": m.max_failed + m.half_failed + (opts.batch1_requests - len(m.batch1_ms)),
         "version": version,
     }
+
+
+def _phases(
+    env: BenchEnv,
+    settings: Settings,
+    opts: ServeBenchOptions,
+    version: str,
+    queries: list[str],
+    port: int,
+    echo: Echo,
+) -> _ServeResults:
+    """Raw model, batch-1 latency, closed-loop maximum, open loop at half of it: in that order."""
+    batch = settings.serve.batch_max_queries
+    echo(f"bench serve: raw model, batches of {batch}, {opts.seconds:.0f}s ...")
+    raw_qps = raw_phase(env, version, queries, batch, opts.seconds)
+    echo(f"bench serve: raw {raw_qps:,.0f} queries/s; batch-1 latency, {opts.batch1_requests} requests")
+    b1 = asyncio.run(_batch1(port, queries, opts.batch1_requests))
+    echo(f"bench serve: {opts.clients} concurrent clients, {opts.seconds:.0f}s ...")
+    done, failed_max, lat_max = asyncio.run(_closed_loop(port, queries, opts.clients, opts.seconds))
+    qps = done / opts.seconds
+    half = qps / 2
+    echo(f"bench serve: max {qps:,.0f} queries/s; open loop at {half:,.0f}/s, {opts.seconds:.0f}s ...")
+    lat_half, failed_half = asyncio.run(_open_loop(port, queries, half, opts.seconds, pool=opts.clients))
+    return _ServeResults(
+        raw_qps, b1, done, failed_max, lat_max, half, lat_half, failed_half, _batch_mean(port)
+    )

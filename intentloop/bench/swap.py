@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from intentloop.bench.serve import Conn, bench_env, bench_queries, percentile
+from intentloop.bench.http_client import Conn, percentile
+from intentloop.bench.serve import BenchEnv, bench_env, bench_queries
 from intentloop.settings import Settings
 from intentloop.worker_processes import WorkerProcess, free_port, served_version, wait_until
 
@@ -103,58 +104,12 @@ def _serves(port: int, version: str) -> Callable[[], bool]:
 
 def run_swap_bench(settings: Settings, opts: SwapBenchOptions, echo: Echo) -> dict[str, Any]:
     """Promote ``swaps`` new adapters under load on two workers; returns the summary."""
-    from serving.synthetic import synthetic_adapter
-
     with bench_env(settings, "bench-swap", {"INTENTLOOP_SERVE__TORCH_THREADS": "1"}) as env:
         echo(f"bench swap: publishing {opts.swaps + 1} synthetic adapters ...")
-        versions = [
-            synthetic_adapter(
-                env.artifacts,
-                settings.model.base_dir,
-                seed=opts.seed + i,
-                max_length=settings.model.max_length,
-            )
-            for i in range(opts.swaps + 1)
-        ]
-        for v in versions:
-            env.record(v)
+        versions = _publish(env, settings, opts)
         ports = [free_port(), free_port()]
-        workers: list[WorkerProcess] = []
-        load: _Load | None = None
-        promoted_at: list[float] = []
-        try:
-            workers = [env.worker(f"bench-swap-{k}", port) for k, port in enumerate(ports)]
-            env.promote(versions[0], "bench swap: start")
-            for port, proc in zip(ports, workers, strict=True):
-                wait_until(_serves(port, versions[0]), timeout_s=120, what="first version", proc=proc)
-            load = _Load(ports, opts.rate, bench_queries(opts.seed))
-            load.start()
-            time.sleep(opts.interval_s)
-            for i, version in enumerate(versions[1:], 1):
-                echo(f"bench swap: promotion {i}/{opts.swaps} -> {version}")
-                promoted_at.append(time.perf_counter())
-                env.promote(version, f"bench swap {i}")
-                time.sleep(opts.interval_s)
-        finally:
-            if load is not None:
-                load.stop()
-            for w in workers:
-                w.stop()
-    answers = load.answers if load is not None else []
-    swap_ms, flaps, unfinished = [], 0, 0
-    for i, t0 in enumerate(promoted_at):
-        new, old = versions[i + 1], versions[i]
-        firsts = []
-        for k in range(len(ports)):
-            mine = [a for a in answers if a.worker == k and a.sent >= t0 and a.status == 200]
-            first_new = next((a.received for a in mine if a.version == new), None)
-            if first_new is None:
-                unfinished += 1
-                continue
-            firsts.append(first_new)
-            flaps += sum(1 for a in mine if a.version == old and a.sent > first_new)
-        if len(firsts) == len(ports):
-            swap_ms.append((max(firsts) - t0) * 1000)
+        answers, promoted_at = _promote_under_load(env, versions, ports, opts, echo)
+    swap_ms, flaps, unfinished = _swap_times(answers, promoted_at, versions, len(ports))
     known = set(versions)
     return {
         "bench": "swap",
@@ -175,3 +130,73 @@ def run_swap_bench(settings: Settings, opts: SwapBenchOptions, echo: Echo) -> di
         "unfinished_swaps": unfinished,
         "request_p99_ms": round(percentile([(a.received - a.sent) * 1000 for a in answers], 99), 2),
     }
+
+
+def _publish(env: BenchEnv, settings: Settings, opts: SwapBenchOptions) -> list[str]:
+    """``swaps + 1`` synthetic adapters, stored and recorded (not promoted)."""
+    from serving.synthetic import synthetic_adapter
+
+    versions = [
+        synthetic_adapter(
+            env.artifacts,
+            settings.model.base_dir,
+            seed=opts.seed + i,
+            max_length=settings.model.max_length,
+        )
+        for i in range(opts.swaps + 1)
+    ]
+    for v in versions:
+        env.record(v)
+    return versions
+
+
+def _promote_under_load(
+    env: BenchEnv, versions: list[str], ports: list[int], opts: SwapBenchOptions, echo: Echo
+) -> tuple[list[_Answer], list[float]]:
+    """Workers on ``ports`` serving the first version, then load and a promotion every interval.
+
+    Returns every answer and each promotion's start (``perf_counter``), workers and load stopped.
+    """
+    workers: list[WorkerProcess] = []
+    load: _Load | None = None
+    promoted_at: list[float] = []
+    try:
+        workers = [env.worker(f"bench-swap-{k}", port) for k, port in enumerate(ports)]
+        env.promote(versions[0], "bench swap: start")
+        for port, proc in zip(ports, workers, strict=True):
+            wait_until(_serves(port, versions[0]), timeout_s=120, what="first version", proc=proc)
+        load = _Load(ports, opts.rate, bench_queries(opts.seed))
+        load.start()
+        time.sleep(opts.interval_s)
+        for i, version in enumerate(versions[1:], 1):
+            echo(f"bench swap: promotion {i}/{opts.swaps} -> {version}")
+            promoted_at.append(time.perf_counter())
+            env.promote(version, f"bench swap {i}")
+            time.sleep(opts.interval_s)
+    finally:
+        if load is not None:
+            load.stop()
+        for w in workers:
+            w.stop()
+    return (load.answers if load is not None else []), promoted_at
+
+
+def _swap_times(
+    answers: list[_Answer], promoted_at: list[float], versions: list[str], n_workers: int
+) -> tuple[list[float], int, int]:
+    """Per completed promotion, ms until every worker answered with it; flaps; unfinished swaps."""
+    swap_ms, flaps, unfinished = [], 0, 0
+    for i, t0 in enumerate(promoted_at):
+        new, old = versions[i + 1], versions[i]
+        firsts = []
+        for k in range(n_workers):
+            mine = [a for a in answers if a.worker == k and a.sent >= t0 and a.status == 200]
+            first_new = next((a.received for a in mine if a.version == new), None)
+            if first_new is None:
+                unfinished += 1
+                continue
+            firsts.append(first_new)
+            flaps += sum(1 for a in mine if a.version == old and a.sent > first_new)
+        if len(firsts) == n_workers:
+            swap_ms.append((max(firsts) - t0) * 1000)
+    return swap_ms, flaps, unfinished

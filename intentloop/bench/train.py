@@ -21,30 +21,21 @@ the slowest phase (``--no-full-ft`` skips it and reports nulls). Needs no server
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from intentloop.bench.train_common import Echo, Scored, TrainBenchOptions, headline, load_trainer, nulls
 from intentloop.settings import Settings
 from store.settings import TaxonomySettings
 from store.taxonomy import label_for_category, normalise_query
 from streams.simulator import SimConfig, simulate
 from trainer.dataset import Example
+from trainer.settings import TrainSettings
 from trainer.split import is_validation
 
-Echo = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class TrainBenchOptions:
-    queries: int = 50_000
-    seed: int = 17
-    full_ft: bool = True
-    epochs: int = 1
-    test_fraction: float = 0.2
-    progress: bool = True
-    traffic: str = "long_tail"  # or "shop": the simulator's profile
-    labels: str = "weak"  # "weak": labeled by the labeling functions; "truth": the shoppers' intents
+if TYPE_CHECKING:
+    from trainer.evaluation import FrequencySlices
 
 
 @dataclass(frozen=True)
@@ -78,27 +69,15 @@ def build_snapshot(queries: int, seed: int, test_fraction: float, taxonomy: Taxo
     return Snapshot(train, test, counts, labels, len(rows))
 
 
-def _headline(prefix: str, report: dict[str, Any]) -> dict[str, Any]:
-    out = {
-        f"{prefix}_macro_f1": report["macro_f1"],
-        f"{prefix}_accuracy": report["accuracy"],
-        f"{prefix}_ece": report["ece"],
-    }
-    for name in ("head", "torso", "tail"):
-        out[f"{prefix}_{name}_macro_f1"] = report["slices"][name].get("macro_f1")
-    return out
-
-
 def run_train_bench(settings: Settings, opts: TrainBenchOptions, *, echo: Echo) -> dict[str, Any]:
     """Build the snapshot, train and score the three models; returns the summary (printed as JSON)."""
     if opts.labels == "weak":
         from intentloop.bench.train_weak import run_weak_train_bench
 
         return run_weak_train_bench(settings, opts, echo=echo)
-    from trainer.baselines import from_fit, train_full_finetune, train_tfidf
-    from trainer.evaluation import evaluate, frequency_slices, predict
-    from trainer.finetune import fit
-    from trainer.model import resolve_base_dir
+    load_trainer()
+    from trainer.classifier import resolve_base_dir
+    from trainer.evaluation import frequency_slices
 
     started = time.monotonic()
     base_dir = resolve_base_dir(settings.model.base_dir)
@@ -113,43 +92,100 @@ def run_train_bench(settings: Settings, opts: TrainBenchOptions, *, echo: Echo) 
         f"      {snap.searches} searches, {len(snap.counts)} distinct queries, {len(snap.labels)} labels; "
         f"train rows {len(snap.train)}, held-out queries {len(snap.test)}"
     )
-
     echo(f"[2/4] LoRA on {base_dir}, {opts.epochs} epoch(s) ...")
-    lora_fit = fit(snap.train, [], snap.labels, base_dir, train_settings, max_length, progress=opts.progress)
-    lora = from_fit(lora_fit, snap.labels, max_length)
-    lora_report = evaluate(lora.predictor, snap.test, snap.counts, bounds)
-    lora_metrics = lora.metrics
-    test_queries = [q for q, _ in snap.test]
-    lora_pred, _ = predict(lora.predictor, test_queries)
-    echo(f"      macro-F1 {lora_report['macro_f1']:.4f} in {lora.metrics['wall_s']:.0f}s")
-    del lora, lora_fit  # free the LoRA model before full fine-tuning builds another encoder
-
+    lora = _lora(snap, bounds, base_dir, train_settings, max_length, opts.progress, echo)
     echo("[3/4] TF-IDF + logistic regression ...")
-    tfidf = train_tfidf(snap.train, snap.labels, seed=train_settings.seed)
-    tfidf_report = evaluate(tfidf, snap.test, snap.counts, bounds)
-    echo(f"      macro-F1 {tfidf_report['macro_f1']:.4f} in {tfidf.metrics['wall_s']:.0f}s")
-    tfidf_pred, _ = predict(tfidf, test_queries)
+    tfidf = _tfidf(snap, bounds, train_settings.seed, echo)
+    paired = _paired(snap, bounds, lora.predictions, tfidf.predictions)
+    full: Scored | None = None
+    if opts.full_ft:
+        echo(f"[4/4] full fine-tuning, {opts.epochs} epoch(s) at lr {gate.full_ft_learning_rate} ...")
+        full = _full_ft(snap, bounds, base_dir, train_settings, max_length, opts.progress, echo)
+    else:
+        echo("[4/4] full fine-tuning skipped (--no-full-ft)")
+    encoder = "all-MiniLM-L6-v2" if settings.model.base_dir is None else str(base_dir)
+    return _summary(opts, snap, bounds, encoder, lora, tfidf, full, paired, started)
+
+
+def _lora(
+    snap: Snapshot,
+    bounds: "FrequencySlices",
+    base_dir: Path,
+    train: TrainSettings,
+    max_length: int,
+    progress: bool,
+    echo: Echo,
+) -> Scored:
+    """LoRA on the snapshot's training rows, scored and predicting the held-out queries."""
+    from trainer.baselines import from_fit
+    from trainer.evaluation import evaluate, predict
+    from trainer.finetune import fit
+
+    lora_fit = fit(snap.train, [], snap.labels, base_dir, train, max_length, progress=progress)
+    lora = from_fit(lora_fit, snap.labels, max_length)
+    report = evaluate(lora.predictor, snap.test, snap.counts, bounds)
+    predictions, _ = predict(lora.predictor, [q for q, _ in snap.test])
+    echo(f"      macro-F1 {report['macro_f1']:.4f} in {lora.metrics['wall_s']:.0f}s")
+    return Scored(report, lora.metrics, predictions)  # the model is freed before full fine-tuning
+
+
+def _tfidf(snap: Snapshot, bounds: "FrequencySlices", seed: int, echo: Echo) -> Scored:
+    """The TF-IDF + logistic regression baseline, scored and predicting the held-out queries."""
+    from trainer.baselines import train_tfidf
+    from trainer.evaluation import evaluate, predict
+
+    tfidf = train_tfidf(snap.train, snap.labels, seed=seed)
+    report = evaluate(tfidf, snap.test, snap.counts, bounds)
+    echo(f"      macro-F1 {report['macro_f1']:.4f} in {tfidf.metrics['wall_s']:.0f}s")
+    predictions, _ = predict(tfidf, [q for q, _ in snap.test])
+    return Scored(report, tfidf.metrics, predictions)
+
+
+def _full_ft(
+    snap: Snapshot,
+    bounds: "FrequencySlices",
+    base_dir: Path,
+    train: TrainSettings,
+    max_length: int,
+    progress: bool,
+    echo: Echo,
+) -> Scored:
+    """Full fine-tuning of the same encoder, scored (its predictions are not compared)."""
+    from trainer.baselines import train_full_finetune
+    from trainer.evaluation import evaluate
+
+    full = train_full_finetune(snap.train, [], snap.labels, base_dir, train, max_length, progress=progress)
+    report = evaluate(full.predictor, snap.test, snap.counts, bounds)
+    echo(f"      macro-F1 {report['macro_f1']:.4f} in {full.metrics['wall_s']:.0f}s")
+    return Scored(report, full.metrics)
+
+
+def _paired(
+    snap: Snapshot, bounds: "FrequencySlices", lora: list[str], tfidf: list[str]
+) -> dict[str, dict[str, Any]]:
+    """LoRA against TF-IDF on every held-out query and on the tail ones."""
+    test_queries = [q for q, _ in snap.test]
     tail = [i for i, q in enumerate(test_queries) if bounds.slice_of(snap.counts.get(q, 0)) == "tail"]
     truth = [label for _, label in snap.test]
-    paired = {
-        name: _lora_vs_tfidf([truth[i] for i in rows], lora_pred, tfidf_pred, rows)
+    return {
+        name: _lora_vs_tfidf([truth[i] for i in rows], lora, tfidf, rows)
         for name, rows in (("all", list(range(len(truth)))), ("tail", tail))
     }
 
-    full_report: dict[str, Any] | None = None
-    full_metrics: dict[str, Any] = {}
-    if opts.full_ft:
-        echo(f"[4/4] full fine-tuning, {opts.epochs} epoch(s) at lr {gate.full_ft_learning_rate} ...")
-        full = train_full_finetune(
-            snap.train, [], snap.labels, base_dir, train_settings, max_length, progress=opts.progress
-        )
-        full_report = evaluate(full.predictor, snap.test, snap.counts, bounds)
-        full_metrics = full.metrics
-        echo(f"      macro-F1 {full_report['macro_f1']:.4f} in {full_metrics['wall_s']:.0f}s")
-    else:
-        echo("[4/4] full fine-tuning skipped (--no-full-ft)")
 
-    summary: dict[str, Any] = {
+def _summary(
+    opts: TrainBenchOptions,
+    snap: Snapshot,
+    bounds: "FrequencySlices",
+    encoder: str,
+    lora: Scored,
+    tfidf: Scored,
+    full: Scored | None,
+    paired: dict[str, dict[str, Any]],
+    started: float,
+) -> dict[str, Any]:
+    """The result line; ``total_wall_s`` is read last, as the clock's stop."""
+    return {
         "queries": snap.searches,
         "distinct_queries": len(snap.counts),
         "train_rows": len(snap.train),
@@ -157,23 +193,22 @@ def run_train_bench(settings: Settings, opts: TrainBenchOptions, *, echo: Echo) 
         "labels": len(snap.labels),
         "seed": opts.seed,
         "epochs": opts.epochs,
-        "encoder": "all-MiniLM-L6-v2" if settings.model.base_dir is None else str(base_dir),
-        "device": lora_metrics["device"],
-        "samples_per_s": lora_metrics["samples_per_s"],
-        "wall_s": lora_metrics["wall_s"],
-        "trainable_params_pct": lora_metrics["trainable_params_pct"],
-        **_headline("lora", lora_report),
-        "full_ft_wall_s": full_metrics.get("wall_s"),
-        "full_ft_samples_per_s": full_metrics.get("samples_per_s"),
-        **(_headline("full_ft", full_report) if full_report is not None else _nulls("full_ft")),
+        "encoder": encoder,
+        "device": lora.metrics["device"],
+        "samples_per_s": lora.metrics["samples_per_s"],
+        "wall_s": lora.metrics["wall_s"],
+        "trainable_params_pct": lora.metrics["trainable_params_pct"],
+        **headline("lora", lora.report),
+        "full_ft_wall_s": full.metrics.get("wall_s") if full is not None else None,
+        "full_ft_samples_per_s": full.metrics.get("samples_per_s") if full is not None else None,
+        **(headline("full_ft", full.report) if full is not None else nulls("full_ft")),
         "tfidf_wall_s": tfidf.metrics["wall_s"],
-        **_headline("tfidf", tfidf_report),
+        **headline("tfidf", tfidf.report),
         "lora_vs_tfidf": paired,
-        "test_slices": {name: lora_report["slices"][name]["n"] for name in ("head", "torso", "tail")},
+        "test_slices": {name: lora.report["slices"][name]["n"] for name in ("head", "torso", "tail")},
         "slice_definition": bounds.describe(),
         "total_wall_s": round(time.monotonic() - started, 1),
     }
-    return summary
 
 
 def _lora_vs_tfidf(truth: list[str], lora: list[str], tfidf: list[str], rows: list[int]) -> dict[str, Any]:
@@ -189,8 +224,3 @@ def _lora_vs_tfidf(truth: list[str], lora: list[str], tfidf: list[str], rows: li
         "only_tfidf_right": out["b_only_right"],
         "mcnemar_p": out["p_value"],
     }
-
-
-def _nulls(prefix: str) -> dict[str, None]:
-    keys = ("macro_f1", "accuracy", "ece", "head_macro_f1", "torso_macro_f1", "tail_macro_f1")
-    return {f"{prefix}_{k}": None for k in keys}

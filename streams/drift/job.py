@@ -28,7 +28,6 @@ from store.drift import (
     newest_prediction_bucket,
     newest_vote_ts,
     prediction_window_counts,
-    request_refresh,
     training_reference,
     upsert_drift_reports,
     weak_label_window_counts,
@@ -36,7 +35,7 @@ from store.drift import (
 from store.registry import RedisRegistry
 from store.versions import CHAMPION, recorded_alias
 from streams.drift.settings import DriftSettings
-from streams.drift.stats import Comparison, compare
+from streams.drift.stats import Comparison, Thresholds, compare
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,7 @@ TRAINING = "training"
 PREVIOUS = "previous_window"
 
 AlertSink = Callable[[dict[str, Any]], None]
+_WindowCounts = dict[datetime, dict[str, int]]  # window start -> {label: count}
 
 
 @dataclass
@@ -127,20 +127,53 @@ def run_drift_check(
     """Evaluate every complete window in range, store the reports and raise first-time alerts."""
     w = settings.window_s
     bounds = check_range(db, settings, since=since, until=until)
+    champion, ref_counts, counts = _read_counts(db, w, bounds)
+    if bounds is None:
+        return CheckResult(w, datetime.now(UTC), datetime.now(UTC), champion)
+    lo, hi = bounds
+    result = CheckResult(w, lo, hi, champion)
+    result.reports = _compare_windows(counts, ref_counts, lo, hi, w, champion, settings.thresholds())
+    with db.session() as session:
+        first_time = upsert_drift_reports(session, result.reports)
+    result.alerts = [alert_message(result.reports[i], report_id) for i, report_id in first_time]
+    _raise(result.alerts, sinks)
+    if settings.refresh_on_alert and registry is not None:
+        result.refresh_requested = _request_refresh(registry, result.alerts, champion)
+    return result
+
+
+def _read_counts(
+    db: Database, w: int, bounds: tuple[datetime, datetime] | None
+) -> tuple[str | None, dict[str, int], dict[str, _WindowCounts]]:
+    """The champion, its training snapshot's label counts, and each stream's counts per window
+    over ``bounds`` and the window before (the first window's "previous window")."""
     with db.session() as session:
         champion = recorded_alias(session, CHAMPION)
         ref = training_reference(session, champion) if champion else None
         ref_counts = {str(k): int(v) for k, v in (ref.counts if ref else {}).items()}
         if bounds is None:
-            return CheckResult(w, datetime.now(UTC), datetime.now(UTC), champion)
+            return champion, ref_counts, {}
         lo, hi = bounds
-        first = lo - timedelta(seconds=w)  # the window before the first: its "previous window"
+        first = lo - timedelta(seconds=w)
         counts = {
             WEAK_LABELS: weak_label_window_counts(session, since=first, until=hi, window_s=w),
             PREDICTIONS: prediction_window_counts(session, since=first, until=hi, window_s=w),
         }
-    result = CheckResult(w, lo, hi, champion)
-    thresholds = settings.thresholds()
+    return champion, ref_counts, counts
+
+
+def _compare_windows(
+    counts: dict[str, _WindowCounts],
+    ref_counts: dict[str, int],
+    lo: datetime,
+    hi: datetime,
+    w: int,
+    champion: str | None,
+    thresholds: Thresholds,
+) -> list[dict[str, Any]]:
+    """One report row per window with data, stream and reference (the previous window, the
+    training snapshot), in window order."""
+    rows: list[dict[str, Any]] = []
     start = lo
     while start < hi:
         end = start + timedelta(seconds=w)
@@ -150,17 +183,20 @@ def run_drift_check(
                 continue
             previous = counts[stream].get(start - timedelta(seconds=w))
             if previous:
-                result.reports.append(
+                rows.append(
                     _row(stream, PREVIOUS, start, end, champion, compare(current, previous, thresholds))
                 )
             if ref_counts:
-                row = _row(stream, TRAINING, start, end, champion, compare(current, ref_counts, thresholds))
-                result.reports.append(row)
+                rows.append(
+                    _row(stream, TRAINING, start, end, champion, compare(current, ref_counts, thresholds))
+                )
         start = end
-    with db.session() as session:
-        first_time = upsert_drift_reports(session, result.reports)
-    result.alerts = [alert_message(result.reports[i], report_id) for i, report_id in first_time]
-    for alert in result.alerts:
+    return rows
+
+
+def _raise(alerts: list[dict[str, Any]], sinks: Iterable[AlertSink]) -> None:
+    """Log each first-time alert at WARNING and hand it to every sink."""
+    for alert in alerts:
         log.warning(
             "drift alert: %s vs %s, window %s..%s (n=%d): %s",
             alert["stream"],
@@ -172,19 +208,21 @@ def run_drift_check(
         )
         for sink in sinks:
             sink(alert)
-    if settings.refresh_on_alert and registry is not None:
-        wanted = [a for a in result.alerts if a["reference"] == TRAINING]
-        if wanted:
-            result.refresh_requested = request_refresh(
-                registry,
-                {
-                    "reason": "drift from the training snapshot: " + "; ".join(wanted[-1]["reasons"]),
-                    "champion": champion,
-                    "report_id": wanted[-1]["report_id"],
-                    "at": datetime.now(UTC).isoformat(),
-                },
-            )
-    return result
+
+
+def _request_refresh(registry: RedisRegistry, alerts: list[dict[str, Any]], champion: str | None) -> bool:
+    """Ask for a training refresh when an alert is against the training snapshot (the newest says why)."""
+    wanted = [a for a in alerts if a["reference"] == TRAINING]
+    if not wanted:
+        return False
+    return registry.request_refresh(
+        {
+            "reason": "drift from the training snapshot: " + "; ".join(wanted[-1]["reasons"]),
+            "champion": champion,
+            "report_id": wanted[-1]["report_id"],
+            "at": datetime.now(UTC).isoformat(),
+        },
+    )
 
 
 def alert_message(row: dict[str, Any], report_id: int) -> dict[str, Any]:

@@ -9,6 +9,8 @@ so the three can never disagree.
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from store.db import Database
 from store.drift import (
     alert_counts,
@@ -57,30 +59,7 @@ def build_overview(
     with db.session() as session:
         window_s = latest_window_s(session) or settings.window_s
         recent = drift_reports(session, limit=windows * 4, window_s=window_s)
-        reports = [_report_dict(r) for r in recent]
-        volume: dict[str, dict[str, int]] = {}
-        labels: dict[str, dict[str, int]] = {}
-        if recent:
-            lo = recent[0].window_start
-            hi = recent[-1].window_end
-            lo = max(lo, hi - timedelta(seconds=window_s * windows))
-            vol = volume_window_counts(session, since=lo, until=hi, window_s=window_s)
-            lab = weak_label_window_counts(session, since=lo, until=hi, window_s=window_s)
-            volume = {k.isoformat(): v for k, v in sorted(vol.items())}
-            labels = {k.isoformat(): v for k, v in sorted(lab.items())}
-        labeling = latest_labeling_report(session)
-        lf_rows = []
-        if labeling is not None:
-            for row in labeling.report.get("labeling_functions", []):
-                lf_rows.append(
-                    {
-                        "name": row.get("name"),
-                        "coverage": row.get("coverage"),
-                        "conflict": row.get("conflict"),
-                        "overlap": row.get("overlap"),
-                        "accuracy": row.get("accuracy"),
-                    }
-                )
+        volume, labels = _window_volumes(session, recent, window_s, windows)
         data: dict[str, Any] = {
             "window_s": window_s,
             "thresholds": {
@@ -90,19 +69,14 @@ def build_overview(
                 "hellinger": settings.hellinger_alert,
                 "linf": settings.linf_alert,
             },
-            "reports": reports,
+            "reports": [_report_dict(r) for r in recent],
             "alerts_total": [
                 {"stream": s, "reference": r, "count": n}
                 for (s, r), n in sorted(alert_counts(session).items())
             ],
             "volume": volume,
             "label_volume": labels,
-            "labeling": {
-                "report_id": labeling.id if labeling else None,
-                "computed_at": labeling.computed_at.isoformat() if labeling else None,
-                "functions": lf_rows,
-                "coverage": labeling.report.get("coverage") if labeling else None,
-            },
+            "labeling": _labeling(session),
             "abstentions": abstention_shares(session),
             "timeline": adapter_timeline(session),
             "health": ingest_health(session),
@@ -110,6 +84,37 @@ def build_overview(
         }
     data["workers"] = _workers(registry)
     return data
+
+
+def _window_volumes(
+    session: Session, recent: list[DriftReport], window_s: int, windows: int
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Searches and weak labels per window (ISO start -> counts) over the reports' span, at most
+    ``windows`` windows back from the newest."""
+    if not recent:
+        return {}, {}
+    hi = recent[-1].window_end
+    lo = max(recent[0].window_start, hi - timedelta(seconds=window_s * windows))
+    vol = volume_window_counts(session, since=lo, until=hi, window_s=window_s)
+    lab = weak_label_window_counts(session, since=lo, until=hi, window_s=window_s)
+    return {k.isoformat(): v for k, v in sorted(vol.items())}, {
+        k.isoformat(): v for k, v in sorted(lab.items())
+    }
+
+
+def _labeling(session: Session) -> dict[str, Any]:
+    """The latest labeling report's per-function coverage, conflict, overlap and accuracy."""
+    labeling = latest_labeling_report(session)
+    functions = [
+        {key: row.get(key) for key in ("name", "coverage", "conflict", "overlap", "accuracy")}
+        for row in (labeling.report.get("labeling_functions", []) if labeling is not None else [])
+    ]
+    return {
+        "report_id": labeling.id if labeling else None,
+        "computed_at": labeling.computed_at.isoformat() if labeling else None,
+        "functions": functions,
+        "coverage": labeling.report.get("coverage") if labeling else None,
+    }
 
 
 def _workers(registry: RedisRegistry | None) -> dict[str, Any]:

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import chi2_contingency
 
 Status = Literal["insufficient", "ok", "warn", "alert"]
 STATISTICS = ("js", "psi", "hellinger", "linf")
@@ -66,6 +64,8 @@ def js_distance(current: Mapping[str, float], reference: Mapping[str, float]) ->
     _, cur, ref = _aligned(current, reference)
     if cur.sum() <= 0 or ref.sum() <= 0:
         return math.nan
+    from scipy.spatial.distance import jensenshannon  # here: scipy costs every CLI command ~1 s to import
+
     return float(jensenshannon(cur, ref, base=2))  # scipy normalises counts itself
 
 
@@ -115,6 +115,8 @@ def homogeneity_p_value(current: Mapping[str, float], reference: Mapping[str, fl
     keep = (cur + ref) > 0
     if keep.sum() < 2 or cur.sum() <= 0 or ref.sum() <= 0:
         return 1.0
+    from scipy.stats import chi2_contingency  # here, like jensenshannon: import cost
+
     _, p, _, _ = chi2_contingency(np.vstack([cur[keep], ref[keep]]), correction=False)
     return float(p)
 
@@ -195,14 +197,25 @@ def compare(
         return Comparison(
             n, n_ref, js_v, psi_v, hel_v, linf_v, p, band, new, vanished, moves, "insufficient", [reason]
         )
+    status, reasons = _verdict(
+        {"psi": psi_v, "js": js_v, "hellinger": hel_v, "linf": linf_v}, p, new, vanished, t
+    )
+    return Comparison(n, n_ref, js_v, psi_v, hel_v, linf_v, p, band, new, vanished, moves, status, reasons)
+
+
+def _verdict(
+    stats: Mapping[str, float], p: float, new: list[str], vanished: list[str], t: Thresholds
+) -> tuple[Status, list[str]]:
+    """Alert (with every reason), warn (PSI in the moderate band) or ok, for a window large enough to judge.
+
+    A statistic counts only when the chi-square test says the difference is not chance; new and
+    vanished labels alert on their own.
+    """
     reasons: list[str] = []
     significant = p <= t.max_p_value
-    for name, value, limit in (
-        ("psi", psi_v, t.psi_alert),
-        ("js", js_v, t.js_alert),
-        ("hellinger", hel_v, t.hellinger_alert),
-        ("linf", linf_v, t.linf_alert),
-    ):
+    limits = {"psi": t.psi_alert, "js": t.js_alert, "hellinger": t.hellinger_alert, "linf": t.linf_alert}
+    for name, limit in limits.items():
+        value = stats[name]
         if limit is not None and value >= limit and significant:
             reasons.append(f"{name} {value:.3f} >= {limit:g} (p={p:.1e})")
     if new:
@@ -210,10 +223,7 @@ def compare(
     if vanished:
         reasons.append("vanished label(s): " + ", ".join(vanished))
     if reasons:
-        status: Status = "alert"
-    elif psi_v >= t.psi_warn and significant:
-        status = "warn"
-        reasons.append(f"psi {psi_v:.3f} in the moderate band [{t.psi_warn:g}, {t.psi_alert:g})")
-    else:
-        status = "ok"
-    return Comparison(n, n_ref, js_v, psi_v, hel_v, linf_v, p, band, new, vanished, moves, status, reasons)
+        return "alert", reasons
+    if stats["psi"] >= t.psi_warn and significant:
+        return "warn", [f"psi {stats['psi']:.3f} in the moderate band [{t.psi_warn:g}, {t.psi_alert:g})"]
+    return "ok", reasons

@@ -3,7 +3,8 @@
 Why not a Faust agent: Faust's per-message stream machinery (an ``Event`` object, a queue hop and
 an ack per record) capped one worker at 2.9k events/s, 71% of its CPU in Faust itself (profiled
 with py-spy). The hot path consumes whole fetches with aiokafka, the client Faust is built on, and
-keeps Faust's guarantees by hand:
+keeps Faust's guarantees by hand, in the loop it shares with the stream inference agent
+(:class:`streams.batch_consumer.BatchConsumer`); this module is what ingestion does with a batch:
 
 * at-least-once: offsets are committed only after the batch's transaction (and its dead letters)
   are durable, so a crash anywhere replays the batch; every write is idempotent by event id, so a
@@ -25,25 +26,22 @@ import contextlib
 import json
 import logging
 import signal
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from store.db import Database
 from store.events import BatchCounts, expire_orphans, resolve_all_pending
 from store.exceptions import StoreUnavailableError
 from streams import topics
+from streams.batch_consumer import BatchConsumer, ConsumerConfig
 from streams.ingestion.batch import BatchIngestor, DeadLetter, DecodedBatch, decode_batch
+from streams.kafka import kafka_errors
 from streams.settings import IngestSettings
 
 log = logging.getLogger(__name__)
-
-Offsets = dict[TopicPartition, int]
-_CAUGHT_UP_CHECK_S = 1.0  # how often a busy until-caught-up worker asks the broker for end offsets
 
 
 @dataclass
@@ -62,8 +60,39 @@ class WorkerCounters:
     end_offsets: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> end it reached
 
 
+@dataclass(frozen=True)
+class _Fetch:
+    """A fetch decoded while the one before it is written."""
+
+    batch: DecodedBatch
+    n_records: int
+
+
+def consumer_config(settings: IngestSettings) -> ConsumerConfig:
+    """The ingestion group's consumer: big fetches, and a session timeout that bounds a rebalance."""
+    s = settings
+    return ConsumerConfig(
+        group_id=s.app_id,
+        topics=topics.INPUT_TOPICS,
+        batch_size=s.batch_size,
+        options={
+            "client_id": f"{s.app_id}-consumer",
+            "fetch_max_wait_ms": s.fetch_max_wait_ms,
+            "max_partition_fetch_bytes": s.max_partition_fetch_bytes,
+            "fetch_max_bytes": s.max_partition_fetch_bytes * 8,
+            "session_timeout_ms": int(s.session_timeout_s * 1000),
+            "heartbeat_interval_ms": int(max(0.5, s.session_timeout_s / 5) * 1000),
+            "rebalance_timeout_ms": int(s.session_timeout_s * 1000),
+        },
+    )
+
+
 class IngestWorker:
-    """Consumes ``search.queries`` + ``search.feedback`` into Postgres until :meth:`stop`."""
+    """Consumes ``search.queries`` + ``search.feedback`` into Postgres until :meth:`stop`.
+
+    The :class:`~streams.ingestion.batch.BatchIngestor` shell that a
+    :class:`~streams.batch_consumer.BatchConsumer` runs, plus the periodic sweep of pending feedback.
+    """
 
     def __init__(
         self, bootstrap: str, settings: IngestSettings, db: Database, *, until_caught_up: bool = False
@@ -71,156 +100,69 @@ class IngestWorker:
         self._bootstrap = bootstrap
         self._settings = settings
         self._db = db
-        self._until_caught_up = until_caught_up
         self._ingestor = BatchIngestor(db)
-        self._stopping = asyncio.Event()
-        self._in_flight: asyncio.Task[None] | None = None
+        self._producer: AIOKafkaProducer | None = None
         self.counters = WorkerCounters()
+        self._consumer = BatchConsumer(
+            bootstrap,
+            consumer_config(settings),
+            self,
+            until_caught_up=until_caught_up,
+            on_commit_conflict=self._count_commit_conflict,
+        )
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._consumer.stop()
 
     async def run(self) -> WorkerCounters:
-        s = self._settings
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            group_id=s.app_id,
-            client_id=f"{s.app_id}-consumer",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
-            max_partition_fetch_bytes=s.max_partition_fetch_bytes,
-            fetch_max_bytes=s.max_partition_fetch_bytes * 8,
-            session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(max(0.5, s.session_timeout_s / 5) * 1000),
-            rebalance_timeout_ms=int(s.session_timeout_s * 1000),
-        )
         producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", linger_ms=5)
-        consumer.subscribe(list(topics.INPUT_TOPICS), listener=_FinishBeforeRevoke(self))
         await producer.start()
+        self._producer = producer
         try:
-            await consumer.start()
             sweeper = asyncio.create_task(self._sweep_forever(producer))
             try:
-                await self._consume(consumer, producer)
-            except StoreUnavailableError:
-                if not self._stopping.is_set():
+                await self._consumer.run()
+            except StoreUnavailableError as exc:
+                if not self._consumer.stopping:
                     raise
-                log.warning("stopped during a Postgres outage: the unstored batch will be re-read")
+                log.warning("stopped during a Postgres outage (%s): the unstored batch will be re-read", exc)
             finally:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
-                try:
-                    await self.finish_in_flight()
-                except StoreUnavailableError as exc:  # stopping during an outage: nothing committed
-                    log.warning("stopped with a batch unstored (%s): its offsets stay uncommitted", exc)
-                await consumer.stop()
-            if self.counters.caught_up:  # feedback whose query another worker stored: the sweep's job, once
+            if self._consumer.caught_up is not None:
+                self.counters.caught_up = True
+                self.counters.end_offsets = self._consumer.caught_up.end_offsets
+                # feedback whose query another worker stored: the sweep's job, once
                 await asyncio.get_running_loop().run_in_executor(None, self._resolve_pending)
         finally:
+            self._producer = None
             await producer.stop()
         log.info("ingest worker stopped: %s", self.counters)
         return self.counters
 
-    async def finish_in_flight(self) -> None:
-        """Wait for the batch being written, if any, and its offset commit."""
-        # The loop and the rebalance listener may both wait here: both must wait for the same batch
-        # (neither may start a second one early), and cancelling a waiter must not cancel the write.
-        task = self._in_flight
-        if task is None:
-            return
-        try:
-            await asyncio.shield(task)
-        finally:
-            if self._in_flight is task and task.done():
-                self._in_flight = None
+    def prepare(self, records: list[ConsumerRecord]) -> _Fetch:
+        """Decoded in the event loop while the previous batch is written in a thread."""
+        return _Fetch(decode_batch(records, self._settings, datetime.now(UTC)), len(records))
 
-    async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
-        s = self._settings
-        stop_wait = asyncio.create_task(self._stopping.wait())
-        next_check = 0.0  # monotonic time of the next caught-up check (until_caught_up)
-        try:
-            while not self._stopping.is_set():
-                fetch = asyncio.create_task(consumer.getmany(timeout_ms=1000, max_records=s.batch_size))
-                await asyncio.wait({fetch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if not fetch.done():
-                    fetch.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await fetch
-                    break
-                fetched = fetch.result()
-                if fetched:
-                    records = [r for recs in fetched.values() for r in recs]  # ConsumerRecords as they are
-                    offsets = {tp: recs[-1].offset + 1 for tp, recs in fetched.items() if recs}
-                    batch = decode_batch(records, s, datetime.now(UTC))
-                    await self.finish_in_flight()  # commits stay in order; at most one batch in flight
-                    self._in_flight = asyncio.create_task(
-                        self._store(consumer, producer, batch, len(records), offsets)
-                    )
-                # One end-offsets request a second at most, and at once when a fetch came back empty.
-                if self._until_caught_up and (not fetched or time.monotonic() >= next_check):
-                    next_check = time.monotonic() + _CAUGHT_UP_CHECK_S
-                    if await self._caught_up(consumer):
-                        return
-        finally:
-            stop_wait.cancel()
-
-    async def _caught_up(self, consumer: AIOKafkaConsumer) -> bool:
-        """Whether every owned partition has been read up to its current end offset.
-
-        Positions count records handed to this loop, so the batch still being written is included:
-        stopping now and finishing it (as :meth:`run` does) leaves the group's lag at zero.
-        """
-        owned = consumer.assignment()
-        if not owned or any(consumer.highwater(tp) is None for tp in owned):
-            return False  # still joining the group, or a partition not fetched from yet
-        try:
-            listed = await consumer.end_offsets(list(owned))
-            # Tansu lists the start of a partition's last record batch as its end; the high
-            # watermark of the fetch responses is right on every broker (streams.lag explains).
-            ends = {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in owned}
-            behind = [tp for tp in owned if await consumer.position(tp) < ends[tp]]
-        except IllegalStateError:  # a rebalance took a partition meanwhile: look again next time
-            return False
-        if behind:
-            return False
-        self.counters.caught_up = True
-        self.counters.end_offsets = {f"{tp.topic}/{tp.partition}": ends[tp] for tp in sorted(owned)}
-        log.info("caught up with %d partitions: stopping", len(owned))
+    async def process(self, fetch: _Fetch) -> bool:
+        """One Postgres transaction, then its dead letters acknowledged by Kafka: the batch is durable."""
+        if self._producer is None:
+            raise RuntimeError("IngestWorker.process runs only inside IngestWorker.run")
+        loop = asyncio.get_running_loop()
+        counts: BatchCounts = await loop.run_in_executor(
+            None, lambda: self._ingestor.write(fetch.batch, should_stop=lambda: self._consumer.stopping)
+        )
+        await _send_dead_letters(self._producer, fetch.batch.dead)
+        self._count(counts, fetch.n_records, fetch.batch.dead)
         return True
 
     def _resolve_pending(self) -> None:
         with self._db.session() as session:
             resolve_all_pending(session)
 
-    async def _store(
-        self,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        batch: DecodedBatch,
-        n_records: int,
-        offsets: Offsets,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        counts: BatchCounts = await loop.run_in_executor(
-            None, lambda: self._ingestor.write(batch, should_stop=self._stopping.is_set)
-        )
-        await _send_dead_letters(producer, batch.dead)
-        await self._commit(consumer, offsets)
-        self._count(counts, n_records, batch.dead)
-
-    async def _commit(self, consumer: AIOKafkaConsumer, offsets: Offsets) -> None:
-        owned = consumer.assignment()
-        mine = {tp: off for tp, off in offsets.items() if tp in owned}
-        if not mine:
-            return
-        try:
-            await consumer.commit(mine)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group moved on: the new owner re-reads from the last commit; writes are idempotent.
-            self.counters.commit_conflicts += 1
-            log.warning("offset commit skipped after a rebalance (%s); the batch will be re-read", exc)
+    def _count_commit_conflict(self) -> None:
+        self.counters.commit_conflicts += 1
 
     def _count(self, counts: BatchCounts, n_records: int, dead: list[DeadLetter]) -> None:
         c = self.counters
@@ -284,19 +226,6 @@ async def _send_dead_letters(producer: AIOKafkaProducer, dead: Iterable[DeadLett
         await asyncio.gather(*sends)
 
 
-class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Partitions leave this worker only after the batch in flight for them is stored and committed."""
-
-    def __init__(self, worker: IngestWorker) -> None:
-        self._worker = worker
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._worker.finish_in_flight()
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("assigned %d partitions", len(assigned))
-
-
 def run_ingest_worker(
     bootstrap: str, settings: IngestSettings, db: Database, *, until_caught_up: bool = False
 ) -> WorkerCounters:
@@ -312,12 +241,8 @@ async def _main(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _stopper(worker, sig))
-    try:
+    with kafka_errors(bootstrap, f"Kafka at {bootstrap}"):
         return await worker.run()
-    except KafkaError as exc:
-        from streams.kafka import KafkaUnavailableError
-
-        raise KafkaUnavailableError(f"Kafka at {bootstrap}: {exc}") from exc
 
 
 def _stopper(worker: IngestWorker, sig: signal.Signals) -> Callable[[], None]:

@@ -19,7 +19,7 @@ from operator import itemgetter
 from streams.events import Feedback, FeedbackType, SearchQuery
 from streams.simulator.config import NEW_SESSION_RATE, SimConfig
 from streams.simulator.vocabulary import LOCALES
-from streams.simulator.world import World
+from streams.simulator.world import QueryText, World
 
 EXAMINATION_DECAY = 0.7
 RETURN_RATE = 0.06  # after purchase
@@ -27,6 +27,19 @@ _DWELL_MEDIAN_MS = (4_000.0, 15_000.0, 45_000.0)
 _ENGINE_SIBLING_SHARE = 0.15
 _ENGINE_SCORE = (0.0, 0.5, 1.0)  # + uniform noise in [0, 1.2): irrelevant items sometimes rank high
 _SESSION_SLOTS = 64
+_NOISE_DWELL_SHIFT = 0.7  # a noise click's log-dwell median sits this far below an irrelevant click's
+_IMPRESSION, _CLICK, _CART, _PURCHASE, _RETURN = (
+    FeedbackType.impression.value,
+    FeedbackType.click.value,
+    FeedbackType.add_to_cart.value,
+    FeedbackType.purchase.value,
+    FeedbackType.return_.value,
+)
+
+
+_Pending = tuple[
+    float, str, str, str, str, int, int | None
+]  # time, event id, query id, type, product, rank, dwell
 
 
 def _uuid(rng: random.Random) -> str:
@@ -49,6 +62,16 @@ def _variant(rng: random.Random, text: str) -> str:
     if k == 4:
         return text.replace(" ", "  ", 1) if " " in text else f"{text} "
     return "\t" + text.title()
+
+
+def _picks(config: SimConfig, world: World, rng: random.Random) -> list[int]:
+    """The text index of every search, drawn from a Zipf popularity over the texts (most popular first)."""
+    s, q = config.zipf_exponent, config.zipf_offset
+    popularity = [1.0 / (r + q) ** s for r in range(len(world.texts))]
+    if config.drift is None:
+        cum_weights = list(itertools.accumulate(popularity))
+        return rng.choices(range(len(popularity)), cum_weights=cum_weights, k=config.n_searches)
+    return _drifted_picks(config, world, rng, popularity)
 
 
 def _drifted_picks(config: SimConfig, world: World, rng: random.Random, popularity: list[float]) -> list[int]:
@@ -78,103 +101,117 @@ def _drifted_picks(config: SimConfig, world: World, rng: random.Random, populari
 def generate(
     config: SimConfig, world: World, rng: random.Random
 ) -> tuple[list[SearchQuery], list[Feedback], dict[str, str]]:
-    """Queries (in time order), feedback (in time order) and each query's drawn intent leaf path.
-
-    The hot loop keeps to ``rng.random()`` and plain tuples: 100,000 searches make ~700,000 events.
-    """
-    random_ = rng.random
-    gauss = rng.gauss
-
+    """Queries (in time order), feedback (in time order) and each query's drawn intent leaf path."""
+    picks = _picks(config, world, rng)
+    traffic = _Traffic(config, world, rng)
     texts = world.texts
-    n_texts = len(texts)
-    s, q = config.zipf_exponent, config.zipf_offset
-    popularity = [1.0 / (r + q) ** s for r in range(n_texts)]
-    if config.drift is None:
-        picks = rng.choices(
-            range(n_texts), cum_weights=list(itertools.accumulate(popularity)), k=config.n_searches
-        )
-    else:
-        picks = _drifted_picks(config, world, rng, popularity)
-
-    leaves = world.leaves
-    leaf_paths = [leaf.path for leaf in leaves]
-    leaf_top = [leaf.top for leaf in leaves]
-    product_leaf = world.product_leaf
-    product_top = [leaf_top[li] for li in product_leaf]
-    leaf_products = world.leaf_products
-    siblings = world.siblings
-    product_ids = world.product_ids
-    n_products = len(product_ids)
-    n_shown = min(config.shown_per_search, n_products)
-    exam = [1.0 / (r + 1) ** EXAMINATION_DECAY for r in range(n_shown)]
-    dwell_mu = [math.log(m) for m in _DWELL_MEDIAN_MS]
-    noise_dwell_mu = dwell_mu[0] - 0.7
-    locales = [code for code, _ in LOCALES]
-    locale_cum = list(itertools.accumulate(w for _, w in LOCALES))
-    precision = config.engine_precision
-    sibling_cut = precision + _ENGINE_SIBLING_SHARE
-    fold = min(config.fold, n_shown)
-    impressions = config.impressions
-    noise_rate = config.noise_rate
-    variant_rate = config.variant_rate
-    max_return = config.max_return_delay_s
-    attractiveness = config.attractiveness
-    cart_rate = config.cart_rate
-    purchase_rate = config.purchase_rate
-    mean_gap = 1.0 / config.searches_per_second
-    # One session at a time (``session_gap_s``): short gaps within a session, long ones between.
-    serial = config.session_gap_s is not None
-    within_gap, between_gap = config.session_gap_s or 0.0, config.between_sessions_s
-    epoch = config.start.timestamp()
-    tz = UTC
-    fromtimestamp = datetime.fromtimestamp
-    impression, click, cart, purchase, return_ = (
-        FeedbackType.impression.value,
-        FeedbackType.click.value,
-        FeedbackType.add_to_cart.value,
-        FeedbackType.purchase.value,
-        FeedbackType.return_.value,
-    )
-
-    score_other, score_sibling, score_target = _ENGINE_SCORE
-
-    def new_session() -> tuple[str, str]:
-        return _uuid(rng), locales[bisect(locale_cum, random_() * locale_cum[-1])]
-
-    # The validators themselves: model_validate's keyword handling costs ~1 us on each of ~700k events.
-    validate_query = SearchQuery.__pydantic_validator__.validate_python
-    validate_feedback = Feedback.__pydantic_validator__.validate_python
-    sessions = [new_session() for _ in range(_SESSION_SLOTS)]
-    queries: list[SearchQuery] = []
-    pending: list[tuple[float, str, str, str, str, int, int | None]] = []  # sorted by time
-    intents: dict[str, str] = {}
-    t = 0.0
+    search = traffic.search
     for i, ti in enumerate(picks):
-        entry = texts[ti]
-        if serial:
-            fresh = i == 0 or random_() < NEW_SESSION_RATE
-            t -= math.log(1.0 - random_()) * (between_gap if fresh else within_gap)
-            if fresh:
-                sessions[0] = new_session()
-            session_id, locale = sessions[0]
-        else:
-            t -= math.log(1.0 - random_()) * mean_gap  # exponential gaps: Poisson arrivals
-            slot = int(random_() * _SESSION_SLOTS)
-            if random_() < NEW_SESSION_RATE:
-                sessions[slot] = new_session()
-            session_id, locale = sessions[slot]
-        query_id = _uuid(rng)
-        cand = entry.leaves
-        cum = entry.cum_weights
-        single = len(cand) == 1
-        intent = cand[0] if single else cand[bisect(cum, random_() * cum[-1])]
+        search(i, texts[ti])
+    return traffic.queries, traffic.feedback(), traffic.intents
 
-        # The engine: fill slots, then rank by a noisy relevance-to-the-text score.
+
+class _Traffic:
+    """One :func:`generate` run: the world's tables and the config's rates bound once, and what the
+    searches so far produced.
+
+    Every step draws from the one ``rng`` and, per search, they run in a fixed order (session,
+    query id, intent, engine, text variant, clicks, feedback after the clicks): that order is part
+    of what a seed means, so reordering draws changes every event. The hot paths keep to
+    ``rng.random()``, plain tuples and local names: 100,000 searches make ~700,000 events.
+    """
+
+    def __init__(self, config: SimConfig, world: World, rng: random.Random) -> None:
+        self.rng = rng
+        self.random = rng.random
+        self.leaf_paths = [leaf.path for leaf in world.leaves]
+        self.leaf_top = [leaf.top for leaf in world.leaves]
+        self.product_leaf = world.product_leaf
+        self.product_top = [self.leaf_top[li] for li in world.product_leaf]
+        self.leaf_products = world.leaf_products
+        self.siblings = world.siblings
+        self.product_ids = world.product_ids
+        self.n_shown = min(config.shown_per_search, len(world.product_ids))
+        self.exam = [1.0 / (r + 1) ** EXAMINATION_DECAY for r in range(self.n_shown)]
+        self.dwell_mu = [math.log(m) for m in _DWELL_MEDIAN_MS]
+        self.noise_dwell_mu = self.dwell_mu[0] - _NOISE_DWELL_SHIFT
+        self.locales = [code for code, _ in LOCALES]
+        self.locale_cum = list(itertools.accumulate(w for _, w in LOCALES))
+        self.sibling_cut = config.engine_precision + _ENGINE_SIBLING_SHARE
+        self.fold = min(config.fold, self.n_shown)
+        self.config = config
+        self.epoch = config.start.timestamp()
+        # One session at a time (``session_gap_s``): short gaps within a session, long ones between.
+        self.serial = config.session_gap_s is not None
+        self.within_gap, self.between_gap = config.session_gap_s or 0.0, config.between_sessions_s
+        self.mean_gap = 1.0 / config.searches_per_second
+        # The validators themselves: model_validate's keyword handling costs ~1 us on each of ~700k events.
+        self.validate_query = SearchQuery.__pydantic_validator__.validate_python
+        self.validate_feedback = Feedback.__pydantic_validator__.validate_python
+        self.sessions = [self._new_session() for _ in range(_SESSION_SLOTS)]
+        self.queries: list[SearchQuery] = []
+        self.pending: list[_Pending] = []  # feedback not yet validated, sorted at the end
+        self.intents: dict[str, str] = {}
+        self.t = 0.0  # seconds since config.start
+
+    def _new_session(self) -> tuple[str, str]:
+        locale_cum = self.locale_cum
+        return _uuid(self.rng), self.locales[bisect(locale_cum, self.random() * locale_cum[-1])]
+
+    def search(self, i: int, entry: QueryText) -> None:
+        """The ``i``-th search, of ``entry``: the query event, then its feedback (pending)."""
+        session_id, locale = self._session(i)
+        query_id = _uuid(self.rng)
+        cand, cum = entry.leaves, entry.cum_weights
+        intent = cand[0] if len(cand) == 1 else cand[bisect(cum, self.random() * cum[-1])]
+        shown = self._shown(entry)
+        shown_ids = [self.product_ids[p] for p in shown]
+        text = entry.text if self.random() >= self.config.variant_rate else _variant(self.rng, entry.text)
+        self.queries.append(
+            self.validate_query(
+                {
+                    "query_id": query_id,
+                    "session_id": session_id,
+                    "timestamp": datetime.fromtimestamp(self.epoch + self.t, UTC),
+                    "query": text,
+                    "locale": locale,
+                    "shown": shown_ids,
+                }
+            )
+        )
+        self.intents[query_id] = self.leaf_paths[intent]
+        self._feedback_after(query_id, shown_ids, self._clicks(shown, intent))
+
+    def _session(self, i: int) -> tuple[str, str]:
+        """Advance the clock to the ``i``-th search and pick its ``(session_id, locale)``."""
+        random_ = self.random
+        if self.serial:
+            fresh = i == 0 or random_() < NEW_SESSION_RATE
+            self.t -= math.log(1.0 - random_()) * (self.between_gap if fresh else self.within_gap)
+            if fresh:
+                self.sessions[0] = self._new_session()
+            return self.sessions[0]
+        self.t -= math.log(1.0 - random_()) * self.mean_gap  # exponential gaps: Poisson arrivals
+        slot = int(random_() * _SESSION_SLOTS)
+        if random_() < NEW_SESSION_RATE:
+            self.sessions[slot] = self._new_session()
+        return self.sessions[slot]
+
+    def _shown(self, entry: QueryText) -> list[int]:
+        """The engine: fill slots, then rank by a noisy relevance-to-the-text score (product indices)."""
+        random_ = self.random
+        leaf_products = self.leaf_products
+        n_products = len(self.product_ids)
+        precision, sibling_cut = self.config.engine_precision, self.sibling_cut
+        score_other, score_sibling, score_target = _ENGINE_SCORE
+        cand, cum = entry.leaves, entry.cum_weights
+        single = len(cand) == 1
         scores: dict[int, float] = {}  # product -> score
-        sib = siblings[cand[0]]
+        sib = self.siblings[cand[0]]
         target_pool = leaf_products[cand[0]]
-        for _ in range(n_shown):
+        for _ in range(self.n_shown):
             u = random_()
+            pool: list[int] | None
             if u < precision:
                 pool = target_pool if single else leaf_products[cand[bisect(cum, random_() * cum[-1])]]
                 base = score_target
@@ -191,27 +228,18 @@ def generate(
                 p = int(random_() * n_products)
             scores[p] = base + 1.2 * random_()
         scored = sorted(zip(scores.values(), scores, strict=True), reverse=True)
-        shown = [p for _, p in scored]
-        shown_ids = [product_ids[p] for p in shown]
-        text = entry.text if random_() >= variant_rate else _variant(rng, entry.text)
-        queries.append(
-            validate_query(
-                {
-                    "query_id": query_id,
-                    "session_id": session_id,
-                    "timestamp": fromtimestamp(epoch + t, tz),
-                    "query": text,
-                    "locale": locale,
-                    "shown": shown_ids,
-                }
-            )
-        )
-        intents[query_id] = leaf_paths[intent]
+        return [p for _, p in scored]
 
-        # The shopper: examines rank r with probability exam[r], clicks by relevance to the intent.
-        itop = leaf_top[intent]
-        clicks: list[tuple[int, int]] = []  # (position, relevance); relevance -1: a noise click
-        for r in range(n_shown):
+    def _clicks(self, shown: list[int], intent: int) -> list[tuple[int, int]]:
+        """The shopper: examines rank r with chance ``exam[r]``, clicks by relevance to the intent.
+
+        ``(position, relevance)`` in position order; relevance -1 is a noise click.
+        """
+        random_ = self.random
+        exam, attractiveness = self.exam, self.config.attractiveness
+        product_leaf, product_top, itop = self.product_leaf, self.product_top, self.leaf_top[intent]
+        clicks: list[tuple[int, int]] = []
+        for r in range(self.n_shown):
             u = random_()
             e = exam[r]
             if u < e:
@@ -219,57 +247,71 @@ def generate(
                 rel = 2 if product_leaf[p] == intent else (1 if product_top[p] == itop else 0)
                 if u < e * attractiveness[rel]:
                     clicks.append((r, rel))
-        if random_() < noise_rate:
-            r = int(random_() * n_shown)
+        if random_() < self.config.noise_rate:
+            r = int(random_() * self.n_shown)
             if all(c[0] != r for c in clicks):
                 clicks.append((r, -1))
                 clicks.sort()
+        return clicks
 
-        # Event ids: the query id and a per-query counter.
-        # Impressions for the viewed positions: above the fold, and down to the deepest click.
-        if impressions:
-            k = max(fold, clicks[-1][0] + 1) if clicks else fold
+    def _feedback_after(self, query_id: str, shown_ids: list[str], clicks: list[tuple[int, int]]) -> None:
+        """Impressions for the viewed positions (above the fold, and down to the deepest click),
+        then each click and what may follow it. Event ids: the query id and a per-query counter."""
+        t, pending = self.t, self.pending
+        if self.config.impressions:
+            k = max(self.fold, clicks[-1][0] + 1) if clicks else self.fold
             pending.extend(
                 [
-                    (t + 0.15 + 0.1 * r, f"{query_id}-{r:02d}", query_id, impression, shown_ids[r], r, None)
+                    (t + 0.15 + 0.1 * r, f"{query_id}-{r:02d}", query_id, _IMPRESSION, shown_ids[r], r, None)
                     for r in range(k)
                 ]
             )
         else:
             k = 0
-        tc = t + 1.5 + 4.5 * random_()
+        tc = t + 1.5 + 4.5 * self.random()
         for r, rel in clicks:
-            dwell = int(math.exp(gauss(dwell_mu[rel] if rel >= 0 else noise_dwell_mu, 0.6)))
-            pid = shown_ids[r]
-            pending.append((tc, f"{query_id}-{k:02d}", query_id, click, pid, r, dwell))
+            mu = self.dwell_mu[rel] if rel >= 0 else self.noise_dwell_mu
+            dwell = int(math.exp(self.rng.gauss(mu, 0.6)))
+            pending.append((tc, f"{query_id}-{k:02d}", query_id, _CLICK, shown_ids[r], r, dwell))
             k += 1
-            if rel >= 0 and random_() < cart_rate[rel]:
-                tcart = tc + dwell / 1000.0 * (0.3 + 0.6 * random_())
-                pending.append((tcart, f"{query_id}-{k:02d}", query_id, cart, pid, r, None))
-                k += 1
-                if random_() < purchase_rate:
-                    tbuy = tcart + 20.0 + 880.0 * random_()
-                    pending.append((tbuy, f"{query_id}-{k:02d}", query_id, purchase, pid, r, None))
-                    k += 1
-                    if random_() < RETURN_RATE:
-                        tret = tbuy + 600.0 + (max_return - 600.0) * random_()
-                        pending.append((tret, f"{query_id}-{k:02d}", query_id, return_, pid, r, None))
-                        k += 1
-            tc += dwell / 1000.0 + 1.0 + 3.0 * random_()
+            if rel >= 0:
+                k = self._after_click(tc, query_id, k, shown_ids[r], r, rel, dwell)
+            tc += dwell / 1000.0 + 1.0 + 3.0 * self.random()
 
-    pending.sort(key=itemgetter(0))  # stable: simultaneous events keep their generation order
-    feedback = [
-        validate_feedback(
-            {
-                "event_id": eid,
-                "query_id": qid,
-                "timestamp": fromtimestamp(epoch + ts, tz),
-                "type": typ,
-                "product_id": pid,
-                "position": pos,
-                "dwell_ms": dwell,
-            }
-        )
-        for ts, eid, qid, typ, pid, pos, dwell in pending
-    ]
-    return queries, feedback, intents
+    def _after_click(self, tc: float, query_id: str, k: int, pid: str, r: int, rel: int, dwell: int) -> int:
+        """The cart, purchase and return a relevant click may lead to; the next event counter."""
+        random_, pending = self.random, self.pending
+        if random_() >= self.config.cart_rate[rel]:
+            return k
+        tcart = tc + dwell / 1000.0 * (0.3 + 0.6 * random_())
+        pending.append((tcart, f"{query_id}-{k:02d}", query_id, _CART, pid, r, None))
+        k += 1
+        if random_() >= self.config.purchase_rate:
+            return k
+        tbuy = tcart + 20.0 + 880.0 * random_()
+        pending.append((tbuy, f"{query_id}-{k:02d}", query_id, _PURCHASE, pid, r, None))
+        k += 1
+        if random_() >= RETURN_RATE:
+            return k
+        tret = tbuy + 600.0 + (self.config.max_return_delay_s - 600.0) * random_()
+        pending.append((tret, f"{query_id}-{k:02d}", query_id, _RETURN, pid, r, None))
+        return k + 1
+
+    def feedback(self) -> list[Feedback]:
+        """Every pending feedback event, validated, in time order."""
+        self.pending.sort(key=itemgetter(0))  # stable: simultaneous events keep their generation order
+        epoch, validate = self.epoch, self.validate_feedback
+        return [
+            validate(
+                {
+                    "event_id": eid,
+                    "query_id": qid,
+                    "timestamp": datetime.fromtimestamp(epoch + ts, UTC),
+                    "type": typ,
+                    "product_id": pid,
+                    "position": pos,
+                    "dwell_ms": dwell,
+                }
+            )
+            for ts, eid, qid, typ, pid, pos, dwell in self.pending
+        ]

@@ -19,8 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from streams.weak.aggregate import LabelDistribution, LFOutputs, VoteTable, lf_outputs
 from streams.weak.functions import LabelingFunction
+from streams.weak.policies import LabelDistribution
+from streams.weak.vote_table import LFOutputs, VoteTable, lf_outputs
 
 Answer = tuple[str, int]  # (label, +1 for / -1 against)
 

@@ -33,7 +33,7 @@ class Vote:
     ``ips`` is the inverse-propensity factor already inside ``weight`` (1.0 for evidence that is not
     position-debiased): the posterior label policy needs the action's own strength
     (``weight / ips``) apart from its debiasing factor, so that one shopper action is counted once
-    as evidence and IPS only moves the split between labels (see ``streams.weak.aggregate``).
+    as evidence and IPS only moves the split between labels (see ``streams.weak.policies``).
     """
 
     lf: str

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from streams.weak.aggregate import LabelDistribution, LabelPolicy, LFOutputs, Threshold, VoteTable
+from streams.weak.policies import LabelDistribution, LabelPolicy, Threshold
+from streams.weak.vote_table import LFOutputs, VoteTable
 
 Posteriors = dict[str, dict[str, float]]  # query -> label -> P(label | answers)
 

@@ -81,7 +81,7 @@ def test_a_retired_canary_stays_retired_when_redis_loses_everything(db, registry
     promote(db, registry, "v2", actor="t", reason="r", alias=alias_name(CANARY))
     promote(db, registry, "v3", actor="t", reason="r", alias=alias_name(CANARY, "de"))
     retire_alias(db, registry, "canary", actor="t", reason="bad canary")
-    registry.client.delete(*registry.client.keys(f"{registry.prefix}:alias:*"))  # Redis restarted empty
+    registry.delete_keys("alias:*")  # Redis restarted empty
     aliases = ["champion", "canary", "champion.de", "canary.de"]
     assert reconcile_aliases(db, registry, aliases) == {
         "champion": "v1",

@@ -81,16 +81,17 @@ def test_dashboard_renders_in_headless_chromium(db, redis_url, redis_prefix, tmp
             def count(selector: str) -> int:
                 return int(page.locator(selector).count())
 
+            # pygal's markup: a line's points are circle.dot, a bar is g.bar with a <title> tooltip
             assert count("svg.chart") >= 10
             for stat in ("js", "psi", "hellinger", "linf"):
-                assert count(f"svg.drift-{stat} circle.pt") >= 10, stat
-            assert count("svg.drift-psi circle.pt.alert") >= 1
-            assert count("svg.drift-psi line.threshold") == 2
-            assert count("svg.volume rect.pt") >= 20
-            assert count("svg.events circle.pt") >= 10
-            assert count("svg.moves rect.pt") >= 4
-            assert count("svg.lfs rect.pt") == 4
-            assert count("svg.timeline .pt") == 2  # the version and its promotion
+                assert count(f"svg.drift-{stat} circle.dot") >= 10, stat
+            assert count("svg.drift-psi circle.dot.alert") >= 1
+            assert count("svg.drift-psi .legend:has-text('threshold')") == 2
+            assert count("svg.volume g.bar > title") >= 20
+            assert count("svg.events circle.dot") >= 10
+            assert count("svg.moves g.bar > title") >= 4
+            assert count("svg.lfs g.bar > title") == 4
+            assert count("svg.timeline circle.dot") == 2  # the version and its promotion
             assert "c0ffee00c0ffee00" in page.locator("#health").inner_text()
             assert (
                 "new label" in page.locator("#alerts").inner_text()

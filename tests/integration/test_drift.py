@@ -10,7 +10,7 @@ from drift_helpers import seed_champion, seed_traffic
 from kafka import KafkaConsumer
 from sqlalchemy import func, select
 
-from store.drift import pending_refresh, record_prediction_counts
+from store.drift import record_prediction_counts
 from store.models import DriftReport, PredictionCount
 from store.registry import RedisRegistry
 from streams import topics
@@ -47,7 +47,7 @@ def test_injected_drift_is_detected_within_a_window_of_its_onset(
             db, SETTINGS, since=sim.queries[0].timestamp, sinks=[sink, seen.append], registry=registry
         )
         sink.close()
-        refresh = pending_refresh(registry)
+        refresh = registry.pending_refresh()
 
     before = [r for r in result.reports if r["window_end"] <= onset]
     assert before, "windows before the onset were compared"

@@ -41,7 +41,7 @@ def test_unknown_version_is_refused(db, registry, versions):
 
 def test_reconcile_reseeds_redis_from_postgres(db, registry, versions):
     promote(db, registry, "v2", actor="t", reason="r")
-    registry.client.delete(f"{registry.prefix}:alias:champion")  # Redis restarted empty
+    registry.delete_keys("alias:champion")  # Redis restarted empty
     assert reconcile_alias(db, registry) == "v2"
     assert registry.get_alias("champion") == "v2"
 

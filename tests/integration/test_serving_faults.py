@@ -5,7 +5,6 @@ worker serves after each step.
 """
 
 import subprocess
-import time
 from collections import Counter
 
 import httpx
@@ -31,6 +30,7 @@ from store.versions import promote, record_version
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "test-admin-token"
+SESSIONS = 50  # canary stickiness keys the load cycles through
 
 
 def _env(pg_url, redis_url, prefix, tiny_encoder_dir, tmp_path, **extra):
@@ -97,7 +97,7 @@ def test_two_workers_converge_catch_up_refuse_corruption_and_roll_back_warm(
     try:
         promote(db, registry, v1, actor="test", reason="first")
         _all_serve([p1, p2], v1, [w1, w2], "both on v1")
-        load = Load([p1, p2]).start()
+        load = Load([p1, p2], sessions=SESSIONS).start()
 
         # A worker down during a promotion catches up when it returns.
         load.ports = [p1]
@@ -144,7 +144,11 @@ def test_two_workers_converge_catch_up_refuse_corruption_and_roll_back_warm(
             lambda: any(r.get("alias") == "canary" for r in load.records[-20:]), timeout_s=30, what="canary"
         )
         mark = len(load.records)
-        time.sleep(2)
+        wait_until(
+            lambda: _every_session_answered_twice(load.records[mark:]),
+            timeout_s=60,
+            what="every session answered twice during the canary",
+        )
         window = [r for r in load.records[mark:] if r["status"] == 200]
         by_session = {}
         for rec in window:
@@ -167,6 +171,12 @@ def test_two_workers_converge_catch_up_refuse_corruption_and_roll_back_warm(
     assert len(records) > 100
     assert [r for r in records if r["status"] != 200] == []
     assert [r for r in records if r.get("mixed")] == []
+
+
+def _every_session_answered_twice(records):
+    """Enough traffic to judge stickiness: each of the load's sessions got two 200s in ``records``."""
+    answered = Counter(r["session"] for r in records if r["status"] == 200)
+    return len(answered) == SESSIONS and min(answered.values()) >= 2
 
 
 def _redis_server(port, tmp_path):
@@ -202,7 +212,15 @@ def test_redis_restart_while_serving(db, pg_url, tiny_encoder_dir, tmp_path):
         server.terminate()
         server.wait(10)
         outage_start = len(load.records)
-        time.sleep(4)  # several reconcile intervals without Redis
+        wait_until(  # several reconcile intervals without Redis, serving all along
+            lambda: (
+                worker.log_path.read_text().count("registry unreachable") >= 3
+                and len(load.records) - outage_start > 20
+            ),
+            timeout_s=60,
+            what="three failed reconciles",
+            proc=worker,
+        )
         during = load.records[outage_start:]
         assert worker.alive() and len(during) > 20
         assert {(r["status"], r.get("version")) for r in during} == {(200, v1)}
@@ -217,7 +235,11 @@ def test_redis_restart_while_serving(db, pg_url, tiny_encoder_dir, tmp_path):
         registry.close()
         promote(db, registry, v2, actor="test", reason="after the restart")
         _all_serve([wp], v2, [worker], "v2 after the restart")
-        time.sleep(1)  # traffic on v2
+        wait_until(  # traffic on v2, to show it stays there
+            lambda: sum(r.get("version") == v2 for r in load.records) >= 50,
+            timeout_s=60,
+            what="traffic on v2",
+        )
     finally:
         records = load.stop() if load else []
         worker.stop()

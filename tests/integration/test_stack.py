@@ -15,7 +15,8 @@ from kafka.admin import NewTopic
 
 from intentloop.exceptions import StackError
 from intentloop.server_processes import psycopg_dsn
-from intentloop.stack import LocalStack, StackPorts
+from intentloop.settings import StackPorts
+from intentloop.stack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,7 +62,8 @@ def _kafka_roundtrip(bootstrap: str) -> bytes:
 
 def _down_in_another_process(state_dir: Path, ports: StackPorts) -> None:
     code = (
-        "import sys; from pathlib import Path; from intentloop.stack import LocalStack, StackPorts; "
+        "import sys; from pathlib import Path; from intentloop.settings import StackPorts; "
+        "from intentloop.stack import LocalStack; "
         "LocalStack(Path(sys.argv[1]), ports=StackPorts.model_validate_json(sys.argv[2])).down()"
     )
     args = [sys.executable, "-c", code, str(state_dir), ports.model_dump_json()]

@@ -19,10 +19,11 @@ from intentloop.runtime import Runtime
 from intentloop.schedule import Scheduler
 from intentloop.settings import Settings
 from intentloop.stack import Endpoints
+from store.exceptions import TrainingLockedError
 from store.labels import upsert_gold
 from store.models import SearchQuery, TrainingRun, WeakLabel
 from store.registry import RedisRegistry
-from store.training import TrainingLock, TrainingLockedError
+from store.training import TrainingLock
 from store.versions import recorded_alias
 from trainer.settings import TrainSettings
 from trainer.snapshot import ROWS_FILE, build_snapshot
@@ -311,19 +312,16 @@ def test_one_trainer_at_a_time_and_the_lock_dies_with_its_holder(db, env, capsys
 def test_scheduler_runs_on_a_drift_request_on_cron_and_resumes_interrupted_runs(db, env):
     _add(db, _queries(90), T0)
     registry = RedisRegistry(env["INTENTLOOP_REDIS__URL"], prefix=env["INTENTLOOP_REDIS__KEY_PREFIX"])
-    key = f"{env['INTENTLOOP_REDIS__KEY_PREFIX']}:refresh:requested"
     clock = [datetime(2025, 3, 1, 12, 0, tzinfo=UTC)]
     rt = _runtime(env, schedule="0 2 * * *")
     scheduler = Scheduler(rt, now=lambda: clock[0])
     assert scheduler.next_fire == datetime(2025, 3, 2, 2, 0, tzinfo=UTC)
     assert scheduler.tick().action == "idle"
 
-    registry.client.set(
-        key, json.dumps({"reason": "label drift js=0.31 > 0.2", "at": "2025-03-01T11:59:00Z"})
-    )
+    assert registry.request_refresh({"reason": "label drift js=0.31 > 0.2", "at": "2025-03-01T11:59:00Z"})
     drift = scheduler.tick()
     assert drift.action == "drift" and drift.error is None, drift.error
-    assert registry.client.get(key) is None  # claimed when the run started
+    assert registry.pending_refresh() is None  # claimed when the run started
     run = _run(db, drift.result["run_id"])
     assert run.trigger == "drift" and run.status == "succeeded"
     assert run.snapshot["trigger"]["request"]["reason"] == "label drift js=0.31 > 0.2"

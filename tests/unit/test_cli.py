@@ -2,7 +2,9 @@ import pytest
 from click.testing import CliRunner
 
 from intentloop.cli import EXIT_CONFIG, EXIT_UNAVAILABLE, cli, main
+from intentloop.runtime import Runtime
 from intentloop.settings import Settings
+from intentloop.stack import Endpoints
 
 
 @pytest.mark.parametrize(
@@ -60,3 +62,37 @@ def test_invalid_setting_is_one_line_and_exit_code_2(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: invalid configuration: INTENTLOOP_LABELS__MIN_EVIDENCE: ")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_runtime_migrates_and_creates_topics_once(monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr("store.migrate.upgrade", lambda url: calls.append(f"upgrade {url}"))
+    monkeypatch.setattr(
+        "streams.kafka.ensure_topics",
+        lambda bootstrap, *, partitions, replication_factor: calls.append(f"topics {bootstrap} {partitions}"),
+    )
+    rt = Runtime(Settings(), Endpoints("broker:9092", "postgresql+psycopg://u@db/x", "redis://r/0"))
+    assert rt.ready_db() is rt.ready_db() is rt.db
+    rt.ready_topics()
+    rt.ready_topics()
+    assert calls == [
+        "upgrade postgresql+psycopg://u@db/x",
+        f"topics broker:9092 {Settings().kafka.partitions}",
+    ]
+
+
+def test_unhealthy_stack_lists_every_server_then_exits_3_without_an_error_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("INTENTLOOP_POSTGRES__URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("INTENTLOOP_REDIS__URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("INTENTLOOP_KAFKA__BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("INTENTLOOP_STATE_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as exc:
+        main(["stack", "status"])
+    assert exc.value.code == EXIT_UNAVAILABLE
+    out, err = capsys.readouterr()
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["DOWN", "kafka"],
+        ["DOWN", "postgres"],
+        ["DOWN", "redis"],
+    ]
+    assert err == ""

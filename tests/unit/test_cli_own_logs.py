@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from intentloop.cli import EXIT_UNAVAILABLE, _exit_code, cli, main
+from intentloop.cli import EXIT_UNAVAILABLE, cli, main
+from intentloop.cli.main import exit_code
 from intentloop.gold_eval import merge_note, read_gold
 from intentloop.labels_export import format_for, write_rows
 from intentloop.status import Status
 from store.status import StoreCounts
-from streams.exceptions import StreamsError
+from streams.exceptions import KafkaUnavailableError, StreamsError
 from streams.gold import merge_gold, unknown_labels_message
-from streams.kafka import KafkaUnavailableError
 from streams.lag import PartitionLag
 from streams.replay import ReplayReport, require_sent
 
@@ -137,7 +137,7 @@ def test_status_raises_what_it_could_not_read_as_one_error():
     assert status.as_dict()["kafka"] == {"bootstrap": "k:1", "group": "g"}
     with pytest.raises(KafkaUnavailableError):
         status.raise_unavailable()
-    assert _exit_code(kafka_down) == EXIT_UNAVAILABLE
+    assert exit_code(kafka_down) == EXIT_UNAVAILABLE
 
 
 # ------------------------------------------------------------------ label export
@@ -178,11 +178,11 @@ def test_export_format_follows_the_file_suffix_unless_given():
 
 # ------------------------------------------------------------------ dependency noise
 def test_the_cli_silences_exactly_the_known_dependency_noise(caplog):
-    from intentloop.cli import _quiet_dependencies
+    from intentloop.cli.app import quiet_dependencies
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        _quiet_dependencies()
+        quiet_dependencies()
         warnings.warn_explicit(
             "`is_gradient_checkpointing` is deprecated and will be removed in v6.",
             FutureWarning,

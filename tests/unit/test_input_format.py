@@ -13,11 +13,12 @@ from pydantic import ValidationError
 from serving.adapters import SharedBase
 from store.artifacts import MANIFEST, ArtifactStore, content_version
 from store.exceptions import ArtifactError
+from trainer.artifact import load_for_inference, save_adapter
+from trainer.batches import Encoded
 from trainer.dataset import Example
 from trainer.exceptions import ModelError
-from trainer.finetune import _Encoded, fit
+from trainer.finetune import fit
 from trainer.inputs import InputFormat, pool, resolve_input_format, sentence_transformers_pooling
-from trainer.model import load_for_inference, save_adapter
 from trainer.settings import ModelSettings, TrainSettings
 
 LABELS = ["electronics", "fashion"]
@@ -141,7 +142,7 @@ def test_training_evaluation_and_serving_feed_the_encoder_the_same_tokens(traine
     path, manifest = store.fetch(version)
     fmt = result.model.input_format
     train_tok = RecordingTokenizer(result.tokenizer)
-    encoded = _Encoded([Example(t, "fashion") for t in TEXTS], train_tok, {"fashion": 0}, fmt)
+    encoded = Encoded([Example(t, "fashion") for t in TEXTS], train_tok, {"fashion": 0}, fmt)
     loaded = load_for_inference(cls_encoder_dir, path)
     loaded.tokenizer = eval_tok = RecordingTokenizer(loaded.tokenizer)
     base = SharedBase(cls_encoder_dir)

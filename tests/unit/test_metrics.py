@@ -1,3 +1,5 @@
+"""The one definition of each metric (trainer/metrics.py), on hand-computed cases."""
+
 import pytest
 
 from trainer.metrics import accuracy, macro_f1, per_class
@@ -24,8 +26,9 @@ def test_per_class_hand_computed():
 
 def test_macro_f1_is_the_unweighted_mean():
     assert macro_f1(TRUE, PRED) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
-    # An explicit label never seen nor predicted scores 0 and drags the mean down.
-    assert macro_f1(TRUE, PRED, labels=["a", "b", "c", "d"]) == pytest.approx((0.8 + 0.5 + 2 / 3) / 4)
+    # A label predicted but never true costs the true class its recall, and is not averaged in.
+    assert macro_f1(["a", "a", "b"], ["a", "c", "b"]) == pytest.approx((2 / 3 + 1) / 2)
+    assert macro_f1(["a", "a"], ["b", "b"]) == 0.0
     assert macro_f1(["x", "y"], ["x", "y"]) == 1.0
     assert macro_f1([], []) == 0.0
 
@@ -34,8 +37,11 @@ def test_zero_division_counts_as_zero():
     scores = per_class(["a", "a"], ["b", "b"])
     assert scores["a"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2.0}
     assert scores["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0.0}
+    assert list(per_class(["a"], ["b"], labels=["b"])) == ["b"]
+    assert per_class([], []) == {}
 
 
 def test_length_mismatch_is_an_error():
-    with pytest.raises(ValueError, match="items"):
-        accuracy(["a"], ["a", "b"])
+    for metric in (accuracy, macro_f1, per_class):
+        with pytest.raises(ValueError, match="items"):
+            metric(["a"], ["a", "b"])

@@ -7,14 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from trainer.artifact import load_for_inference, save_adapter
+from trainer.classifier import IntentClassifier, build_classifier, resolve_base_dir
 from trainer.exceptions import ModelError
-from trainer.model import (
-    IntentClassifier,
-    build_classifier,
-    load_for_inference,
-    resolve_base_dir,
-    save_adapter,
-)
 from trainer.settings import TrainSettings
 
 LABELS = ["electronics", "fashion", "grocery"]

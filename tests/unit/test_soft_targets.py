@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from store.labels import LabelledQuery
+from trainer.batches import soft_targets, weighted_loss
 from trainer.dataset import Example
 from trainer.exceptions import NotEnoughDataError
-from trainer.finetune import _loss, soft_targets
 from trainer.settings import TrainSettings
 from trainer.snapshot import Snapshot, check_trainable, to_example
 
@@ -43,9 +43,11 @@ def test_soft_loss_on_one_hot_targets_is_the_weighted_cross_entropy():
     logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
     labels = torch.tensor([0, 2])
     weights = torch.tensor([1.0, 0.5])
-    hard = _loss(logits, {"labels": labels, "weights": weights}, torch.device("cpu"))
+    hard = weighted_loss(logits, {"labels": labels, "weights": weights}, torch.device("cpu"))
     one_hot = torch.nn.functional.one_hot(labels, 3).float()
-    soft = _loss(logits, {"labels": labels, "weights": weights, "targets": one_hot}, torch.device("cpu"))
+    soft = weighted_loss(
+        logits, {"labels": labels, "weights": weights, "targets": one_hot}, torch.device("cpu")
+    )
     assert soft.item() == pytest.approx(hard.item())
     expected = (torch.nn.functional.cross_entropy(logits, labels, reduction="none") * weights).mean()
     assert hard.item() == pytest.approx(expected.item())

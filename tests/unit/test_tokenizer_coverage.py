@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
+from trainer.classifier import load_tokenizer
 from trainer.coverage import check_tokenizer_coverage, tokenizer_coverage
-from trainer.model import load_tokenizer
 
 CHINESE = ["无线充电器", "婴儿奶粉", "蓝牙耳机", "iphone 手机壳"]
 ENGLISH = ["red running shoe", "usb c cable 2m", "organic oat milk"]

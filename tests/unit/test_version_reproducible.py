@@ -20,7 +20,7 @@ from pathlib import Path
 from store.artifacts import ArtifactStore
 from trainer.dataset import Example
 from trainer.finetune import fit
-from trainer.model import save_adapter
+from trainer.artifact import save_adapter
 from trainer.settings import TrainSettings
 
 base, out, root = (Path(a) for a in sys.argv[1:4])

@@ -5,10 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from streams.events import FeedbackType
-from streams.weak.aggregate import aggregate, decay, lf_outputs, majority, tabulate
 from streams.weak.functions import DEFAULT_LFS, ClickDwell
+from streams.weak.policies import aggregate, majority
 from streams.weak.propensity import estimate_propensity
 from streams.weak.records import Interaction, SearchRecord
+from streams.weak.vote_table import decay, lf_outputs, tabulate
 
 T0 = datetime(2025, 1, 6, 9, tzinfo=UTC)
 DAY = 86_400.0

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from streams.weak.aggregate import VoteTable
 from streams.weak.analysis import analyse, disagree, report
 from streams.weak.functions import ClickDwell, Reformulation
+from streams.weak.vote_table import VoteTable
 
 LFS = (ClickDwell(name="a"), ClickDwell(name="b"), Reformulation(name="n"))
 TABLE = VoteTable(

@@ -14,11 +14,12 @@ from streams.exceptions import GoldFileError
 from streams.gold import read_gold_file
 from streams.labels_job import build_report
 from streams.weak import label_model
-from streams.weak.aggregate import LabelDistribution, VoteTable, majority
 from streams.weak.analysis import analyse, report
 from streams.weak.functions import DEFAULT_LFS
+from streams.weak.policies import LabelDistribution, majority
 from streams.weak.records import records_from_events, records_from_search_rows
 from streams.weak.settings import LabelSettings
+from streams.weak.vote_table import VoteTable
 
 T0 = datetime(2025, 1, 6, 9, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from streams.weak import label_model
-from streams.weak.aggregate import LabelDistribution
+from streams.weak.policies import LabelDistribution
 
 LABELS = ("books", "garden", "pets", "toys")
 

@@ -5,19 +5,19 @@ or contradictory evidence."""
 import pytest
 from test_weak_aggregate import BUY, CATALOG, C, search
 
-from streams.weak.aggregate import (
+from streams.weak.analysis import bucket_of, evidence_buckets
+from streams.weak.functions import DEFAULT_LFS
+from streams.weak.policies import (
     CONTRADICTORY,
     NO_EVIDENCE,
     DirichletPosterior,
     Threshold,
     label_all,
     label_prior,
-    tabulate,
 )
-from streams.weak.analysis import bucket_of, evidence_buckets
-from streams.weak.functions import DEFAULT_LFS
 from streams.weak.propensity import Propensity
 from streams.weak.settings import LabelSettings
+from streams.weak.vote_table import tabulate
 
 DEEP = Propensity((1.0, 0.5, 0.3, 0.2, 0.15, 0.1), max_weight=10.0)
 PRIOR = {"shoes": 0.5, "socks": 0.3, "hats": 0.2}

@@ -21,11 +21,12 @@ from store.taxonomy import label_for_category
 from streams.simulator import SimConfig, simulate
 from streams.simulator.shoppers import EXAMINATION_DECAY
 from streams.weak import label_model
-from streams.weak.aggregate import lf_outputs, majority, tabulate
 from streams.weak.analysis import analyse, report
 from streams.weak.functions import DEFAULT_LFS, ClickDwell
+from streams.weak.policies import majority
 from streams.weak.propensity import estimate_propensity
 from streams.weak.records import records_from_simulation
+from streams.weak.vote_table import lf_outputs, tabulate
 
 pytestmark = pytest.mark.slow
 TRUE_THETA = tuple(1.0 / (r + 1.0) ** EXAMINATION_DECAY for r in range(10))

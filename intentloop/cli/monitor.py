@@ -1,7 +1,4 @@
-"""The ``drift`` command group and ``dashboard``, registered on the CLI by ``intentloop.cli``.
-
-Kept apart from ``cli.py`` so the monitoring commands grow without touching the other commands.
-"""
+"""Monitoring: the ``drift`` command group (``streams.drift``) and the ``dashboard``."""
 
 import json
 import time
@@ -10,6 +7,7 @@ from typing import Any
 
 import click
 
+from intentloop.cli.common import runtime
 from store.exceptions import IntentloopError
 
 
@@ -52,19 +50,17 @@ def drift_check(
     INTENTLOOP_DRIFT__REFRESH_ON_ALERT=true, a refresh request in Redis. Prints one line per alert,
     then a JSON summary.
     """
-    from intentloop.cli import _runtime
-    from store.migrate import upgrade
     from streams.drift.job import KafkaAlertSink, run_drift_check
 
-    rt = _runtime()
-    upgrade(rt.endpoints.postgres_url)
+    rt = runtime()
+    db = rt.ready_db()
     updates: dict[str, Any] = {k: v for k, v in (("window_s", window_s), ("clock", clock)) if v is not None}
     settings = rt.settings.drift.model_copy(update=updates)
     sink = None if no_kafka else KafkaAlertSink(rt.endpoints.kafka_bootstrap)
     try:
         while True:
             result = run_drift_check(
-                rt.db,
+                db,
                 settings,
                 since=_parse_ts(since),
                 until=_parse_ts(until),
@@ -90,13 +86,11 @@ def drift_check(
 @click.option("--json", "as_json", is_flag=True, help="The newest reports as one JSON object.")
 def drift_report(as_json: bool) -> None:
     """The newest window of each stream against each reference: statistics, verdict, top moves."""
-    from intentloop.cli import _runtime
-    from store.migrate import upgrade
     from streams.drift.overview import build_overview, latest_per_pair
 
-    rt = _runtime()
-    upgrade(rt.endpoints.postgres_url)
-    data = build_overview(rt.db, None, rt.settings.drift, windows=2)
+    rt = runtime()
+    db = rt.ready_db()
+    data = build_overview(db, None, rt.settings.drift, windows=2)
     latest = latest_per_pair(data["reports"])
     if not latest:
         raise IntentloopError("no drift report yet: run `intentloop drift check` first")
@@ -125,14 +119,12 @@ def dashboard(port: int | None, host: str, refresh: int) -> None:
 
     Self-contained: no CDN, no script; charts are SVG rendered by the server.
     """
-    from intentloop.cli import _runtime
     from intentloop.dashboard import DashboardServer
-    from store.migrate import upgrade
 
-    rt = _runtime()
-    upgrade(rt.endpoints.postgres_url)
+    rt = runtime()
+    db = rt.ready_db()
     server = DashboardServer(
-        rt.db,
+        db,
         rt.registry,
         rt.settings.drift,
         host=host,

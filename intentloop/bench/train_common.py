@@ -1,0 +1,57 @@
+"""What the two training benchmarks share: their options, how a model's scores are kept and reported.
+
+``intentloop.bench.train`` (shoppers' true intents) and ``intentloop.bench.train_weak`` (weak labels
+from the long-tail simulator) both import from here, so neither imports the other's internals.
+"""
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainBenchOptions:
+    queries: int = 50_000
+    seed: int = 17
+    full_ft: bool = True
+    epochs: int = 1
+    test_fraction: float = 0.2
+    progress: bool = True
+    traffic: str = "long_tail"  # or "shop": the simulator's profile
+    labels: str = "weak"  # "weak": labeled by the labeling functions; "truth": the shoppers' intents
+
+
+def headline(prefix: str, report: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        f"{prefix}_macro_f1": report["macro_f1"],
+        f"{prefix}_accuracy": report["accuracy"],
+        f"{prefix}_ece": report["ece"],
+    }
+    for name in ("head", "torso", "tail"):
+        out[f"{prefix}_{name}_macro_f1"] = report["slices"][name].get("macro_f1")
+    return out
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One model's held-out report, its training metrics and, where a comparison needs them, its
+    predictions in held-out order."""
+
+    report: dict[str, Any]
+    metrics: dict[str, Any]
+    predictions: list[str] = field(default_factory=list)
+
+
+def load_trainer() -> None:
+    """Import torch, scikit-learn and the trainer before a runner starts its clock: the summary's
+    ``total_wall_s`` has never counted the imports."""
+    importlib.import_module("trainer.baselines")  # with trainer.finetune and trainer.classifier
+    importlib.import_module("trainer.evaluation")
+
+
+def nulls(prefix: str) -> dict[str, None]:
+    keys = ("macro_f1", "accuracy", "ece", "head_macro_f1", "torso_macro_f1", "tail_macro_f1")
+    return {f"{prefix}_{k}": None for k in keys}

@@ -1,0 +1,120 @@
+"""``intentloop labels``: aggregate weak labels, report on the labeling functions, export them, load
+gold labels (``streams.labels_job``, ``intentloop.labels_report``, ``intentloop.labels_export``)."""
+
+import json
+from pathlib import Path
+
+import click
+
+from intentloop.cli.common import runtime
+from store.exceptions import IntentloopError
+
+
+@click.group()
+def labels() -> None:
+    """Weak labels: aggregate them per query, report on the labeling functions, load gold labels."""
+
+
+@labels.command("aggregate")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def labels_aggregate(quiet: bool) -> None:
+    """Re-label every query of the window from stored behaviour (INTENTLOOP_LABELS__*).
+
+    Position-debiased, time-decayed votes of every labeling function -> one label distribution per
+    query (or an abstention), replacing the previous ones; training reads them from then on. A
+    Dawid-Skene label model replaces the majority vote only where it wins on gold labels. Prints a
+    summary, then one JSON line.
+    """
+    from intentloop.labels_report import summary_lines
+    from streams.labels_job import run_aggregation
+
+    rt = runtime()
+    db = rt.ready_db()
+    result = run_aggregation(db, rt.settings.labels, progress=not quiet)
+    for line in summary_lines(result.report_id, result.report):
+        click.echo(line)
+    click.echo(json.dumps(result.summary(), default=str))
+
+
+@labels.command("report")
+@click.option("--json", "as_json", is_flag=True, help="The stored report as one JSON object.")
+def labels_report(as_json: bool) -> None:
+    """The latest aggregation's report: per labeling function coverage, overlap, conflict and
+    accuracy on gold labels; propensity per rank; majority vote vs the label model."""
+    from intentloop.labels_report import report_lines
+    from store.labels import latest_labeling_report
+
+    rt = runtime()
+    db = rt.ready_db()
+    with db.session() as session:
+        entry = latest_labeling_report(session)
+        if entry is None:
+            raise IntentloopError("no labeling report yet: run `intentloop labels aggregate` first")
+        report_id, computed_at, report = entry.id, entry.computed_at, dict(entry.report)
+    if as_json:
+        click.echo(json.dumps({"id": report_id, **report}, default=str))
+        return
+    for line in report_lines(report_id, computed_at, report):
+        click.echo(line)
+
+
+@labels.command("export")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (whole or not at all) [default: stdout].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default=None,
+    help="[default: csv for a .csv --out, else jsonl]",
+)
+@click.option(
+    "--all", "include_abstained", is_flag=True, help="Also the queries the aggregation abstained on."
+)
+def labels_export(out: Path | None, fmt: str | None, include_abstained: bool) -> None:
+    """Per-query labels of the latest aggregation: query, label, confidence, evidence, distribution,
+    abstained, reason, method and every other stored column. Labelled queries only unless --all."""
+    from intentloop.labels_export import export_labels, format_for
+
+    rt = runtime()
+    db = rt.ready_db()
+    result = export_labels(db, out, format_for(out, fmt), include_abstained=include_abstained)
+    skipped = "" if include_abstained else f" ({result.abstained} abstentions left out; --all adds them)"
+    click.echo(f"exported {result.written} query labels to {out or 'stdout'}{skipped}", err=True)
+
+
+@labels.group("gold")
+def labels_gold() -> None:
+    """Human-verified labels: what labeling functions and the label model are measured against."""
+
+
+@labels_gold.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--source", default=None, help="Recorded with each label [default: the file name].")
+@click.option(
+    "--purpose",
+    type=click.Choice(["eval", "train"]),
+    default="eval",
+    show_default=True,
+    help="eval: measured against, never trained on; train: also a training row (weight 1).",
+)
+def labels_gold_load(path: Path, source: str | None, purpose: str) -> None:
+    """Upsert gold labels from CSV (header with query,label) or JSONL ({"query": .., "label": ..}).
+
+    Queries are normalised like search logs; labels must be ones the catalog (or the closed
+    INTENTLOOP_TAXONOMY__LABELS) knows. A bad row rejects the whole file. Evaluation gold is kept
+    out of every training row and scored by the gate and `eval --gold`; training gold trains (its
+    validation-bucket share is held out like any query). See docs/labeling.md.
+    """
+    from streams.gold import load_gold
+
+    rt = runtime()
+    db = rt.ready_db()
+    n = load_gold(
+        db, path, allowed=rt.settings.taxonomy.labels, source=(source or path.name)[:64], purpose=purpose
+    )
+    click.echo(f"loaded {n} gold labels for {purpose} from {path}")

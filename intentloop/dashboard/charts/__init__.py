@@ -1,0 +1,13 @@
+"""The dashboard's charts as inline SVG, one function per panel, drawn by pygal (see ``base``)."""
+
+from intentloop.dashboard.charts.activity import labeling_charts, timeline_chart, volume_charts
+from intentloop.dashboard.charts.drift import drift_charts, moves_charts, pair_style
+
+__all__ = [
+    "drift_charts",
+    "labeling_charts",
+    "moves_charts",
+    "pair_style",
+    "timeline_chart",
+    "volume_charts",
+]

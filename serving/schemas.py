@@ -1,0 +1,74 @@
+"""The inference API's request and response bodies (their JSON Schemas are the OpenAPI document's).
+
+Kept apart from the routes (``serving.api``) so the contract a client codes against reads on one
+page; every field has limits, so bad input is a 4xx before it reaches the model.
+"""
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MARKET_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+
+
+class IntentRequest(BaseModel):
+    """One query or a batch; exactly one of ``query`` / ``queries``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str | None = Field(default=None, min_length=1, description="one search query")
+    queries: list[str] | None = Field(default=None, min_length=1, description="a batch of queries")
+    top_k: int | None = Field(default=None, ge=1, le=50, description="labels per query (default: settings)")
+    abstain_below: float | None = Field(
+        default=None, ge=0, le=1, description="no intent when the top probability is below this"
+    )
+    market: str | None = Field(default=None, pattern=MARKET_PATTERN, description="adapter set to use")
+    session_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="sticky canary assignment key"
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "IntentRequest":
+        if (self.query is None) == (self.queries is None):
+            raise ValueError("give exactly one of 'query' (a string) or 'queries' (a list of strings)")
+        return self
+
+    def texts(self) -> list[str]:
+        return [self.query] if self.query is not None else list(self.queries or [])
+
+
+class LabelScore(BaseModel):
+    label: str
+    probability: float
+
+
+class QueryPrediction(BaseModel):
+    query: str
+    intent: str | None = Field(description="the top label, or null when the model abstained")
+    abstained: bool
+    labels: list[LabelScore]
+    version: str = Field(description="the adapter version that produced this prediction")
+
+
+class IntentResponse(BaseModel):
+    version: str = Field(description="the adapter version that produced every prediction here")
+    alias: str = Field(description="the alias that routed here: champion or canary (.market)")
+    market: str | None
+    predictions: list[QueryPrediction]
+
+
+class PromoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    reason: str = Field(default="admin endpoint", max_length=500)
+    market: str | None = Field(default=None, pattern=MARKET_PATTERN)
+
+
+class AliasBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="admin endpoint", max_length=500)
+    market: str | None = Field(default=None, pattern=MARKET_PATTERN)
+
+
+class AliasMoveOut(BaseModel):
+    alias: str
+    version: str
+    previous: str | None
