@@ -23,9 +23,21 @@ class StackPorts(BaseModel):
     A settings section like the others; the stack (``intentloop.stack``) reads it, it never reads
     the stack."""
 
-    kafka_port: int = Field(default=19092, ge=1, le=65535)
-    postgres_port: int = Field(default=15432, ge=1, le=65535)
-    redis_port: int = Field(default=16379, ge=1, le=65535)
+    kafka_port: int = Field(
+        default=19092,
+        ge=1,
+        le=65535,
+        description="port of the embedded Tansu broker (when KAFKA__BOOTSTRAP is unset)",
+    )
+    postgres_port: int = Field(
+        default=15432,
+        ge=1,
+        le=65535,
+        description="port of the embedded PostgreSQL 18 (when POSTGRES__URL is unset)",
+    )
+    redis_port: int = Field(
+        default=16379, ge=1, le=65535, description="port of the embedded Redis (when REDIS__URL is unset)"
+    )
 
 
 class Settings(BaseSettings):
@@ -39,7 +51,11 @@ class Settings(BaseSettings):
         env_parse_none_str="null",  # e.g. INTENTLOOP_LABELS__HALF_LIFE_DAYS=null: no time decay
     )
 
-    state_dir: Path = Path(".intentloop")
+    state_dir: Path = Field(
+        default=Path(".intentloop"),
+        description="local state: the embedded servers' data and logs (stack/), artifacts, run directories, "
+        "the demo's and benchmarks' servers and logs",
+    )
     stack: StackPorts = Field(default_factory=StackPorts)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)

@@ -6,12 +6,24 @@ from pydantic import BaseModel, Field, SecretStr
 class ServeSettings(BaseModel):
     """HTTP serving, micro-batching, canary routing and hot-swap behaviour."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    top_k: int = Field(default=3, ge=1, le=50)
-    max_batch: int = Field(default=64, ge=1, description="queries one request may carry")
-    max_query_chars: int = Field(default=512, ge=1)
-    reconcile_interval_s: float = Field(default=2.0, gt=0)
+    host: str = Field(default="127.0.0.1", description="interface the HTTP inference worker listens on")
+    port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="HTTP inference worker port (`worker serve --port` overrides)",
+    )
+    top_k: int = Field(
+        default=3, ge=1, le=50, description="labels returned per query when a request gives no top_k"
+    )
+    max_batch: int = Field(default=64, ge=1, description="queries one request may carry (413 above)")
+    max_query_chars: int = Field(default=512, ge=1, description="characters per query (422 above)")
+    reconcile_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="seconds between re-reads of a worker's aliases (champion and canary of each market; a "
+        "promotion message wakes it sooner) and flushes of its served-prediction counts",
+    )
     abstain_threshold: float = Field(
         default=0.0, ge=0, le=1, description="default: abstain when the top probability is below this"
     )
@@ -19,7 +31,13 @@ class ServeSettings(BaseModel):
         default_factory=list,
         description="markets served besides the default one, each with its own champion/canary alias",
     )
-    canary_share: float = Field(default=0.05, ge=0, le=1, description="share of sessions sent to a canary")
+    canary_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="share of sessions sent to a canary (sticky: by a hash of "
+        "session_id, else of the first query)",
+    )
     batch_max_queries: int = Field(default=128, ge=1, description="queries per model call (micro-batch)")
     batch_wait_ms: float = Field(
         default=2.0, ge=0, description="how long an idle worker waits for more requests to batch"

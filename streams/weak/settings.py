@@ -51,10 +51,13 @@ class LabelSettings(BaseModel):
         ge=0,
         le=1,
         description="share of a query's own (debiased) evidence its top label needs, else it abstains "
-        "as contradictory (one click each on two labels is; two against one is not)",
+        "as contradictory (one click each on two labels is; two against one is not); threshold policy: "
+        "the top label's vote share, abstaining with reason min_confidence",
     )
     propensity_method: Literal["harvest", "pbm"] = Field(
-        default="harvest", description="how examination propensity per rank is fitted from the clicks"
+        default="harvest",
+        description="how examination propensity per rank is fitted from the clicks: harvest (intervention "
+        "harvesting) or pbm (position-based click model, EM)",
     )
     max_ips_weight: float = Field(
         default=1.25,
