@@ -10,12 +10,16 @@ from streams.simulator import SimConfig, Simulation, simulate
 from streams.simulator.publish import TrafficCounts, produce, traffic_records
 
 
-def sim_config(profile: str, *, seed: int, searches: int) -> SimConfig:
+def sim_config(profile: str, *, seed: int, searches: int, shoppers: str = "realistic") -> SimConfig:
     """``shop`` (the default): a busy few minutes, head queries repeated; ``long_tail``: weeks of a
-    click log, most queries searched once."""
-    if profile == "long_tail":
-        return SimConfig.long_tail(seed=seed, n_searches=searches)
-    return SimConfig(seed=seed, n_searches=searches)
+    click log, most queries searched once. ``shoppers``: ``realistic`` (paraphrases, typos,
+    questions, other languages) or ``easy`` (the catalogue's own words only, as before issue 13)."""
+    config = (
+        SimConfig.long_tail(seed=seed, n_searches=searches)
+        if profile == "long_tail"
+        else SimConfig(seed=seed, n_searches=searches)
+    )
+    return config.model_copy(update={"realism": None}) if shoppers == "easy" else config
 
 
 def send_traffic(

@@ -2,9 +2,11 @@
 
 An inference worker loads its base encoder once (:class:`SharedBase`) and puts every version it
 serves on it (the champion, the previous one kept warm for rollback, a canary, one per market)
-through the trainer's one loader, :func:`trainer.artifact.load_adapter`: each version is a copy of
+through the trainer's one loader, :func:`trainer.artifact.load_version`: each version is a copy of
 the base sharing its tensors but for the adapter's merged targets, so serving is as fast as a
-merged model and an extra version costs only its targeted weights and its head.
+merged model and an extra version costs only its targeted weights and its head. A fused version
+(:mod:`trainer.fused_artifact`) is served the same way: its lexical member, memory and fusion run
+after the one encoder forward pass of the batch, on the same texts, in the same call.
 
 What is serving's own: a version that fails any check (the artifact's hashes in
 ``store.artifacts``, then the loader's manifest, file and tensor checks, then a warm-up here whose
@@ -23,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from serving.exceptions import AdapterRefusedError, RefusalKind
-from trainer.artifact import load_adapter
+from trainer.artifact import load_version
 from trainer.classifier import FrozenBase, IntentClassifier, class_probabilities
 from trainer.exceptions import CorruptAdapterError, IncompatibleAdapterError, ModelError
+from trainer.fused_artifact import FusedMembers, Scores
 from trainer.inputs import InputFormat
 
 WARMUP = ["warm up query", "a second, longer warm up query for the tokenizer"]
@@ -40,6 +43,7 @@ class Adapter:
     max_length: int
     module: IntentClassifier
     manifest: dict[str, Any] = field(repr=False)
+    fused: FusedMembers | None = field(default=None, repr=False)  # None: a plain version
 
     @property
     def input_format(self) -> InputFormat:
@@ -62,20 +66,26 @@ class SharedBase(FrozenBase):
     def build(self, version: str, path: Path, manifest: dict[str, Any]) -> Adapter:
         """Verify ``manifest`` and the tensors in ``path`` against this base and load them, or refuse."""
         try:
-            module = load_adapter(self, path, manifest)
+            module, fused = load_version(self, path, manifest)
         except ModelError as exc:
             raise AdapterRefusedError(version, _refusal_kind(exc), str(exc)) from exc
-        adapter = Adapter(version, tuple(module.labels), module.max_length, module, manifest)
+        adapter = Adapter(version, tuple(module.labels), module.max_length, module, manifest, fused)
         probs = self.predict_proba(adapter, WARMUP)
         if probs.shape != (len(WARMUP), len(module.labels)) or not np.isfinite(probs).all():
             raise AdapterRefusedError(version, RefusalKind.INVALID, "warm-up gave non-finite probabilities")
         return adapter
 
-    def predict_proba(self, adapter: Adapter, texts: list[str]) -> np.ndarray:
-        """Class probabilities, one row per text: one tokenizer call and one forward pass."""
-        return class_probabilities(
+    def score(self, adapter: Adapter, texts: list[str]) -> Scores:
+        """The version's probabilities, one row per text (one tokenizer call, one forward pass), and
+        for a fused version every member's on the same rows."""
+        probs = class_probabilities(
             adapter.module, self.tokenizer, texts, device=self.device, lock=self.tokenizer_lock
         )
+        return Scores(probs) if adapter.fused is None else adapter.fused.score(texts, probs)
+
+    def predict_proba(self, adapter: Adapter, texts: list[str]) -> np.ndarray:
+        """The version's class probabilities, one row per text (a fused version's are the fusion's)."""
+        return self.score(adapter, texts).probs
 
     def shares_base(self, adapter: Adapter) -> bool:
         """Whether the adapter's encoder reuses this base's embedding tensor (not a copy of it)."""

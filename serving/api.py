@@ -25,7 +25,7 @@ from starlette.requests import Request as StarletteRequest
 
 from serving.batcher import MicroBatcher
 from serving.exceptions import NotReadyError, ServingError, UnknownMarketError
-from serving.host import Answer, ModelHost, Request
+from serving.host import Answer, ModelHost, Prediction, Request
 from serving.metrics import CONTENT_TYPE
 from serving.schemas import (
     AliasBody,
@@ -33,6 +33,7 @@ from serving.schemas import (
     IntentRequest,
     IntentResponse,
     LabelScore,
+    MemberPrediction,
     PromoteBody,
     QueryPrediction,
 )
@@ -172,6 +173,8 @@ def _add_intent_route(
     @api.post(
         "/v1/intent",
         response_model=IntentResponse,
+        # ``members`` is only set when asked for: a plain answer's JSON stays exactly what it was
+        response_model_exclude_unset=True,
         responses={413: {"description": "too many queries"}, 503: {"description": "no adapter loaded"}},
     )
     async def intent(req: IntentRequest) -> IntentResponse:
@@ -207,6 +210,7 @@ def _model_request(req: IntentRequest, texts: list[str], host: ModelHost, settin
         abstain_below=settings.abstain_threshold if req.abstain_below is None else req.abstain_below,
         market=req.market,
         session=req.session_id,
+        members=req.members,
     )
 
 
@@ -216,17 +220,30 @@ def _intent_response(req: IntentRequest, texts: list[str], answer: Answer) -> In
         version=answer.version,
         alias=answer.alias,
         market=req.market,
-        predictions=[
-            QueryPrediction(
-                query=raw,
-                intent=p.intent,
-                abstained=p.intent is None,
-                labels=[LabelScore(label=lab, probability=pr) for lab, pr in p.labels],
-                version=p.version,
-            )
-            for raw, p in zip(texts, answer.predictions, strict=True)
-        ],
+        predictions=[_query_prediction(raw, p) for raw, p in zip(texts, answer.predictions, strict=True)],
     )
+
+
+def _query_prediction(raw: str, p: Prediction) -> QueryPrediction:
+    out = QueryPrediction(
+        query=raw,
+        intent=p.intent,
+        abstained=p.intent is None,
+        labels=_scores(p.labels),
+        version=p.version,
+    )
+    if p.members is not None:
+        out.members = [
+            MemberPrediction(
+                name=m.name, kind=m.kind, weight=m.weight, voted=m.voted, labels=_scores(m.labels)
+            )
+            for m in p.members
+        ]
+    return out
+
+
+def _scores(labels: list[tuple[str, float]]) -> list[LabelScore]:
+    return [LabelScore(label=lab, probability=pr) for lab, pr in labels]
 
 
 # --------------------------------------------------------------------------- probes

@@ -11,6 +11,8 @@ batch holding it finishes ("unload").
 
 Versions recently served by an alias stay loaded (``keep_warm`` per alias), so a rollback is a flip
 without a reload. A refused adapter never touches the snapshot: the old version keeps serving.
+A fused version is an :class:`~serving.adapters.Adapter` like any other: routing, swaps, canary
+and rollback never look inside it; only a request asking for ``members`` sees its members.
 """
 
 import logging
@@ -36,6 +38,7 @@ from serving.tally import PredictionTally
 from store.artifacts import ArtifactStore
 from store.exceptions import ArtifactError
 from store.versions import CANARY, CHAMPION, alias_name
+from trainer.fused_artifact import Scores
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,18 @@ class Request:
     abstain_below: float = 0.0
     market: str | None = None
     session: str | None = None  # stickiness key for the canary split
+    members: bool = False  # also each member's top labels and weight (fused versions only)
+
+
+@dataclass(frozen=True)
+class MemberAnswer:
+    """One member's answer to a query inside a fused version, beside its weight in the fusion."""
+
+    name: str
+    kind: str  # adapter, lexical or memory (trainer.fused_artifact)
+    weight: float  # Fusion.member_weights()
+    voted: bool  # False: the fusion ignored this member for the query (the memory without evidence)
+    labels: list[tuple[str, float]]
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,7 @@ class Prediction:
     labels: list[tuple[str, float]]
     intent: str | None  # None: abstained (top probability below the threshold)
     version: str
+    members: list[MemberAnswer] | None = None  # asked for, and the version is fused
 
 
 @dataclass(frozen=True)
@@ -242,20 +258,16 @@ class ModelHost:
                 results[i] = exc
                 continue
             groups.setdefault(adapter.version, (adapter, []))[1].append((i, alias))
-        for adapter, members in groups.values():
-            texts = [t for i, _ in members for t in requests[i].texts]
-            probs = self.base.predict_proba(adapter, texts)
+        for adapter, routed in groups.values():
+            texts = [t for i, _ in routed for t in requests[i].texts]
+            scores = self.base.score(adapter, texts)
             self.metrics.batch_queries.observe(len(texts))
             row = 0
             tops: list[str] = []
-            for i, alias in members:
+            for i, alias in routed:
                 req = requests[i]
-                rows = probs[row : row + len(req.texts)]
+                preds = [_predict(q, scores, row + j, adapter, req) for j, q in enumerate(req.texts)]
                 row += len(req.texts)
-                preds = [
-                    _predict(q, r, adapter, req.top_k, req.abstain_below)
-                    for q, r in zip(req.texts, rows, strict=True)
-                ]
                 results[i] = Answer(adapter.version, alias, preds)
                 self.metrics.predictions.labels(alias).inc(len(req.texts))
                 tops.extend(p.labels[0][0] for p in preds if p.labels)
@@ -271,8 +283,24 @@ class ModelHost:
         return result
 
 
-def _predict(query: str, row: np.ndarray, adapter: Adapter, k: int, abstain_below: float) -> Prediction:
-    order = np.argsort(-row)[:k]
-    labels = [(adapter.labels[i], float(row[i])) for i in order]
-    intent = labels[0][0] if labels and labels[0][1] >= abstain_below else None
-    return Prediction(query, labels, intent, adapter.version)
+def _predict(query: str, scores: Scores, row: int, adapter: Adapter, req: Request) -> Prediction:
+    labels = _top(scores.probs[row], adapter.labels, req.top_k)
+    intent = labels[0][0] if labels and labels[0][1] >= req.abstain_below else None
+    members = None
+    if req.members and adapter.fused is not None:
+        fused = adapter.fused
+        members = [
+            MemberAnswer(
+                name,
+                fused.kinds[name],
+                fused.weights[name],
+                bool(scores.voted[name][row]),
+                _top(probs[row], adapter.labels, req.top_k),
+            )
+            for name, probs in scores.members.items()
+        ]
+    return Prediction(query, labels, intent, adapter.version, members)
+
+
+def _top(row: np.ndarray, labels: tuple[str, ...], k: int) -> list[tuple[str, float]]:
+    return [(labels[i], float(row[i])) for i in np.argsort(-row)[:k]]

@@ -24,6 +24,11 @@ class IntentRequest(BaseModel):
     session_id: str | None = Field(
         default=None, min_length=1, max_length=128, description="sticky canary assignment key"
     )
+    members: bool = Field(
+        default=False,
+        description="also return, per query, each fusion member's top labels and weight "
+        "(fused versions only; a plain version's predictions never carry members)",
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> "IntentRequest":
@@ -40,12 +45,36 @@ class LabelScore(BaseModel):
     probability: float
 
 
+class MemberPrediction(BaseModel):
+    """One member of a fused version: what it said about the query and how much the fusion trusts it."""
+
+    name: str = Field(description="the member's name in the fusion, e.g. lora, tfidf, memory")
+    kind: str = Field(
+        description="adapter (encoder + adapter), lexical (TF-IDF + logistic regression) or "
+        "memory (what shoppers' clicks, carts and purchases said about this query)"
+    )
+    weight: float = Field(
+        description="the member's fusion weight, the same for every query of this version: its "
+        "pooling weight (log-linear fusion) or its share of the coefficients (stacking)"
+    )
+    voted: bool = Field(
+        description="false when the fusion ignored this member for this query: the memory on a "
+        "query it has too little evidence for (its labels are then its prior)"
+    )
+    labels: list[LabelScore] = Field(description="the member's own top labels (top_k)")
+
+
 class QueryPrediction(BaseModel):
     query: str
     intent: str | None = Field(description="the top label, or null when the model abstained")
     abstained: bool
     labels: list[LabelScore]
     version: str = Field(description="the adapter version that produced this prediction")
+    members: list[MemberPrediction] | None = Field(
+        default=None,
+        description="every member of a fused version, when the request asked for members: true "
+        "(absent otherwise, and always for a plain version); labels above are the fused answer",
+    )
 
 
 class IntentResponse(BaseModel):

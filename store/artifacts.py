@@ -31,10 +31,13 @@ def sha256_file(path: Path) -> str:
 
 # Manifest fields that decide what the adapter answers (hashed into its version). Provenance such as
 # metrics, created_at or the training run is not: the same weights trained twice stay one version.
-CONTENT_FIELDS = ("format", "labels", "base_model", "peft", "max_length", "input_format")
+# ``fusion``: a fused version's members, method, temperature and label order (its members' files
+# are top-level files, hashed like the adapter's).
+CONTENT_FIELDS = ("format", "labels", "base_model", "peft", "max_length", "input_format", "fusion")
 # Content fields added after artifacts were first published: hashed only when present, so an older
 # manifest (which lacks them and means their default) keeps the meta hash, hence the id, it had.
-_ADDED_CONTENT_FIELDS = frozenset({"input_format"})
+# A plain (unfused) version has no ``fusion`` and keeps the id it had before fusion existed.
+_ADDED_CONTENT_FIELDS = frozenset({"input_format", "fusion"})
 
 
 def content_version(files: dict[str, str], meta_sha256: str | None = None) -> str:

@@ -9,6 +9,7 @@ from sqlalchemy import Row, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from store.evaluations import query_frequencies
 from store.models import GoldLabel, LabelDistribution, LabelingReport, Product, SearchQuery, WeakLabel
 
 # Per normalised query: the winning label, its share of positive votes (confidence) and the evidence.
@@ -232,3 +233,50 @@ def iter_label_export(session: Session, *, include_abstained: bool = False) -> I
         stmt = stmt.where(table.c.abstained.is_(False))
     for row in session.execute(stmt.execution_options(yield_per=5000)):
         yield dict(row._mapping)
+
+
+@dataclass(frozen=True)
+class BehaviourEvidence:
+    """What shoppers did per query, for the behaviour memory of a fused model.
+
+    ``evidence``: ``{normalised query: {label: weight}}`` in action units (click 1, add-to-cart 2,
+    purchase 3), positive only; ``searches``: ``{normalised query: searches}`` over every stored
+    search (the fusion's frequency feature; the same counts the gate's slices use); ``source``:
+    the table the evidence was read from.
+    """
+
+    evidence: dict[str, dict[str, float]]
+    searches: dict[str, int]
+    source: str
+
+
+def behaviour_evidence(session: Session, source: str) -> BehaviourEvidence:
+    """Per-query label evidence from the same table the run's snapshot read (``source``:
+    ``"label_distributions"`` or ``"weak_labels"``, as :func:`label_last_seen` takes it).
+
+    - ``weak_labels`` keeps the raw running vote per (query, label): the summed action weights of
+      every voted event, exactly the memory's units; its positive votes are used as they are.
+    - ``label_distributions`` keeps only each query's posterior ``distribution`` and the total
+      ``evidence`` behind it (the per-label actions of the aggregation are not stored), so the
+      evidence per label is ``distribution x evidence``. The posterior already holds a little of
+      the label prior (``labels.prior_strength`` actions), which the memory's own smoothing then
+      adds to; the top label and the total evidence are the aggregation's. Abstentions with a
+      distribution are kept (the memory's ``min_evidence`` decides), those without are skipped.
+
+    Reading the snapshot's own table keeps the memory and the training labels one account of the
+    same clicks (window, decay and debiasing included when aggregated).
+    """
+    evidence: dict[str, dict[str, float]] = {}
+    if source == "weak_labels":
+        rows = session.execute(
+            select(WeakLabel.norm_text, WeakLabel.label, WeakLabel.votes).where(WeakLabel.votes > 0)
+        )
+        for query, label, votes in rows:
+            evidence.setdefault(str(query), {})[str(label)] = float(votes)
+    else:
+        stmt = select(LabelDistribution.norm_text, LabelDistribution.distribution, LabelDistribution.evidence)
+        for query, distribution, total in session.execute(stmt.where(LabelDistribution.evidence > 0)):
+            row = {str(k): float(v) * float(total) for k, v in (distribution or {}).items() if float(v) > 0}
+            if row:
+                evidence[str(query)] = row
+    return BehaviourEvidence(evidence, query_frequencies(session), source)

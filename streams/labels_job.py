@@ -50,7 +50,7 @@ from streams.weak.policies import (
     label_all,
     label_prior,
 )
-from streams.weak.propensity import estimate_propensity
+from streams.weak.propensity import Propensity, estimate_propensity
 from streams.weak.records import SearchRecord, records_from_search_rows
 from streams.weak.settings import LabelSettings
 from streams.weak.vote_table import VoteTable, lf_outputs, tabulate
@@ -157,12 +157,7 @@ def label_records(
     """Steps 2-5 on records already read (pure: the job and ``bench train`` share it): the label
     distribution per query and the report. Time decay counts back from the newest record."""
     newest = max(r.ts for r in records)
-    propensity = estimate_propensity(
-        records, method=settings.propensity_method, max_weight=settings.max_ips_weight
-    )
-    table = tabulate(
-        records, catalog, lfs, propensity, now=newest, half_life_s=settings.half_life_s, progress=progress
-    )
+    table, propensity = vote_table(records, catalog, settings, lfs=lfs, progress=progress)
     policy = label_policy(table, settings)
     voted = label_all(table, policy)
     chosen, comparison, model_info = _choose(table, voted, gold, settings, policy)
@@ -180,6 +175,26 @@ def label_records(
         prior=getattr(policy, "prior", None),
     )
     return chosen, report_body
+
+
+def vote_table(
+    records: Sequence[SearchRecord],
+    catalog: Mapping[str, str | None],
+    settings: LabelSettings,
+    *,
+    lfs: Sequence[LabelingFunction] = DEFAULT_LFS,
+    progress: bool = False,
+) -> tuple[VoteTable, Propensity]:
+    """Steps 2-3: the position-bias estimate and every function's votes on ``records``, decayed from
+    the newest one. Its ``actions`` are also what the behaviour memory of a fused model remembers."""
+    newest = max(r.ts for r in records)
+    propensity = estimate_propensity(
+        records, method=settings.propensity_method, max_weight=settings.max_ips_weight
+    )
+    table = tabulate(
+        records, catalog, lfs, propensity, now=newest, half_life_s=settings.half_life_s, progress=progress
+    )
+    return table, propensity
 
 
 def label_policy(table: VoteTable, settings: LabelSettings) -> LabelPolicy:

@@ -3,10 +3,13 @@
 An artifact is ``adapter_model.safetensors``, ``adapter_config.json``, ``head.safetensors`` and
 ``manifest.json``; never a pickle, and written canonically (same content, same bytes, same version
 id, ``store.artifacts``). The head is saved with the adapter whatever the PEFT method, so an
-artifact is a whole classifier on a shared base.
+artifact is a whole classifier on a shared base. A *fused* artifact also holds the lexical member,
+the behaviour memory and the fusion over all three (:mod:`trainer.fused_artifact`), and its
+manifest a ``fusion`` section: one artifact, one version.
 
-:func:`load_adapter` is the only loader: the gate, ``eval`` (:func:`load_for_inference`) and the
-inference workers (``serving.adapters``) all go through it, so they check, load and merge alike.
+:func:`load_version` is the only loader: the gate, ``eval`` (:func:`load_for_inference`) and the
+inference workers (``serving.adapters``) all go through it, so they check, load and merge alike and
+get the fused members of a fused version. :func:`load_adapter` is its encoder-member part.
 It refuses, before building anything, an adapter whose manifest, files or tensors are wrong for the
 base, raising the :class:`~trainer.exceptions.ModelError` subclass that says which kind of wrong.
 It then merges the adapter into private copies of its target weights on a copy of the base that
@@ -39,6 +42,7 @@ from trainer.exceptions import (
     InvalidAdapterError,
     ModelError,
 )
+from trainer.fused_artifact import SECTION, FusedMembers, FusedModel, FusedParts, load_members, write_members
 from trainer.inputs import InputFormat, with_max_length
 from trainer.peft_methods import peft_summary
 
@@ -49,6 +53,7 @@ ADAPTER_WEIGHTS, ADAPTER_CONFIG, HEAD, MANIFEST = (
     "head.safetensors",
     "manifest.json",
 )
+ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD)  # the encoder member's files, besides the manifest
 
 
 # ---------------------------------------------------------------------------------------- saving
@@ -61,17 +66,23 @@ def save_adapter(
     metrics: dict[str, Any],
     extra: dict[str, Any] | None = None,
     max_length: int | None = None,
+    fused: FusedParts | None = None,
 ) -> Path:
     """Write the adapter, head and manifest (safetensors + JSON only) into ``out_dir``.
 
     The manifest records the model's :class:`InputFormat` (``max_length`` overrides its token
     budget), which every loader applies. Every file is canonical: the same weights, head, labels and
     configuration give the same bytes, hence the same version id (``store.artifacts``).
+    ``fused``: also write the lexical member, the memory and the fusion, and the manifest's
+    ``fusion`` section (the model must be the fusion's encoder member); ``None`` writes exactly the
+    plain artifact.
     """
     peft_encoder: Any = model.encoder
     if not hasattr(peft_encoder, "peft_config"):
         raise ModelError("this model's LoRA weights are merged (an inference model): nothing to save")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Members first: parts the loader would refuse are refused before any file is written.
+    fusion = {} if fused is None else {SECTION: write_members(out_dir, fused, list(labels), ADAPTER_FILES)}
     raw = json.loads((base_dir / "config.json").read_text())
     name = raw.get("_name_or_path") or base_dir.name
     config, state, rank_pattern = _adapter_to_save(peft_encoder, name)
@@ -99,6 +110,7 @@ def save_adapter(
         "metrics": metrics,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(extra or {}),
+        **fusion,
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return out_dir
@@ -150,14 +162,31 @@ def load_for_inference(
     """
     manifest = read_manifest(adapter_dir)  # before the encoder: a wrong path fails fast
     base = FrozenBase(base_dir, device)
-    module = load_adapter(base, adapter_dir, manifest)
-    return LoadedModel(module, base.tokenizer, manifest, base.device)
+    module, fused = load_version(base, adapter_dir, manifest)
+    if fused is None:
+        return LoadedModel(module, base.tokenizer, manifest, base.device)
+    return FusedModel(module, base.tokenizer, manifest, base.device, fused)
+
+
+def load_version(
+    base: FrozenBase, adapter_dir: Path, manifest: dict[str, Any] | None = None
+) -> tuple[IntentClassifier, FusedMembers | None]:
+    """The version at ``adapter_dir`` on ``base``: its encoder member (:func:`load_adapter`) and,
+    for a fused version, its other members and fusion (``None`` for a plain one).
+
+    Either every part loads and agrees with the manifest or the whole version is refused.
+    """
+    manifest = read_manifest(adapter_dir) if manifest is None else manifest
+    check_manifest(manifest, base)  # the labels the members are checked against
+    fused = load_members(adapter_dir, manifest, ADAPTER_FILES)  # before the merge: cheaper to refuse
+    return load_adapter(base, adapter_dir, manifest), fused
 
 
 def load_adapter(
     base: FrozenBase, adapter_dir: Path, manifest: dict[str, Any] | None = None
 ) -> IntentClassifier:
-    """The adapter artifact at ``adapter_dir`` as a merged, frozen, eval-mode classifier on ``base``.
+    """The adapter artifact at ``adapter_dir`` as a merged, frozen, eval-mode classifier on ``base``
+    (of a fused version, its encoder member: :func:`load_version` loads the whole version).
 
     The model tokenises and pools as the manifest's ``input_format`` says (the legacy ``{text}`` and
     mean pooling for manifests written before it was recorded), whatever the current settings are.
@@ -165,7 +194,7 @@ def load_adapter(
     """
     manifest = read_manifest(adapter_dir) if manifest is None else manifest
     labels, input_format = check_manifest(manifest, base)
-    missing = [n for n in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, HEAD) if not (adapter_dir / n).is_file()]
+    missing = [n for n in ADAPTER_FILES if not (adapter_dir / n).is_file()]
     if missing:
         raise CorruptAdapterError(f"files missing: {missing}")
     hidden = int(base.config.hidden_size)

@@ -1,7 +1,8 @@
 """Baselines every candidate adapter is measured against, trained on the same training split.
 
-- **TF-IDF + logistic regression** (word 1-2-grams and character 2-5-grams within words): seconds
-  to train, no encoder. If LoRA cannot beat it — especially on the tail, where a query's words were
+- **TF-IDF + logistic regression** (word 1-2-grams and character 2-5-grams within words; defined
+  once, as the fused model's lexical member, :mod:`trainer.members.lexical`): seconds to train, no
+  encoder. If LoRA cannot beat it — especially on the tail, where a query's words were
   rarely seen in training and a pretrained encoder should generalise — the encoder is not earning
   its cost.
 - **Full fine-tuning** of the same encoder (every weight trains): the quality LoRA is trying to
@@ -11,74 +12,22 @@ Both are returned as :class:`trainer.evaluation.Predictor` objects and scored by
 :func:`trainer.evaluation.evaluate` as the candidate, on the same rows.
 """
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import FeatureUnion, Pipeline
 
 from trainer.classifier import IntentClassifier, LoadedModel
 from trainer.dataset import Example
-from trainer.exceptions import NotEnoughDataError
 from trainer.finetune import FitResult, fit
 from trainer.inputs import InputFormat
+from trainer.members.lexical import LexicalModel, train_lexical
 from trainer.settings import TrainSettings
 
-
-class TfidfBaseline:
-    """A fitted TF-IDF + logistic-regression pipeline speaking the ``Predictor`` protocol."""
-
-    def __init__(self, pipeline: Pipeline, labels: list[str], metrics: dict[str, Any]) -> None:
-        self._pipeline = pipeline
-        self._labels = list(labels)
-        self.metrics = metrics
-        classes = [str(c) for c in pipeline.classes_]
-        # predict_proba columns follow ``classes_``; map them onto ``labels`` (absent ones get 0).
-        self._columns = [classes.index(label) if label in classes else -1 for label in self._labels]
-
-    @property
-    def labels(self) -> list[str]:
-        return self._labels
-
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, len(self._labels)), dtype=np.float32)
-        raw = self._pipeline.predict_proba(list(texts))
-        out = np.zeros((len(texts), len(self._labels)), dtype=np.float32)
-        for j, col in enumerate(self._columns):
-            if col >= 0:
-                out[:, j] = raw[:, col]
-        return out
-
-
-def train_tfidf(train: list[Example], labels: list[str], *, seed: int = 13, c: float = 10.0) -> TfidfBaseline:
-    """Fit the TF-IDF baseline; example weights (label confidence) weight the loss as in LoRA training."""
-    if len({e.label for e in train}) < 2:
-        raise NotEnoughDataError("the TF-IDF baseline needs training examples of at least 2 labels")
-    started = time.monotonic()
-    features = FeatureUnion(
-        [
-            ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
-            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1)),
-        ]
-    )
-    pipeline = Pipeline(
-        [("features", features), ("clf", LogisticRegression(C=c, max_iter=2000, random_state=seed))]
-    )
-    weights = np.asarray([max(e.weight, 0.0) for e in train], dtype=np.float64)
-    pipeline.fit([e.text for e in train], [e.label for e in train], clf__sample_weight=weights)
-    wall = time.monotonic() - started
-    metrics = {
-        "method": "tfidf_logreg",
-        "train_examples": len(train),
-        "wall_s": round(wall, 3),
-        "samples_per_s": round(len(train) / wall, 2) if wall > 0 else None,
-    }
-    return TfidfBaseline(pipeline, labels, metrics)
+# The lexical member of a fused model is the TF-IDF baseline: one pipeline, defined there.
+TfidfBaseline = LexicalModel
+train_tfidf = train_lexical
 
 
 @dataclass(frozen=True)

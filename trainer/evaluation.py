@@ -28,6 +28,13 @@ were searched once or twice, the shares can only be approximate, and the thresho
 that each slice keeps some queries (the least searched count is always tail, the next one at most
 torso); the thresholds and the traffic each slice's rows carry are in the report.
 
+**Slices by kind of query** — ``unseen_phrasing`` (words no training query used for that intent),
+``typo`` (misspelt), ``question`` (a question or a long natural-language query), plus any other
+kind the caller names — are reported beside the frequency slices when the caller knows each
+query's kinds (the simulator does; a gold file may say). They overlap the frequency slices and
+each other (a misspelt question is in both), so they are never summed; they are where a lexical
+model and a pretrained encoder differ most, which is what the fused model is judged on.
+
 Every number is computed by :mod:`trainer.metrics`, the one definition training's validation, the
 gate, ``eval`` and the baselines share: macro-F1 averages over the labels present in the gold rows
 (of the set or of the slice), so two models scored on the same rows are averaged over the same
@@ -36,7 +43,7 @@ classes whatever they predict (see that module for why).
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,6 +54,7 @@ from trainer.metrics import accuracy, expected_calibration_error, macro_f1, per_
 SLICES = ("head", "torso", "tail")  # what the gate checks
 UNSEEN = "unseen"  # rows whose query was never searched: reported, never gated
 REPORTED_SLICES = (*SLICES, UNSEEN)
+KIND_SLICES = ("unseen_phrasing", "typo", "question")  # always reported when kinds are given
 
 
 class Predictor(Protocol):
@@ -173,12 +181,14 @@ def evaluate(
     gold: Sequence[tuple[str, str]],
     counts: Mapping[str, int],
     slices: FrequencySlices | None = None,
+    kinds: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, Any]:
     """The full report of ``model`` on ``gold`` (normalised query, label) rows.
 
     ``counts`` gives each query's searches (queries missing from it count 0: the ``unseen``
     slice); ``slices`` defaults to the thresholds of ``counts`` itself, but pass the ones of the
-    whole store's traffic when ``counts`` covers only part of it.
+    whole store's traffic when ``counts`` covers only part of it. ``kinds``: each query's kinds
+    (``typo``, ``question``, ...; queries missing from it have none), reported as slices too.
     """
     if not gold:
         raise ValueError("nothing to evaluate: no gold rows")
@@ -192,10 +202,27 @@ def evaluate(
         searches = sum(int(counts.get(q, 0)) for q, s in zip(queries, names, strict=True) if s == name)
         report["slices"][name]["searches"] = searches
     report["slice_definition"] = bounds.describe()
+    if kinds is not None:
+        report["slices"].update(kind_slices(y_true, y_pred, conf, [kinds.get(q, ()) for q in queries]))
     unknown = sorted(set(y_true) - set(model.labels))
     if unknown:
         report["labels_unknown_to_model"] = unknown
     return report
+
+
+def kind_slices(
+    y_true: Sequence[str], y_pred: Sequence[str], confidence: np.ndarray, kinds: Sequence[Collection[str]]
+) -> dict[str, dict[str, Any]]:
+    """Scores of the rows of each kind: :data:`KIND_SLICES` always (``{"n": 0}`` when none), and
+    every other kind that some row has."""
+    names = list(KIND_SLICES) + sorted({k for ks in kinds for k in ks} - set(KIND_SLICES))
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        idx = [i for i, ks in enumerate(kinds) if name in ks]
+        out[name] = (
+            _scores([y_true[i] for i in idx], [y_pred[i] for i in idx], confidence[idx]) if idx else {"n": 0}
+        )
+    return out
 
 
 def _slice_name(bounds: FrequencySlices, count: int) -> str:

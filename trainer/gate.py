@@ -9,14 +9,21 @@ is scored by :func:`trainer.evaluation.evaluate` (the metrics of :mod:`trainer.m
 training's validation uses). Every decision is written to ``gate_decisions`` with its reasons and
 all reports, so a rejected adapter stays inspectable (its artifact and version row stay; it is just
 not promoted). The rules themselves (what blesses a candidate) are in :mod:`trainer.gate_rules`.
+
+A **fused** candidate (one whose loaded model offers :class:`FusedPredictor`'s ``member_predictors``)
+is also scored member by member on the same rows; the decision records every member's report beside
+the fused one and applies the member rule (rule 5 of :mod:`trainer.gate_rules`). On weak-labelled
+held-out rows a fused model (candidate or champion) is scored with its memory blind to those rows'
+queries (:func:`unleaked`): their labels come from the clicks the memory holds. The gate does not
+know how a fused version is stored: the loader hands it the members as plain predictors.
 """
 
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from store.artifacts import ArtifactStore
 from store.db import Database
@@ -67,6 +74,69 @@ def compact(report: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+@runtime_checkable
+class FusedPredictor(Predictor, Protocol):
+    """A loaded fused version: its own (fused) probabilities, and each member as a predictor of its
+    own (name -> predictor, the names the fusion was fitted with), scored on the same rows.
+
+    ``without_memory_of(queries)``: the same version whose behaviour memory has forgotten those
+    queries' evidence (they read memory-absent, in the fusion and the memory member alike): the
+    gate's weak-labelled held-out rows were labelled from the very clicks the memory remembers, so
+    scored with it the memory would be right by construction (see :func:`unleaked`).
+    """
+
+    def member_predictors(self) -> Mapping[str, Predictor]: ...
+
+    def without_memory_of(self, queries: Collection[str]) -> "FusedPredictor": ...
+
+
+Report = dict[str, Any]
+
+
+def unleaked(model: Predictor, rows: Sequence[tuple[str, str]], gold: Collection[str]) -> Predictor:
+    """``model`` as the held-out ``rows`` may fairly score it: a fused version forgets the memory
+    evidence of every row whose label is weak (not in ``gold``), the leakage rule the fusion was
+    fitted under (:mod:`trainer.fused_training`); gold rows keep it. A plain model is unchanged.
+    Applied to candidate and champion alike, so a fused model does not beat a plain one on rows
+    whose labels its memory simply repeats."""
+    if not isinstance(model, FusedPredictor):
+        if hasattr(model, "member_predictors"):  # half a fused model: refuse, never gate it as plain
+            raise TypeError(f"{type(model).__name__} has member_predictors but no without_memory_of")
+        return model
+    return model.without_memory_of(sorted({q for q, _ in rows if q not in gold}))
+
+
+def score_members(model: Predictor, score: Callable[[Predictor], Report]) -> dict[str, Report]:
+    """Each member's report (``score``: the held-out rows' scorer) when ``model`` is fused; ``{}``
+    for a plain model, whose gate is then exactly the one before fusion existed."""
+    if not isinstance(model, FusedPredictor):
+        return {}
+    return {name: score(member) for name, member in sorted(model.member_predictors().items())}
+
+
+def decision_details(
+    decision: GateDecision,
+    eval_set: Mapping[str, Any],
+    train: TrainSettings,
+    reports: Mapping[str, Report],
+    baselines: Mapping[str, Report],
+    members: Mapping[str, Report] | None = None,
+) -> dict[str, Any]:
+    """What ``gate_decisions.details`` records: the verdict with every check, the rows, the
+    settings and every report (a fused candidate's members' too, and the member rule's settings)."""
+    details: dict[str, Any] = {
+        "decision": decision.as_dict(),
+        "eval_set": dict(eval_set),
+        "settings": train.gate.model_dump(mode="json"),
+        "reports": dict(reports),
+        "baselines": dict(baselines),
+    }
+    if members:
+        details["members"] = dict(members)
+        details["member_rule"] = train.fusion.model_dump(include={"member_margin", "min_slice_rows"})
+    return details
+
+
 @dataclass(frozen=True)
 class GateOutcome:
     """A recorded decision plus everything it was based on."""
@@ -78,8 +148,10 @@ class GateOutcome:
     eval_set: dict[str, Any]
     reports: dict[str, dict[str, Any]]  # candidate, champion, tfidf, full_ft -> evaluation report
     baselines: dict[str, dict[str, Any]]  # tfidf, full_ft -> training metrics
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)  # fused: member -> report
 
     def summary(self) -> dict[str, Any]:
+        members = {"members": {name: compact(r) for name, r in self.members.items()}} if self.members else {}
         return {
             "decision_id": self.decision_id,
             "blessed": self.decision.blessed,
@@ -89,6 +161,7 @@ class GateOutcome:
             "eval_set": self.eval_set,
             "scores": {name: compact(report) for name, report in self.reports.items()},
             "baselines": self.baselines,
+            **members,
         }
 
 
@@ -104,6 +177,7 @@ def gate_candidate(
     trained_snapshot: Mapping[str, Any] | None = None,
     train_examples: Sequence[Example] | None = None,
     progress: bool = True,
+    kinds: Mapping[str, Collection[str]] | None = None,
 ) -> GateOutcome:
     """Score ``candidate``, ``champion`` and the baselines on the held-out rows, decide, record.
 
@@ -113,12 +187,14 @@ def gate_candidate(
     but never leaks: the split is by query hash, so held-out queries are held out for every model.
     ``train_examples``: the rows the candidate trained on (its run's snapshot: fresh + replay +
     gold); the baselines train on exactly these. Without them, on the rebuilt training split.
+    ``kinds``: each held-out query's kinds (``typo``, ``question``, ...) when known: every report
+    then has kind slices too, which the member rule of a fused candidate also judges.
     """
     from trainer.classifier import resolve_base_dir
 
     base_dir = resolve_base_dir(model.base_dir)
-    held = _held_out_set(db, train, trained_snapshot, train_examples)
-    reports = _score_candidate(held, artifacts, base_dir, candidate)
+    held = _held_out_set(db, train, trained_snapshot, train_examples, kinds)
+    reports, members = _score_candidate(held, artifacts, base_dir, candidate)
     champion_report, champion_error = _score_champion(held, artifacts, base_dir, champion)
     if champion_report is not None:
         reports["champion"] = champion_report
@@ -132,16 +208,12 @@ def gate_candidate(
         champion_error=champion_error,
         baselines={name: reports[name] for name in ("tfidf", "label_prior") if name in reports},
         gold=reports.get("candidate_gold"),
+        members=members,
+        fusion=train.fusion,
     )
-    details = {
-        "decision": decision.as_dict(),
-        "eval_set": held.eval_set,
-        "settings": train.gate.model_dump(mode="json"),
-        "reports": reports,
-        "baselines": baselines,
-    }
+    details = decision_details(decision, held.eval_set, train, reports, baselines, members)
     decision_id = _record(db, decision, details, run_id=run_id, candidate=candidate, champion=champion)
-    return GateOutcome(decision_id, decision, candidate, champion, held.eval_set, reports, baselines)
+    return GateOutcome(decision_id, decision, candidate, champion, held.eval_set, reports, baselines, members)
 
 
 @dataclass(frozen=True)
@@ -156,9 +228,10 @@ class _HeldOut:
     labels: list[str]  # the baselines' label set
     baseline_rows: list[Example]  # the baselines' training rows
     val_rows: list[LabelledQuery]  # the validation split (full fine-tuning's early stopping)
+    kinds: Mapping[str, Collection[str]] | None = None  # query -> kinds, when known: kind slices
 
     def score(self, predictor: Predictor) -> dict[str, Any]:
-        return evaluate(predictor, self.rows, self.counts, self.bounds)
+        return evaluate(predictor, self.rows, self.counts, self.bounds, self.kinds)
 
 
 def _held_out_set(
@@ -166,6 +239,7 @@ def _held_out_set(
     train: TrainSettings,
     trained_snapshot: Mapping[str, Any] | None,
     train_examples: Sequence[Example] | None,
+    kinds: Mapping[str, Collection[str]] | None = None,
 ) -> _HeldOut:
     """Rebuild the run's split from the store and derive the held-out rows (see the docstring)."""
     rows, source = snapshot_examples(db, train)
@@ -190,23 +264,24 @@ def _held_out_set(
     if trained_snapshot is not None and trained_snapshot.get("queries") != len(rows):
         eval_set["snapshot_drift"] = len(rows) - int(trained_snapshot.get("queries") or 0)
     labels = sorted({*(r.label for r in rows), *(e.label for e in baseline_rows)})
-    return _HeldOut(held_out, gold, counts, bounds, eval_set, labels, baseline_rows, val_rows)
+    return _HeldOut(held_out, gold, counts, bounds, eval_set, labels, baseline_rows, val_rows, kinds)
 
 
 def _score_candidate(
     held: _HeldOut, artifacts: ArtifactStore, base_dir: Path, candidate: str
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, Report], dict[str, Report]]:
     """The candidate's report on every held-out row and (``candidate_gold``) on the gold ones only:
-    the floors apply to the latter. The model is freed on return, before the champion loads."""
+    the floors apply to the latter; and, for a fused candidate, each member's report on every
+    held-out row. The model is freed on return, before the champion loads."""
     from trainer.artifact import load_for_inference
 
     path, _ = artifacts.fetch(candidate)
-    candidate_model = load_for_inference(base_dir, path)
+    candidate_model = unleaked(load_for_inference(base_dir, path), held.rows, held.gold)
     reports = {"candidate": held.score(candidate_model)}
     gold_rows = [(q, label) for q, label in held.rows if q in held.gold]
     if gold_rows:
-        reports["candidate_gold"] = evaluate(candidate_model, gold_rows, held.counts, held.bounds)
-    return reports
+        reports["candidate_gold"] = evaluate(candidate_model, gold_rows, held.counts, held.bounds, held.kinds)
+    return reports, score_members(candidate_model, held.score)
 
 
 def _score_champion(
@@ -219,7 +294,7 @@ def _score_champion(
         return None, None
     try:
         champion_path, _ = artifacts.fetch(champion)
-        return held.score(load_for_inference(base_dir, champion_path)), None
+        return held.score(unleaked(load_for_inference(base_dir, champion_path), held.rows, held.gold)), None
     except (ModelError, ArtifactError) as exc:
         log.warning("champion %s cannot be evaluated: %s", champion, exc)
         return None, str(exc)

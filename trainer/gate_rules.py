@@ -15,7 +15,11 @@ A candidate is **blessed** when, on the same held-out rows scored in the same ru
    ``tolerance`` below the champion — an average gain must not hide a loss on the head (most of the
    traffic) or the tail (most of the queries);
 4. the champion could be evaluated at all: a champion that cannot be loaded on this base (the
-   encoder changed) is a decision for a human (``intentloop registry promote``), not a free pass.
+   encoder changed) is a decision for a human (``intentloop registry promote``), not a free pass;
+5. a **fused** candidate is at most ``fusion.member_margin`` macro-F1 below its best member,
+   overall and on every slice of its report (frequency and kind slices) with at least
+   ``fusion.min_slice_rows`` rows: fusion exists to combine what each member gets right, so a
+   fused model that loses a slice to one of its own members has not earned its place there.
 
 Pure: no I/O, no models. :mod:`trainer.gate` scores the models and records the verdict; this module
 only decides, from the reports, and says why (every check, passed or not, with its numbers).
@@ -27,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trainer.evaluation import SLICES, metric
-from trainer.settings import GateSettings
+from trainer.settings import FusionSettings, GateSettings
 
 _EPS = 1e-9  # float noise allowance when a candidate ties the champion exactly
 
@@ -36,13 +40,13 @@ _EPS = 1e-9  # float noise allowance when a candidate ties the champion exactly
 class Check:
     """One gate condition and how the candidate fared on it."""
 
-    kind: str  # "baseline" | "floor" | "no_regression" | "champion_unavailable"
+    kind: str  # "baseline" | "floor" | "no_regression" | "champion_unavailable" | "member"
     metric: str
     slice: str  # "overall" or a slice name
     value: float
     threshold: float
     passed: bool
-    reference: float | None = None  # the champion's value (no_regression)
+    reference: float | None = None  # the champion's (no_regression) or best member's (member) value
     skipped: bool = False  # reported, not gated (slice too small)
     detail: str = ""
 
@@ -57,6 +61,8 @@ class Check:
             op = ">=" if self.passed else "<"
             return f"{self.slice} {self.metric} {self.value:.4f} {op} floor {self.threshold:.4f}"
         assert self.reference is not None
+        if self.kind == "member":
+            return _describe_member(self)
         if self.kind == "baseline":
             margin = self.threshold - self.reference
             if self.passed and self.value >= self.reference:
@@ -109,6 +115,8 @@ def decide(
     champion_error: str | None = None,
     baselines: Mapping[str, Mapping[str, Any]] | None = None,
     gold: Mapping[str, Any] | None = None,
+    members: Mapping[str, Mapping[str, Any]] | None = None,
+    fusion: FusionSettings | None = None,
 ) -> GateDecision:
     """The verdict on ``candidate`` given the baselines', the champion's and its own gold-only
     reports on the same rows (pure).
@@ -116,6 +124,9 @@ def decide(
     ``baselines``: name -> report (``tfidf``, ``label_prior``). ``gold``: the candidate's report
     on the held-out gold rows only (floors apply to it when it has enough rows). ``champion`` None
     with no ``champion_error``: there is no champion, no-regression checks do not apply.
+    ``members``: a fused candidate's members, name -> report on the same rows as ``candidate``
+    (None or empty for a plain candidate: no member checks); ``fusion`` gives the member rule's
+    margin and slice size (defaults when None).
     Rejected: ``reasons`` lists every failed check. Blessed: every check that passed.
     """
     checks = [*_baseline_checks(candidate, baselines or {}, settings), *_floor_checks(gold, settings)]
@@ -127,6 +138,8 @@ def decide(
         checks.append(Check("champion_unavailable", "-", "overall", math.nan, math.nan, False, detail=detail))
     elif champion is not None:
         checks.extend(_regression_checks(candidate, champion, settings))
+    if members:
+        checks.extend(member_checks(candidate, members, fusion or FusionSettings()))
     failed = [c for c in checks if not c.passed]
     if failed:
         return GateDecision(False, [c.describe() for c in failed], checks)
@@ -186,3 +199,51 @@ def _regression_checks(
 
 def _slice_n(report: Mapping[str, Any], slice_name: str) -> int:
     return int(report.get("slices", {}).get(slice_name, {}).get("n", 0))
+
+
+def member_checks(
+    fused: Mapping[str, Any], members: Mapping[str, Mapping[str, Any]], settings: FusionSettings
+) -> list[Check]:
+    """The fused report against its best member's macro-F1, overall and per slice (rule 5).
+
+    Slices: every slice of the fused report (head, torso, tail, unseen, and the kind slices when
+    the rows' kinds were known): the comparison is on identical rows, so any slice with enough of
+    them is a fair one. A slice below ``settings.min_slice_rows`` rows is reported, skipped.
+    """
+    checks = []
+    for slice_name in (None, *sorted(fused.get("slices", {}))):
+        where = slice_name or "overall"
+        n = int(fused.get("n", 0)) if slice_name is None else _slice_n(fused, slice_name)
+        scored = {m: metric(r, "macro_f1", slice_name) for m, r in members.items()}
+        scored = {m: v for m, v in scored.items() if not math.isnan(v)}
+        if not scored:
+            continue
+        best = max(sorted(scored), key=lambda m: scored[m])
+        value, ref = metric(fused, "macro_f1", slice_name), scored[best]
+        floor = ref - settings.member_margin
+        if n < settings.min_slice_rows:
+            detail = (
+                f"fused vs best member {best}, {n} held-out rows < fusion.min_slice_rows "
+                f"{settings.min_slice_rows}"
+            )
+            checks.append(
+                Check("member", "macro_f1", where, value, floor, True, ref, skipped=True, detail=detail)
+            )
+            continue
+        passed = not math.isnan(value) and value >= floor - _EPS
+        checks.append(Check("member", "macro_f1", where, value, floor, passed, ref, detail=best))
+    return checks
+
+
+def _describe_member(check: Check) -> str:
+    assert check.reference is not None
+    margin = check.reference - check.threshold
+    if check.passed:
+        return (
+            f"{check.slice} macro_f1 fused {check.value:.4f} vs best member {check.detail} "
+            f"{check.reference:.4f}: within the member margin {margin:.4f}"
+        )
+    return (
+        f"{check.slice} macro_f1 fused {check.value:.4f} is below member {check.detail} "
+        f"{check.reference:.4f} by {check.reference - check.value:.4f} > member margin {margin:.4f}"
+    )

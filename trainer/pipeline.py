@@ -40,6 +40,7 @@ from trainer.warm_start import format_fingerprint, warm_start_source
 
 if TYPE_CHECKING:  # torch: imported by the steps that train, not by this module
     from trainer.finetune import FitResult
+    from trainer.fused_training import FusedTraining
     from trainer.inputs import InputFormat
 
 __all__ = [
@@ -131,7 +132,8 @@ def run_training(
             progress=progress,
             on_epoch_end=on_epoch_end,
         )
-        version, version_dir, metrics = _publish(job, data, result, started)
+        fused = _fuse(job, data, result)
+        version, version_dir, metrics = _publish(job, data, result, fused, started)
     except BaseException as exc:
         _record_failure(job, exc, started)
         raise
@@ -238,11 +240,37 @@ def _checkpoint_dir(run_dir: Path | None) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _fuse(job: _Run, data: Snapshot, result: "FitResult") -> "FusedTraining":
+    """The lexical member, behaviour memory and fusion beside the fitted adapter, fitted on the
+    validation rows (:mod:`trainer.fused_training`); parts ``None``: publish the plain adapter."""
+    from store.labels import BehaviourEvidence, behaviour_evidence
+    from trainer.classifier import LoadedModel
+    from trainer.fused_training import fit_fused, fusion_rows_of
+
+    settings, source = job.train.fusion, str(data.summary["source"])
+    with job.db.session() as session:  # no read when disabled: fit_fused then says why it skipped
+        behaviour = (
+            behaviour_evidence(session, source) if settings.enabled else BehaviourEvidence({}, {}, source)
+        )
+    device = next(result.model.parameters()).device
+    encoder = LoadedModel(result.model, result.tokenizer, {"labels": list(result.model.labels)}, device)
+    return fit_fused(
+        encoder,
+        data.train,
+        fusion_rows_of(data.val),
+        behaviour.evidence,
+        behaviour.searches,
+        data.labels,
+        settings,
+        seed=job.train.seed,
+    )
+
+
 def _publish(
-    job: _Run, data: Snapshot, result: "FitResult", started: float
+    job: _Run, data: Snapshot, result: "FitResult", fused: "FusedTraining", started: float
 ) -> tuple[str, Path, dict[str, Any]]:
-    """Save the adapter as an artifact, record the version and the run's success: (version, its
-    directory, the run's metrics)."""
+    """Save the adapter (fused when ``fused`` has parts) as an artifact, record the version and the
+    run's success: (version, its directory, the run's metrics)."""
     from trainer.artifact import save_adapter
 
     with tempfile.TemporaryDirectory(prefix="intentloop-adapter-") as tmp:
@@ -252,12 +280,13 @@ def _publish(
             base_dir=job.base_dir,
             labels=data.labels,
             metrics=result.metrics,
-            extra={"training_run_id": job.run_id, "snapshot": data.summary},
+            extra={"training_run_id": job.run_id, "snapshot": data.summary, "fusion_training": fused.report},
             max_length=job.model.max_length,
+            fused=fused.parts,
         )
         version = job.artifacts.publish(Path(tmp))
     version_dir, manifest = job.artifacts.fetch(version)
-    metrics = {**result.metrics, "duration_s": round(time.monotonic() - started, 3)}
+    metrics = {**result.metrics, "fusion": fused.report, "duration_s": round(time.monotonic() - started, 3)}
     with job.db.session() as session:
         record_version(
             session, version=version, manifest=manifest, uri=job.artifacts.uri(version), run_id=job.run_id
@@ -295,6 +324,7 @@ def _record_failure(job: _Run, exc: BaseException, started: float) -> None:
 # fixed by the snapshot's content hash, so a run interrupted before they existed can still resume.
 _NOT_FIT = {
     "gate",
+    "fusion",  # fitted after the last epoch, from its result: never part of what an epoch computes
     "schedule",
     "poll_s",
     "runs_dir",

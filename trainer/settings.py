@@ -5,6 +5,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from trainer.members.memory import DEFAULT_ALPHA, DEFAULT_MAX_QUERIES, DEFAULT_MIN_EVIDENCE
+
 GATED_METRICS = ("macro_f1", "accuracy")  # higher is better; what the gate may compare
 
 
@@ -110,6 +112,64 @@ class GateSettings(BaseModel):
         if self.head_share + self.torso_share >= 1:
             raise ValueError("head_share + torso_share must be below 1 (the rest of the traffic is the tail)")
         return self
+
+
+class FusionSettings(BaseModel):
+    """The fused model a refresh publishes (``trainer/fused_training.py``) and the gate's member rule.
+
+    Beside the adapter, a refresh trains the lexical member on the same rows, builds the behaviour
+    memory from the stored evidence, and fits the fusion over all three on the validation rows
+    (no member trained on them). Too few such rows and the plain adapter is published instead,
+    with the reason recorded: a fusion fitted on a handful of rows would learn noise.
+    """
+
+    enabled: bool = Field(
+        default=True,
+        description="publish a fused version (adapter + lexical model + behaviour memory); false: the "
+        "plain adapter, as before fusion existed",
+    )
+    method: Literal["auto", "loglinear", "stacking"] = Field(
+        default="auto",
+        description="how members are combined: auto keeps the lower cross-validated NLL on the fusion "
+        "rows (stacking is only tried when the rows outnumber its coefficients)",
+    )
+    min_rows: int = Field(
+        default=200,
+        ge=10,
+        description="validation rows needed to fit the fusion; fewer: the plain adapter is published and "
+        "the run records why (5-fold cross-validation and a temperature need a few hundred rows)",
+    )
+    memory_alpha: float = Field(
+        default=DEFAULT_ALPHA,
+        gt=0,
+        description="behaviour memory: pseudo-evidence of the label prior, in action units (click 1, cart "
+        "2, purchase 3), so one click does not make the memory certain",
+    )
+    memory_min_evidence: float = Field(
+        default=DEFAULT_MIN_EVIDENCE,
+        ge=0,
+        description="behaviour memory: evidence a query needs before the memory answers for it (below it "
+        "the label mix is mostly chance and the other members decide)",
+    )
+    memory_max_queries: int = Field(
+        default=DEFAULT_MAX_QUERIES,
+        ge=0,
+        description="behaviour memory: the most-evidenced queries kept (bounds the artifact: ~10 MB at "
+        "200k); tail queries beyond it rarely have enough evidence to matter",
+    )
+    member_margin: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="gate: a fused candidate more than this macro-F1 below its best member on any slice "
+        "is rejected (0.005 = half a point): fusion must not cost a slice what one member gets right",
+    )
+    min_slice_rows: int = Field(
+        default=100,
+        ge=1,
+        description="gate: slices with fewer held-out rows are reported, not judged by the member rule "
+        "(one row of 100 moves accuracy a whole point, already twice the margin)",
+    )
 
 
 PeftMethod = Literal["lora", "adalora", "ia3"]
@@ -234,6 +294,7 @@ class TrainSettings(BaseModel):
         default=None, ge=1, description="cap on the snapshot's rows, before the validation split (None: all)"
     )
     gate: GateSettings = Field(default_factory=GateSettings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
 
     @field_validator("schedule")
     @classmethod

@@ -8,7 +8,10 @@ configured encoder, default all-MiniLM-L6-v2; serving cost does not depend on wh
 2. batch1: one client, one query per request, one request at a time: ``batch1_p50_ms``;
 3. max: ``--clients`` concurrent clients, closed loop, one query per request: ``qps``;
 4. half rate: requests sent on a fixed schedule at half of ``qps`` (open loop, so a slow answer
-   cannot slow the sender down and hide its own latency): ``p50_ms``, ``p99_ms``.
+   cannot slow the sender down and hide its own latency): ``p50_ms``, ``p99_ms``;
+5. fused (``--fused``, the default): a fused version of the same encoder (adapter + TF-IDF member +
+   behaviour memory + fusion, ``serving.synthetic.synthetic_fused_adapter``) is promoted on the same
+   worker and phase 3 runs again: ``fused_qps`` and ``fused_vs_encoder_only`` (issue 13: >= 0.9).
 
 The worker is a real ``intentloop worker serve`` process. The clients speak minimal HTTP/1.1 over
 keep-alive connections (a few microseconds of CPU per request instead of a general HTTP client's
@@ -61,6 +64,7 @@ class ServeBenchOptions:
     seconds: float = 10.0
     batch1_requests: int = 300
     seed: int = 5
+    fused: bool = True  # phase 5: the same worker on a fused version
 
 
 # ---------------------------------------------------------------- servers and adapters
@@ -312,6 +316,7 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
                 lambda: served_version(port) == version, timeout_s=120, what="adapter loaded", proc=worker
             )
             m = _phases(env, settings, opts, version, queries, port, echo)
+            fused = _fused_phase(env, settings, opts, queries, port, worker, echo) if opts.fused else None
         finally:
             worker.stop()
     qps = m.max_done / opts.seconds
@@ -333,6 +338,45 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
         "mean_batch_queries": m.mean_batch_queries,
         "failed_requests": m.max_failed + m.half_failed + (opts.batch1_requests - len(m.batch1_ms)),
         "version": version,
+        **_fused_summary(fused, qps, opts.seconds),
+    }
+
+
+def _fused_phase(
+    env: BenchEnv,
+    settings: Settings,
+    opts: ServeBenchOptions,
+    queries: list[str],
+    port: int,
+    worker: WorkerProcess,
+    echo: Echo,
+) -> tuple[str, int, int]:
+    """Phase 5: promote a fused version of the same encoder, then the closed loop again: (version,
+    answered, failed)."""
+    from serving.synthetic import synthetic_fused_adapter
+
+    fused = synthetic_fused_adapter(
+        env.artifacts, settings.model.base_dir, seed=opts.seed, max_length=settings.model.max_length
+    )
+    env.record(fused)
+    env.promote(fused, "bench serve: fused")
+    wait_until(lambda: served_version(port) == fused, timeout_s=120, what="fused version", proc=worker)
+    echo(f"bench serve: fused version {fused}, {opts.clients} concurrent clients, {opts.seconds:.0f}s ...")
+    done, failed, _ = asyncio.run(_closed_loop(port, queries, opts.clients, opts.seconds))
+    return fused, done, failed
+
+
+def _fused_summary(fused: tuple[str, int, int] | None, qps: float, seconds: float) -> dict[str, Any]:
+    """The fused phase's figures beside the encoder-only ones (nulls when it did not run)."""
+    if fused is None:
+        return {"fused_version": None, "fused_qps": None, "fused_vs_encoder_only": None, "fused_failed": None}
+    version, done, failed = fused
+    fused_qps = done / seconds
+    return {
+        "fused_version": version,
+        "fused_qps": round(fused_qps, 1),
+        "fused_vs_encoder_only": round(fused_qps / qps, 3) if qps else None,
+        "fused_failed": failed,
     }
 
 

@@ -47,26 +47,36 @@ class Snapshot:
     counts: dict[str, int]
     labels: list[str]
     searches: int
+    kinds: dict[str, frozenset[str]]  # normalised query -> the simulator's kinds of it
 
 
-def build_snapshot(queries: int, seed: int, test_fraction: float, taxonomy: TaxonomySettings) -> Snapshot:
-    """``queries`` simulated searches labelled with their shoppers' true intents, split by query."""
-    sim = simulate(SimConfig(seed=seed, n_searches=queries))
+def build_snapshot(
+    queries: int, seed: int, test_fraction: float, taxonomy: TaxonomySettings, *, shoppers: str = "realistic"
+) -> Snapshot:
+    """``queries`` simulated searches labelled with their shoppers' true intents, split by query
+    (texts with a phrasing held out of the simulator's vocabulary are always test)."""
+    config = SimConfig(seed=seed, n_searches=queries)
+    sim = simulate(config if shoppers == "realistic" else config.model_copy(update={"realism": None}))
+    unseen = sim.tagged("unseen_phrasing")
     rows: list[tuple[str, str]] = []
     for q in sim.queries:
         label = label_for_category(sim.intents[q.query_id], taxonomy)
         if label is not None:
             rows.append((normalise_query(q.query), label))
     counts = dict(Counter(text for text, _ in rows))
-    train = [Example(text, label) for text, label in rows if not is_validation(text, test_fraction)]
+
+    def held_out(text: str) -> bool:
+        return is_validation(text, test_fraction) or text in unseen
+
+    train = [Example(text, label) for text, label in rows if not held_out(text)]
     test = []
     for text in sorted(counts):
-        if is_validation(text, test_fraction):
+        if held_out(text):
             label = label_for_category(sim.truth[text], taxonomy)
             if label is not None:
                 test.append((text, label))
     labels = sorted({label for _, label in rows})
-    return Snapshot(train, test, counts, labels, len(rows))
+    return Snapshot(train, test, counts, labels, len(rows), sim.kinds)
 
 
 def run_train_bench(settings: Settings, opts: TrainBenchOptions, *, echo: Echo) -> dict[str, Any]:
@@ -86,7 +96,9 @@ def run_train_bench(settings: Settings, opts: TrainBenchOptions, *, echo: Echo) 
     gate = train_settings.gate
 
     echo(f"[1/4] simulating {opts.queries} labelled searches (seed {opts.seed}) ...")
-    snap = build_snapshot(opts.queries, opts.seed, opts.test_fraction, settings.taxonomy)
+    snap = build_snapshot(
+        opts.queries, opts.seed, opts.test_fraction, settings.taxonomy, shoppers=opts.shoppers
+    )
     bounds = frequency_slices(snap.counts, gate.head_share, gate.torso_share)
     echo(
         f"      {snap.searches} searches, {len(snap.counts)} distinct queries, {len(snap.labels)} labels; "
@@ -123,7 +135,7 @@ def _lora(
 
     lora_fit = fit(snap.train, [], snap.labels, base_dir, train, max_length, progress=progress)
     lora = from_fit(lora_fit, snap.labels, max_length)
-    report = evaluate(lora.predictor, snap.test, snap.counts, bounds)
+    report = evaluate(lora.predictor, snap.test, snap.counts, bounds, kinds=snap.kinds)
     predictions, _ = predict(lora.predictor, [q for q, _ in snap.test])
     echo(f"      macro-F1 {report['macro_f1']:.4f} in {lora.metrics['wall_s']:.0f}s")
     return Scored(report, lora.metrics, predictions)  # the model is freed before full fine-tuning
@@ -135,7 +147,7 @@ def _tfidf(snap: Snapshot, bounds: "FrequencySlices", seed: int, echo: Echo) -> 
     from trainer.evaluation import evaluate, predict
 
     tfidf = train_tfidf(snap.train, snap.labels, seed=seed)
-    report = evaluate(tfidf, snap.test, snap.counts, bounds)
+    report = evaluate(tfidf, snap.test, snap.counts, bounds, kinds=snap.kinds)
     echo(f"      macro-F1 {report['macro_f1']:.4f} in {tfidf.metrics['wall_s']:.0f}s")
     predictions, _ = predict(tfidf, [q for q, _ in snap.test])
     return Scored(report, tfidf.metrics, predictions)
@@ -155,7 +167,7 @@ def _full_ft(
     from trainer.evaluation import evaluate
 
     full = train_full_finetune(snap.train, [], snap.labels, base_dir, train, max_length, progress=progress)
-    report = evaluate(full.predictor, snap.test, snap.counts, bounds)
+    report = evaluate(full.predictor, snap.test, snap.counts, bounds, kinds=snap.kinds)
     echo(f"      macro-F1 {report['macro_f1']:.4f} in {full.metrics['wall_s']:.0f}s")
     return Scored(report, full.metrics)
 

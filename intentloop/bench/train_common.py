@@ -7,7 +7,10 @@ from the long-tail simulator) both import from here, so neither imports the othe
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Echo = Callable[[str], None]
 
@@ -22,16 +25,25 @@ class TrainBenchOptions:
     progress: bool = True
     traffic: str = "long_tail"  # or "shop": the simulator's profile
     labels: str = "weak"  # "weak": labeled by the labeling functions; "truth": the shoppers' intents
+    shoppers: str = "realistic"  # or "easy": queries that only recombine the catalogue's words
+    review: int = 1000  # weak labels: distinct queries a (simulated) reviewer labels for the fusion
+    cut: float = 0.8  # weak labels: share of the searches (in time) before the training snapshot
+    policy_variants: bool = False  # weak labels: also issue 11's label-policy and target variants
+
+
+KIND_HEADLINE = ("unseen_phrasing", "typo", "question")  # reported when the run knows query kinds
 
 
 def headline(prefix: str, report: dict[str, Any]) -> dict[str, Any]:
+    """A model's overall scores and macro-F1 per frequency slice (and per kind, when known)."""
     out = {
         f"{prefix}_macro_f1": report["macro_f1"],
         f"{prefix}_accuracy": report["accuracy"],
         f"{prefix}_ece": report["ece"],
     }
-    for name in ("head", "torso", "tail"):
-        out[f"{prefix}_{name}_macro_f1"] = report["slices"][name].get("macro_f1")
+    slices = report["slices"]
+    for name in ("head", "torso", "tail", *(k for k in KIND_HEADLINE if k in slices)):
+        out[f"{prefix}_{name}_macro_f1"] = slices[name].get("macro_f1")
     return out
 
 
@@ -43,6 +55,8 @@ class Scored:
     report: dict[str, Any]
     metrics: dict[str, Any]
     predictions: list[str] = field(default_factory=list)
+    # class probabilities by row set ("test", "review"), in that set's order, for the fusion
+    proba: dict[str, "np.ndarray"] = field(default_factory=dict)
 
 
 def load_trainer() -> None:

@@ -4,7 +4,7 @@ import json
 
 import click
 
-from intentloop.cli.common import load_settings
+from intentloop.cli.common import load_settings, shoppers_option
 
 
 @click.group()
@@ -58,22 +58,43 @@ def bench_ingest(
     show_default=True,
     help="weak: the loop's own labeling (today's threshold vs the configured policy); truth: intents.",
 )
+@shoppers_option
+@click.option(
+    "--review",
+    default=1000,
+    show_default=True,
+    help="Weak labels: reviewed queries (true intents) the fusion learns on; no member trains on them.",
+)
+@click.option(
+    "--policy-variants",
+    is_flag=True,
+    help="Weak labels: also train issue 11's variants (today's thresholded vote, the other targets).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def bench_train(
-    queries: int, seed: int, full_ft: bool, epochs: int, traffic: str, labels_from: str, quiet: bool
+    queries: int,
+    seed: int,
+    full_ft: bool,
+    epochs: int,
+    traffic: str,
+    labels_from: str,
+    shoppers: str,
+    review: int,
+    policy_variants: bool,
+    quiet: bool,
 ) -> None:
-    """LoRA vs full fine-tuning vs TF-IDF on a fixed simulated snapshot, held out by query.
+    """LoRA, TF-IDF, behaviour memory and their fusion (and full fine-tuning) on a simulated log.
 
     Prints speed (samples/s, wall time, trainable parameters, device) and quality (macro-F1
-    overall and on the head/torso/tail slices) of each; with weak labels (default) also the labels'
-    coverage and accuracy per evidence bucket and the soft-vs-hard and new-vs-old label policy
-    comparisons (McNemar). Needs no servers.
+    overall, on the head/torso/tail slices and on unseen phrasings, typos and questions) of each,
+    McNemar's test of LoRA against TF-IDF and of the fused model against its best member; with weak
+    labels (default) also the labels' coverage and accuracy per evidence bucket. Needs no servers.
     """
     from intentloop.bench.train import run_train_bench
     from intentloop.bench.train_common import TrainBenchOptions
 
-    if queries < 100 or epochs < 1:
-        raise click.BadParameter("need --queries >= 100 and --epochs >= 1")
+    if queries < 100 or epochs < 1 or review < 0:
+        raise click.BadParameter("need --queries >= 100, --epochs >= 1 and --review >= 0")
     opts = TrainBenchOptions(
         queries=queries,
         seed=seed,
@@ -82,6 +103,9 @@ def bench_train(
         progress=not quiet,
         traffic=traffic,
         labels=labels_from,
+        shoppers=shoppers,
+        review=review,
+        policy_variants=policy_variants,
     )
     summary = run_train_bench(load_settings(), opts, echo=click.echo)
     click.echo(json.dumps(summary, default=str))
@@ -92,15 +116,24 @@ def bench_train(
 @click.option("--seconds", default=10.0, show_default=True, help="Length of each timed phase.")
 @click.option("--batch1-requests", default=300, show_default=True, help="Sequential single requests.")
 @click.option("--seed", default=5, show_default=True, help="Synthetic adapter and query set.")
-def bench_serve(clients: int, seconds: float, batch1_requests: int, seed: int) -> None:
+@click.option(
+    "--fused/--no-fused",
+    default=True,
+    show_default=True,
+    help="Also serve a fused version (adapter + TF-IDF + memory) of the same encoder at full load.",
+)
+def bench_serve(clients: int, seconds: float, batch1_requests: int, seed: int, fused: bool) -> None:
     """HTTP inference speed of one worker vs the same adapter called directly in batches.
 
-    Prints qps (max, concurrent clients), p50/p99 at half that rate, raw_qps, ratio_vs_raw and
-    batch1_p50_ms. Configured Postgres gets a scratch database; unset URLs get embedded servers.
+    Prints qps (max, concurrent clients), p50/p99 at half that rate, raw_qps, ratio_vs_raw,
+    batch1_p50_ms and (--fused) the fused version's qps against the encoder-only one. Configured
+    Postgres gets a scratch database; unset URLs get embedded servers.
     """
     from intentloop.bench.serve import ServeBenchOptions, run_serve_bench
 
-    opts = ServeBenchOptions(clients=clients, seconds=seconds, batch1_requests=batch1_requests, seed=seed)
+    opts = ServeBenchOptions(
+        clients=clients, seconds=seconds, batch1_requests=batch1_requests, seed=seed, fused=fused
+    )
     click.echo(json.dumps(run_serve_bench(load_settings(), opts, echo=click.echo), default=str))
 
 

@@ -3,6 +3,7 @@
 Command modules import this, never each other or the root group, so the package has no cycles.
 """
 
+import click
 from pydantic import ValidationError
 
 from intentloop.runtime import Runtime
@@ -25,3 +26,14 @@ def load_settings() -> Settings:
 def runtime(*, start_stack: bool = False) -> Runtime:
     """The services of the configured (or embedded) stack; each connects on first use."""
     return Runtime.from_settings(load_settings(), start_stack=start_stack)
+
+
+# Which simulated shoppers a command's traffic comes from (``simulate``, ``demo``, ``bench train``).
+shoppers_option = click.option(
+    "--shoppers",
+    type=click.Choice(["realistic", "easy"]),
+    default="realistic",
+    show_default=True,
+    help="realistic: paraphrases, typos, questions, other languages (docs/simulator.md); easy: the "
+    "catalogue's own words only, as before issue 13.",
+)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from intentloop.cli.common import runtime
+from intentloop.cli.common import runtime, shoppers_option
 
 if TYPE_CHECKING:
     from streams.simulator import SimConfig
@@ -32,8 +32,15 @@ if TYPE_CHECKING:
     help="shop: a busy few minutes, head queries repeated; long_tail: ~10 weeks of a click log, "
     "most queries searched once, one click and no purchase the common case.",
 )
+@shoppers_option
 def simulate_cmd(
-    searches: int, seed: int, out: Path | None, malformed: int, unknown_product: int, profile: str
+    searches: int,
+    seed: int,
+    out: Path | None,
+    malformed: int,
+    unknown_product: int,
+    profile: str,
+    shoppers: str,
 ) -> None:
     """Synthetic shop traffic with known ground truth (catalog, long-tail queries, biased clicks).
 
@@ -42,7 +49,7 @@ def simulate_cmd(
     """
     from intentloop.traffic import send_traffic, sim_config
 
-    config = sim_config(profile, seed=seed, searches=searches)
+    config = sim_config(profile, seed=seed, searches=searches, shoppers=shoppers)
     if out is not None:
         _write_simulation(out, config)
         return

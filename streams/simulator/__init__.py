@@ -9,7 +9,13 @@
 ``streams.simulator.labels`` does it for the catalog and the truth at once).
 
 Two traffic profiles: ``SimConfig()`` is a busy shop's few minutes, head queries repeated many
-times; ``SimConfig.long_tail(...)`` is ten weeks of a click log, most queries searched once.
+times; ``SimConfig.long_tail(...)`` is ten weeks of a click log, most queries searched once. In
+both, shoppers type like people (``SimConfig.realism``: paraphrases, typos, questions, brands,
+model numbers, other languages; ``streams.simulator.phrasing`` says how), and ``sim.kinds`` tags
+each such text: ``paraphrase``, ``unseen_phrasing`` (uses a held-out phrasing: keep it out of
+training), ``typo``, ``question``, ``brand_only``, ``model_number``, ``attribute_first``,
+``other_language``. ``SimConfig.easy(...)`` is the old shop, whose queries only recombine the
+catalogue's words, byte-identical for a seed to what it was before realism.
 """
 
 import gc
@@ -30,12 +36,16 @@ from streams.simulator.faults import (
     malformed_events,
     unknown_product_feedback,
 )
+from streams.simulator.phrasing import TAGS
+from streams.simulator.realism import ShopperRealism
 from streams.simulator.shoppers import generate
-from streams.simulator.world import build_world
+from streams.simulator.world import World, build_world
 
 __all__ = [
     "MALFORMED_KINDS",
+    "TAGS",
     "DriftInjection",
+    "ShopperRealism",
     "SimConfig",
     "Simulation",
     "malformed_event",
@@ -56,6 +66,8 @@ class Simulation:
     truth: dict[str, str] = field(repr=False)  # normalised query text -> full path of the majority intent
     intents: dict[str, str] = field(repr=False)  # query_id -> category path this shopper meant
     ambiguous: frozenset[str] = field(default=frozenset(), repr=False)  # seen texts with several intents
+    # normalised text -> its tags (streams.simulator.phrasing.TAGS); untagged texts are absent
+    kinds: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
     def events(self) -> Iterator[tuple[str, str, SearchQuery | Feedback]]:
         """``(topic, key, event)`` for queries and feedback merged in timestamp order.
@@ -68,6 +80,10 @@ class Simulation:
 
     def __len__(self) -> int:
         return len(self.queries) + len(self.feedback)
+
+    def tagged(self, tag: str) -> frozenset[str]:
+        """The normalised texts carrying ``tag`` (``sim.tagged("unseen_phrasing")``: keep out of training)."""
+        return frozenset(text for text, tags in self.kinds.items() if tag in tags)
 
     @property
     def drift_onset(self) -> datetime | None:
@@ -97,7 +113,18 @@ def simulate(config: SimConfig | None = None) -> Simulation:
     rng = random.Random(config.seed)
     with _gc_paused():
         world = build_world(rng, config.n_products, config.ambiguity_share, tail_texts=config.tail_texts)
-        queries, feedback, intents = generate(config, world, rng)
+        queries, feedback, intents, typed = generate(config, world, rng)
+    if typed is not None:
+        truth = typed.truth(world.leaves)
+        return Simulation(
+            config, world.products, queries, feedback, truth, intents, typed.ambiguous(), typed.kinds()
+        )
+    truth, ambiguous = _catalogue_truth(world, queries)
+    return Simulation(config, world.products, queries, feedback, truth, intents, ambiguous)
+
+
+def _catalogue_truth(world: World, queries: list[SearchQuery]) -> tuple[dict[str, str], frozenset[str]]:
+    """The easy shop's truth: every text is a catalogue entry, truth its majority intent."""
     by_text = {e.text: e for e in world.texts}
     truth: dict[str, str] = {}
     ambiguous: set[str] = set()
@@ -108,4 +135,4 @@ def simulate(config: SimConfig | None = None) -> Simulation:
             truth[norm] = world.leaves[entry.truth].path
             if entry.ambiguous:
                 ambiguous.add(norm)
-    return Simulation(config, world.products, queries, feedback, truth, intents, frozenset(ambiguous))
+    return truth, frozenset(ambiguous)

@@ -5,6 +5,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from streams.simulator.realism import ShopperRealism
 from streams.simulator.vocabulary import LEAVES
 
 NEW_SESSION_RATE = 0.3  # chance that a search starts a new session rather than continuing one
@@ -56,7 +57,9 @@ class SimConfig(BaseModel):
 
     The defaults are a busy shop's few minutes (50 searches/s over ~17,000 texts, head queries
     repeated many times, generous clicks and carts): what the labeling tests need to see labels
-    converge. :meth:`long_tail` is the other profile, shaped like a real click log.
+    converge. :meth:`long_tail` is the other profile, shaped like a real click log. Both have
+    shoppers who type like people (``realism``: paraphrases, typos, questions, brands, other
+    languages); :meth:`easy` is the old shop whose queries only recombine the catalogue's words.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -98,6 +101,12 @@ class SimConfig(BaseModel):
         "at a time, its searches this far apart on average, the gaps between sessions keeping the rate",
     )
 
+    realism: ShopperRealism | None = Field(
+        default_factory=ShopperRealism,
+        description="how shoppers leave the catalogue's words; None: the easy shop, whose events for "
+        "a seed are exactly those from before realism existed",
+    )
+
     @field_validator("start")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
@@ -118,6 +127,13 @@ class SimConfig(BaseModel):
         searches keep ``searches_per_second`` on average: ``p*between + (1-p)*within = 1/rate``."""
         within = (1.0 - NEW_SESSION_RATE) * (self.session_gap_s or 0.0)
         return (1.0 / self.searches_per_second - within) / NEW_SESSION_RATE
+
+    @classmethod
+    def easy(cls, **overrides: Any) -> "SimConfig":
+        """The shop before realism: every query recombines the catalogue's own words (a TF-IDF model
+        scores ~0.99 on it). Tests of the shop's mechanics pin this profile: for a seed its events
+        are byte-identical to those from before ``realism`` existed."""
+        return cls.model_validate({"realism": None} | overrides)
 
     @classmethod
     def long_tail(

@@ -7,6 +7,9 @@ examines rank ``r`` with probability ``1/(r+1)**0.7`` and clicks an examined ite
 that depends on its relevance to the intent (same leaf, same top-level category, other); relevant
 clicks dwell longer and lead to carts, purchases and the occasional return. Click, cart and purchase
 chances are the config's (``SimConfig.attractiveness``, ``cart_rate``, ``purchase_rate``).
+
+With ``SimConfig.realism`` on, the shopper types the text as people do (:mod:`.phrasing`), and the
+engine, being lexical, fills fewer slots from the intent for a hard text (``hard_query_precision``).
 """
 
 import itertools
@@ -18,6 +21,8 @@ from operator import itemgetter
 
 from streams.events import Feedback, FeedbackType, SearchQuery
 from streams.simulator.config import NEW_SESSION_RATE, SimConfig
+from streams.simulator.phrasing import Phraser
+from streams.simulator.typed import TypedTexts
 from streams.simulator.vocabulary import LOCALES
 from streams.simulator.world import QueryText, World
 
@@ -100,15 +105,16 @@ def _drifted_picks(config: SimConfig, world: World, rng: random.Random, populari
 
 def generate(
     config: SimConfig, world: World, rng: random.Random
-) -> tuple[list[SearchQuery], list[Feedback], dict[str, str]]:
-    """Queries (in time order), feedback (in time order) and each query's drawn intent leaf path."""
+) -> tuple[list[SearchQuery], list[Feedback], dict[str, str], TypedTexts | None]:
+    """Queries (in time order), feedback (in time order), each query's drawn intent leaf path, and
+    (``realism`` on) what the shoppers typed, text by text."""
     picks = _picks(config, world, rng)
     traffic = _Traffic(config, world, rng)
     texts = world.texts
     search = traffic.search
     for i, ti in enumerate(picks):
         search(i, texts[ti])
-    return traffic.queries, traffic.feedback(), traffic.intents
+    return traffic.queries, traffic.feedback(), traffic.intents, traffic.typed
 
 
 class _Traffic:
@@ -137,7 +143,6 @@ class _Traffic:
         self.noise_dwell_mu = self.dwell_mu[0] - _NOISE_DWELL_SHIFT
         self.locales = [code for code, _ in LOCALES]
         self.locale_cum = list(itertools.accumulate(w for _, w in LOCALES))
-        self.sibling_cut = config.engine_precision + _ENGINE_SIBLING_SHARE
         self.fold = min(config.fold, self.n_shown)
         self.config = config
         self.epoch = config.start.timestamp()
@@ -153,6 +158,9 @@ class _Traffic:
         self.pending: list[_Pending] = []  # feedback not yet validated, sorted at the end
         self.intents: dict[str, str] = {}
         self.t = 0.0  # seconds since config.start
+        realism = config.realism
+        self.typed = None if realism is None else TypedTexts(Phraser(realism, world.leaves, config.seed))
+        self.hard_precision = config.engine_precision * (realism.hard_query_precision if realism else 1.0)
 
     def _new_session(self) -> tuple[str, str]:
         locale_cum = self.locale_cum
@@ -164,9 +172,14 @@ class _Traffic:
         query_id = _uuid(self.rng)
         cand, cum = entry.leaves, entry.cum_weights
         intent = cand[0] if len(cand) == 1 else cand[bisect(cum, self.random() * cum[-1])]
-        shown = self._shown(entry)
+        typed, precision = entry.text, self.config.engine_precision
+        if self.typed is not None:  # its own rng: the easy shop's draws stay as they were
+            typed, hard = self.typed.type(entry, intent)
+            if hard:
+                precision = self.hard_precision
+        shown = self._shown(entry, precision)
         shown_ids = [self.product_ids[p] for p in shown]
-        text = entry.text if self.random() >= self.config.variant_rate else _variant(self.rng, entry.text)
+        text = typed if self.random() >= self.config.variant_rate else _variant(self.rng, typed)
         self.queries.append(
             self.validate_query(
                 {
@@ -197,12 +210,13 @@ class _Traffic:
             self.sessions[slot] = self._new_session()
         return self.sessions[slot]
 
-    def _shown(self, entry: QueryText) -> list[int]:
-        """The engine: fill slots, then rank by a noisy relevance-to-the-text score (product indices)."""
+    def _shown(self, entry: QueryText, precision: float) -> list[int]:
+        """The engine: fill slots, ``precision`` of them from the text's leaves, then rank by a noisy
+        relevance-to-the-text score (product indices)."""
         random_ = self.random
         leaf_products = self.leaf_products
         n_products = len(self.product_ids)
-        precision, sibling_cut = self.config.engine_precision, self.sibling_cut
+        sibling_cut = precision + _ENGINE_SIBLING_SHARE
         score_other, score_sibling, score_target = _ENGINE_SCORE
         cand, cum = entry.leaves, entry.cum_weights
         single = len(cand) == 1

@@ -11,6 +11,11 @@ wheel has it). Its sections:
 - ``neutral_prefixes`` / ``neutral_suffixes``: words that keep an ambiguous query ambiguous
   ("cheap apple", "mouse deals"); ``generic_prefixes``: words any product query may start with.
 - ``locales``: the shoppers' locales and their shares; ``colors``: what product titles may end with.
+- What realistic shoppers type beyond the catalogue (``streams.simulator.phrasing``): ``phrasings``,
+  per leaf path its colloquial and regional ``synonyms`` (British and American), ``models`` (model
+  numbers and units) and ``translations`` (es, de, fr, zh); ``brand_misspellings`` (how shoppers
+  misspell a brand, lower case); ``question_templates`` (``{name}``, ``{adj}``, ``{mod}``,
+  ``{brand}``, ``{model}``, ``{price}`` slots); ``prices``; ``foreign_words`` per language.
 
 File order is meaningful: the simulator draws from these lists by index, so reordering a list
 changes every simulated event for a seed.
@@ -28,6 +33,14 @@ class LeafWords(TypedDict):
     nouns: list[str]
     adjectives: list[str]
     modifiers: list[str]
+
+
+class LeafPhrasings(TypedDict):
+    """What shoppers call a leaf's products beyond the catalogue's words."""
+
+    synonyms: list[str]
+    models: list[str]
+    translations: dict[str, str]
 
 
 class Subcategory(TypedDict):
@@ -49,6 +62,11 @@ NEUTRAL_SUFFIXES: tuple[str, ...] = tuple(_DATA["neutral_suffixes"])
 GENERIC_PREFIXES: tuple[str, ...] = tuple(_DATA["generic_prefixes"])
 LOCALES: tuple[tuple[str, float], ...] = tuple(_DATA["locales"].items())
 COLORS: tuple[str, ...] = tuple(_DATA["colors"])
+PHRASINGS: dict[str, LeafPhrasings] = _DATA["phrasings"]
+BRAND_MISSPELLINGS: dict[str, tuple[str, ...]] = {b: tuple(v) for b, v in _DATA["brand_misspellings"].items()}
+QUESTION_TEMPLATES: tuple[str, ...] = tuple(_DATA["question_templates"])
+PRICES: tuple[str, ...] = tuple(_DATA["prices"])
+FOREIGN_WORDS: dict[str, tuple[str, ...]] = {lang: tuple(v) for lang, v in _DATA["foreign_words"].items()}
 _SMALL_WORDS = frozenset({"for", "with", "in", "of", "and", "a", "to", "on"})
 
 

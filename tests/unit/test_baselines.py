@@ -38,7 +38,9 @@ def test_bench_snapshot_is_deterministic_and_held_out_by_query():
     train_texts = {e.text for e in a.train}
     test_texts = {q for q, _ in a.test}
     assert not train_texts & test_texts
-    assert all(is_validation(q, 0.2) for q in test_texts)
+    unseen = {q for q, kinds in a.kinds.items() if "unseen_phrasing" in kinds}
+    assert unseen and not unseen & train_texts  # phrasings held out of the vocabulary: never trained on
+    assert all(is_validation(q, 0.2) or q in unseen for q in test_texts)
     assert len(a.train) + sum(a.counts[q] for q in test_texts) == a.searches
     assert set(a.labels) >= {label for _, label in a.test} and len(a.labels) == 12
 

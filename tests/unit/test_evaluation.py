@@ -129,6 +129,21 @@ def test_evaluate_slices_rows_by_search_counts():
     assert rep["n"] == 6 and rep["accuracy"] == pytest.approx(3 / 6)
 
 
+def test_evaluate_reports_kind_slices_that_overlap_and_never_replace_frequency_slices():
+    counts = {"h1": 10, "t1": 1, "x1": 1}
+    gold = [("h1", "a"), ("t1", "b"), ("x1", "a")]
+    model = _Fixed({"h1": ("a", 0.9), "t1": ("a", 0.8), "x1": ("a", 0.7)}, ["a", "b"])
+    kinds = {"t1": {"typo", "question"}, "x1": {"question", "other_language"}}
+    rep = evaluate(model, gold, counts, kinds=kinds)
+    s = rep["slices"]
+    assert (s["typo"]["n"], s["question"]["n"], s["other_language"]["n"]) == (1, 2, 1)
+    assert s["typo"]["accuracy"] == 0.0 and s["question"]["accuracy"] == 0.5
+    assert s["other_language"]["accuracy"] == 1.0
+    assert s["unseen_phrasing"] == {"n": 0}  # always reported, empty here
+    assert s["head"]["n"] + s["torso"]["n"] + s["tail"]["n"] == 3  # the partition is unchanged
+    assert "typo" not in evaluate(model, gold, counts)["slices"]  # no kinds given: none reported
+
+
 def test_the_report_scores_with_the_one_metric_definition():
     """The gate's and ``eval``'s numbers are trainer.metrics' numbers on the same rows (overall and per
     slice), also when the model predicts a label the rows never use ("c" here): training's

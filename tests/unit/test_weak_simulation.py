@@ -34,7 +34,9 @@ TRUE_THETA = tuple(1.0 / (r + 1.0) ** EXAMINATION_DECAY for r in range(10))
 
 @pytest.fixture(scope="module")
 def sim():
-    return simulate(SimConfig(seed=1, n_searches=20_000))
+    # The easy shop: these tests check the estimators on the traffic they were designed and tuned on
+    # (issue 11); realistic shoppers (issue 13) thin the evidence and are measured in `bench train`.
+    return simulate(SimConfig.easy(seed=1, n_searches=20_000))
 
 
 @pytest.fixture(scope="module")
