@@ -14,6 +14,9 @@ def training_env(monkeypatch, pg_url, redis_url, redis_prefix, tiny_encoder_dir,
         "INTENTLOOP_MODEL__MAX_LENGTH": "16",
         "INTENTLOOP_TRAIN__LEARNING_RATE": "5e-3",
         "INTENTLOOP_TRAIN__BATCH_SIZE": "16",
+        # The tests' snapshots are tens of rows: each test sets the epochs its assertions need, and
+        # the production floor of optimizer steps would multiply them (tests/unit/test_finetune.py).
+        "INTENTLOOP_TRAIN__MIN_STEPS": "0",
         # A tiny random encoder cannot beat TF-IDF: tests of the loop's mechanics (promotion, windows,
         # resume) must not hinge on that; tests/integration/test_gate.py judges the baseline rule.
         "INTENTLOOP_TRAIN__GATE__BASELINE_MARGIN": "-1",

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from trainer import checkpoint
 from trainer.artifact import MANIFEST, load_trainable_state
+from trainer.augment import with_typos
 from trainer.batches import Encoded, sample_weights, soft_targets
 from trainer.checkpoint import Progress
 from trainer.classifier import (
@@ -49,6 +50,22 @@ class FitResult:
     model: IntentClassifier  # the best epoch's weights, eval mode
     tokenizer: Any
     metrics: dict[str, Any]
+
+
+def at_least_min_steps(settings: TrainSettings, n_train: int) -> TrainSettings:
+    """``settings`` with enough epochs for ``min_steps`` optimizer steps on ``n_train`` rows, and
+    patience scaled by the same factor (so early stopping still waits for as much training).
+
+    A fixed epoch count undertrains small snapshots: on 540 rows of real utterances (``bench text``,
+    27 intents) three epochs (51 steps) left LoRA 1 point behind TF-IDF, while 250 steps put it 3
+    points ahead. Large snapshots already take more steps than the floor and are unchanged.
+    """
+    per_epoch = math.ceil(n_train / settings.batch_size)
+    if per_epoch == 0 or settings.epochs * per_epoch >= settings.min_steps:
+        return settings
+    epochs = math.ceil(settings.min_steps / per_epoch)
+    patience = settings.patience * math.ceil(epochs / settings.epochs)
+    return settings.model_copy(update={"epochs": epochs, "patience": patience})
 
 
 def _seed(seed: int) -> None:
@@ -202,6 +219,7 @@ def _run_metrics(
     wall = time.monotonic() - started
     return {
         "best_epoch": state.best[2],
+        "epochs_planned": settings.epochs,  # min_steps may raise the configured epochs
         "epochs_run": state.epoch,
         "steps": state.step,
         "train_examples": examples[0],
@@ -250,6 +268,9 @@ def fit(
     """
     label_ids = _label_ids(train, val, labels)
     started = time.monotonic()
+    n_rows = len(train)
+    train = with_typos(train, settings.augment_typos, settings.seed)
+    settings = at_least_min_steps(settings, len(train))
     _seed(settings.seed)  # every random draw below follows in a fixed order: same seed, same weights
     device = select_device()
     total_steps = settings.epochs * math.ceil(len(train) / settings.batch_size)
@@ -274,7 +295,8 @@ def fit(
     assert state.best is not None
     metrics = {
         **validation.summary(model, device, state.best),
-        **_run_metrics(opt, state, settings, device, (len(train), len(val)), init, started, full_finetune),
+        **_run_metrics(opt, state, settings, device, (n_rows, len(val)), init, started, full_finetune),
+        "typo_copies": len(train) - n_rows,
     }
     if resume:
         metrics["resumed"] = True

@@ -216,6 +216,12 @@ class TrainSettings(BaseModel):
     )
     epochs: int = Field(default=6, ge=1, description="most epochs per run (early stopping may end it sooner)")
     batch_size: int = Field(default=32, ge=1, description="training examples per optimizer step")
+    min_steps: int = Field(
+        default=500,
+        ge=0,
+        description="optimizer steps a run takes at least: a small snapshot trains more epochs than "
+        "`epochs` (patience scaled alike) instead of stopping undertrained; 0: `epochs` only",
+    )
     learning_rate: float = Field(
         default=2e-3, gt=0, description="peak learning rate of the adapter and head (AdamW)"
     )
@@ -276,6 +282,13 @@ class TrainSettings(BaseModel):
     )
     replay_tail_boost: float = Field(
         default=3.0, ge=1, description="tail queries are this many times likelier to be replayed"
+    )
+    augment_typos: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="share of the training rows that also train as a copy with one typo in a Latin "
+        "word (other scripts untouched), so misspelt queries keep their intent; 0: off",
     )
     checkpoint: bool = Field(default=True, description="checkpoint every epoch so a crashed run can resume")
     runs_dir: Path | None = Field(

@@ -11,7 +11,9 @@ configured encoder, default all-MiniLM-L6-v2; serving cost does not depend on wh
    cannot slow the sender down and hide its own latency): ``p50_ms``, ``p99_ms``;
 5. fused (``--fused``, the default): a fused version of the same encoder (adapter + TF-IDF member +
    behaviour memory + fusion, ``serving.synthetic.synthetic_fused_adapter``) is promoted on the same
-   worker and phase 3 runs again: ``fused_qps`` and ``fused_vs_encoder_only`` (issue 13: >= 0.9).
+   worker and phase 3 runs three more times: fused, encoder-only, fused (so drift over the run biases
+   neither side): ``fused_qps``, ``fused_encoder_only_qps`` and their ratio ``fused_vs_encoder_only``
+   (issue 13: >= 0.9).
 
 The worker is a real ``intentloop worker serve`` process. The clients speak minimal HTTP/1.1 over
 keep-alive connections (a few microseconds of CPU per request instead of a general HTTP client's
@@ -299,7 +301,7 @@ class _ServeResults:
 
 def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> dict[str, Any]:
     """Every phase against one worker process; returns the summary (the CLI prints it as JSON)."""
-    from serving.synthetic import synthetic_adapter
+    from serving.synthetic import synthetic_adapter, synthetic_fused_adapter
 
     with bench_env(settings, "bench-serve") as env:
         version = synthetic_adapter(
@@ -316,7 +318,17 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
                 lambda: served_version(port) == version, timeout_s=120, what="adapter loaded", proc=worker
             )
             m = _phases(env, settings, opts, version, queries, port, echo)
-            fused = _fused_phase(env, settings, opts, queries, port, worker, echo) if opts.fused else None
+            fused = None
+            if opts.fused:
+                fused_version = synthetic_fused_adapter(
+                    env.artifacts,
+                    settings.model.base_dir,
+                    seed=opts.seed,
+                    max_length=settings.model.max_length,
+                )
+                env.record(fused_version)
+                pair = (version, fused_version)
+                fused = _fused_phase(env, settings, opts, queries, port, worker, pair, echo)
         finally:
             worker.stop()
     qps = m.max_done / opts.seconds
@@ -338,7 +350,7 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
         "mean_batch_queries": m.mean_batch_queries,
         "failed_requests": m.max_failed + m.half_failed + (opts.batch1_requests - len(m.batch1_ms)),
         "version": version,
-        **_fused_summary(fused, qps, opts.seconds),
+        **_fused_summary(fused),
     }
 
 
@@ -349,34 +361,55 @@ def _fused_phase(
     queries: list[str],
     port: int,
     worker: WorkerProcess,
+    versions: tuple[str, str],
     echo: Echo,
-) -> tuple[str, int, int]:
-    """Phase 5: promote a fused version of the same encoder, then the closed loop again: (version,
-    answered, failed)."""
-    from serving.synthetic import synthetic_fused_adapter
+) -> "_FusedResults":
+    """Phase 5: closed loops on the fused version, the encoder-only one, the fused one again.
 
-    fused = synthetic_fused_adapter(
-        env.artifacts, settings.model.base_dir, seed=opts.seed, max_length=settings.model.max_length
-    )
-    env.record(fused)
-    env.promote(fused, "bench serve: fused")
-    wait_until(lambda: served_version(port) == fused, timeout_s=120, what="fused version", proc=worker)
-    echo(f"bench serve: fused version {fused}, {opts.clients} concurrent clients, {opts.seconds:.0f}s ...")
-    done, failed, _ = asyncio.run(_closed_loop(port, queries, opts.clients, opts.seconds))
-    return fused, done, failed
+    Fused, encoder-only, fused: both have their centre at the same moment, so a machine that warms
+    up or slows down over the run (turbo, page cache, another process) biases neither side of the
+    ratio. ``versions``: (encoder-only, fused), both already recorded.
+    """
+    encoder_only, fused = versions
+    answered: dict[str, list[int]] = {encoder_only: [], fused: []}
+    failed = 0
+    for version in (fused, encoder_only, fused):
+        env.promote(version, "bench serve: fused vs encoder-only")
+        _serving(port, version, worker)
+        echo(f"bench serve: {version}, {opts.clients} concurrent clients, {opts.seconds:.0f}s ...")
+        done, n_failed, _ = asyncio.run(_closed_loop(port, queries, opts.clients, opts.seconds))
+        answered[version].append(done)
+        failed += n_failed
+    fused_qps = statistics.mean(answered[fused]) / opts.seconds
+    encoder_qps = statistics.mean(answered[encoder_only]) / opts.seconds
+    return _FusedResults(fused, fused_qps, encoder_qps, failed)
 
 
-def _fused_summary(fused: tuple[str, int, int] | None, qps: float, seconds: float) -> dict[str, Any]:
+def _serving(port: int, version: str, worker: WorkerProcess) -> None:
+    wait_until(lambda: served_version(port) == version, timeout_s=120, what=version, proc=worker)
+
+
+@dataclass(frozen=True)
+class _FusedResults:
+    version: str
+    qps: float
+    encoder_only_qps: float  # measured between the two fused loops
+    failed: int
+
+
+def _fused_summary(fused: _FusedResults | None) -> dict[str, Any]:
     """The fused phase's figures beside the encoder-only ones (nulls when it did not run)."""
     if fused is None:
-        return {"fused_version": None, "fused_qps": None, "fused_vs_encoder_only": None, "fused_failed": None}
-    version, done, failed = fused
-    fused_qps = done / seconds
+        keys = ("version", "qps", "encoder_only_qps", "vs_encoder_only", "failed")
+        return {f"fused_{k}": None for k in keys}
     return {
-        "fused_version": version,
-        "fused_qps": round(fused_qps, 1),
-        "fused_vs_encoder_only": round(fused_qps / qps, 3) if qps else None,
-        "fused_failed": failed,
+        "fused_version": fused.version,
+        "fused_qps": round(fused.qps, 1),
+        "fused_encoder_only_qps": round(fused.encoder_only_qps, 1),
+        "fused_vs_encoder_only": round(fused.qps / fused.encoder_only_qps, 3)
+        if fused.encoder_only_qps
+        else None,
+        "fused_failed": fused.failed,
     }
 
 

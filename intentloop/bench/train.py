@@ -11,12 +11,14 @@ Held out **by query**: every search of a normalised text whose hash falls in the
 The test set is those distinct texts, each with its majority true intent, sliced head/torso/tail by
 how often the snapshot searched it (``trainer.evaluation``).
 
-Every model trains on the same training rows for the same ``--epochs`` (one by default) with no
-validation-based selection: LoRA with the configured encoder (all-MiniLM-L6-v2 unless
-``INTENTLOOP_MODEL__BASE_DIR``) and ``INTENTLOOP_TRAIN__*`` hyper-parameters, full fine-tuning of the
-same encoder at ``INTENTLOOP_TRAIN__GATE__FULL_FT_LEARNING_RATE``, and the TF-IDF + logistic regression
-baseline. Full fine-tuning is on by default because its numbers belong in the result line; it is
-the slowest phase (``--no-full-ft`` skips it and reports nulls). Needs no servers.
+Every model trains on the same training rows for the same ``--epochs`` (the configured
+``INTENTLOOP_TRAIN__EPOCHS`` by default, raised to reach ``INTENTLOOP_TRAIN__MIN_STEPS`` optimizer
+steps: ``epochs_run``) with no validation-based selection: LoRA with the configured encoder
+(all-MiniLM-L6-v2 unless ``INTENTLOOP_MODEL__BASE_DIR``) and ``INTENTLOOP_TRAIN__*``
+hyper-parameters, full fine-tuning of the same encoder at
+``INTENTLOOP_TRAIN__GATE__FULL_FT_LEARNING_RATE``, and the TF-IDF + logistic regression baseline.
+Full fine-tuning is the slowest phase (about 17 minutes at six epochs here): ``--full-ft`` adds it,
+otherwise its figures are nulls. Needs no servers.
 """
 
 import time
@@ -205,6 +207,7 @@ def _summary(
         "labels": len(snap.labels),
         "seed": opts.seed,
         "epochs": opts.epochs,
+        "epochs_run": lora.metrics.get("epochs_run"),  # more than --epochs when min_steps asked
         "encoder": encoder,
         "device": lora.metrics["device"],
         "samples_per_s": lora.metrics["samples_per_s"],

@@ -19,8 +19,8 @@ Echo = Callable[[str], None]
 class TrainBenchOptions:
     queries: int = 50_000
     seed: int = 17
-    full_ft: bool = True
-    epochs: int = 1
+    full_ft: bool = False
+    epochs: int = 6  # the CLI passes INTENTLOOP_TRAIN__EPOCHS (the product's recipe; 6 by default)
     test_fraction: float = 0.2
     progress: bool = True
     traffic: str = "long_tail"  # or "shop": the simulator's profile

@@ -363,6 +363,10 @@ def _summary(
         "labels": len(traffic.labels),
         "seed": opts.seed,
         "epochs": opts.epochs,
+        "epochs_run": lora.get("epochs_run"),  # more than --epochs when min_steps asked for more
+        "steps": lora.get("steps"),
+        "augment_typos": train.augment_typos,
+        "typo_copies": lora.get("typo_copies"),
         "encoder": encoder,
         "device": lora["device"],
         "samples_per_s": lora["samples_per_s"],

@@ -51,7 +51,7 @@ def test_run_records_coverage_and_input_format(db, tiny_encoder_dir, tmp_path, c
     model = ModelSettings(
         base_dir=tiny_encoder_dir, input_template="query: {text}", pooling="cls", max_length=16
     )
-    train = TrainSettings(epochs=1, batch_size=16, init="base", checkpoint=False)
+    train = TrainSettings(min_steps=0, epochs=1, batch_size=16, init="base", checkpoint=False)
     outcome = run_training(
         db, ArtifactStore(tmp_path / "artifacts"), model, train, progress=False, champion=None
     )

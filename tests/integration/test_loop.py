@@ -88,7 +88,9 @@ def test_loop_closes_and_hot_swaps(
     assert len(reasons) == sent.malformed and all(reasons)
 
     store = ArtifactStore(artifacts)
-    train = TrainSettings(epochs=12, learning_rate=5e-3, batch_size=32, patience=4, min_votes=1.0)
+    train = TrainSettings(
+        min_steps=0, epochs=12, learning_rate=5e-3, batch_size=32, patience=4, min_votes=1.0
+    )
     model = ModelSettings(base_dir=tiny_encoder_dir, max_length=16)
     first = run_training(db, store, model, train, progress=False)
 

@@ -59,7 +59,9 @@ def test_full_finetune_trains_every_weight_and_is_scored_like_an_adapter(tiny_en
         (f"{w} {rng.integers(1, 99)}", label) for label, ws in words.items() for w in ws for _ in range(30)
     ]
     train = [Example(t, label) for t, label in rows]
-    settings = TrainSettings(epochs=3, batch_size=16, gate=GateSettings(full_ft_learning_rate=1e-3))
+    settings = TrainSettings(
+        min_steps=0, epochs=3, batch_size=16, gate=GateSettings(full_ft_learning_rate=1e-3)
+    )
     full = train_full_finetune(
         train, [], ["electronics", "fashion"], tiny_encoder_dir, settings, 16, progress=False
     )

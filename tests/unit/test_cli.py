@@ -34,6 +34,7 @@ def test_every_command_has_help(args):
 def test_settings_nest_sections_from_environment(monkeypatch):
     monkeypatch.setenv("INTENTLOOP_KAFKA__BOOTSTRAP", "broker:9092")
     monkeypatch.setenv("INTENTLOOP_TRAIN__EPOCHS", "3")
+    monkeypatch.setenv("INTENTLOOP_TRAIN__MIN_STEPS", "0")
     monkeypatch.setenv("INTENTLOOP_TAXONOMY__LABELS", '["fashion", "toys"]')
     monkeypatch.setenv("INTENTLOOP_POSTGRES__URL", "postgresql+psycopg://u:secret@db/x")
     s = Settings()

@@ -8,11 +8,11 @@ from trainer.artifact import load_for_inference, save_adapter
 from trainer.classifier import resolve_base_dir
 from trainer.dataset import Example, label_counts
 from trainer.exceptions import NotEnoughDataError, TrainerError
-from trainer.finetune import fit
+from trainer.finetune import at_least_min_steps, fit
 from trainer.settings import TrainSettings
 
 LABELS = ["electronics", "fashion"]
-FAST = TrainSettings(epochs=4, batch_size=16, learning_rate=5e-3, patience=2, seed=13)
+FAST = TrainSettings(min_steps=0, epochs=4, batch_size=16, learning_rate=5e-3, patience=2, seed=13)
 _FASHION = ["red shoe", "blue dress", "leather boots", "denim jacket", "wool scarf"]
 _ELECTRONICS = ["usb cable", "hdmi adapter", "phone charger", "wireless mouse", "laptop stand"]
 
@@ -45,14 +45,18 @@ def test_fit_learns_a_separable_task_within_its_step_budget(fitted):
     assert m["val_accuracy"] > 0.9
     assert m["val_macro_f1"] > 0.9
     # what the old wall-clock bound stood for: one optimizer step per batch, no hidden extra passes
-    assert m["steps"] == m["epochs_run"] * math.ceil(m["train_examples"] / FAST.batch_size)
+    rows = m["train_examples"] + m["typo_copies"]  # the misspelt copies train too
+    assert m["typo_copies"] > 0
+    assert m["steps"] == m["epochs_run"] * math.ceil(rows / FAST.batch_size)
     assert set(m) == {
         "val_macro_f1",
         "val_accuracy",
         "early_stopping_on",
         "val_gold_examples",
         "best_epoch",
+        "epochs_planned",
         "epochs_run",
+        "typo_copies",
         "steps",
         "train_examples",
         "val_examples",
@@ -142,7 +146,7 @@ def test_real_minilm_fit_and_round_trip(tmp_path):
     base = resolve_base_dir(None)
     examples = _examples(120, seed=1)
     train, val = examples[:100], examples[100:]
-    settings = TrainSettings(epochs=1, batch_size=32, seed=3)
+    settings = TrainSettings(min_steps=0, epochs=1, batch_size=32, seed=3)
     result = fit(train, val, LABELS, base, settings, max_length=16, progress=False)
     assert result.metrics["epochs_run"] == 1
     assert result.metrics["trainable_params_pct"] < 1
@@ -164,3 +168,12 @@ def test_real_minilm_fit_and_round_trip(tmp_path):
         expected = torch.softmax(result.model(enc["input_ids"], enc["attention_mask"]), -1).numpy()
     np.testing.assert_allclose(loaded.predict_proba(texts), expected, atol=1e-5)
     assert loaded.manifest["base_model"]["name"] == "nreimers/MiniLM-L6-H384-uncased"
+
+
+def test_small_snapshots_train_at_least_min_steps() -> None:
+    recipe = TrainSettings(epochs=6, patience=2, batch_size=32, min_steps=500)
+    small = at_least_min_steps(recipe, 540)  # 17 steps an epoch: 102 steps in 6 epochs
+    assert small.epochs == 30 and small.epochs * 17 >= 500 and (small.epochs - 1) * 17 < 500
+    assert small.patience == 2 * 5  # as much training without gain as before: 2 of 6 epochs
+    assert at_least_min_steps(recipe, 10_000) is recipe  # 313 steps an epoch: already enough
+    assert at_least_min_steps(recipe.model_copy(update={"min_steps": 0}), 540).epochs == 6

@@ -32,7 +32,7 @@ TRAIN = [
     ]
 ]
 TEXTS = ["usb c cable 2m", "red running shoe", "a much longer query about a denim jacket {x}"]
-QUICK = TrainSettings(epochs=1, batch_size=4, learning_rate=5e-3, seed=3)
+QUICK = TrainSettings(min_steps=0, epochs=1, batch_size=4, learning_rate=5e-3, seed=3)
 _OLD_CONTENT_FIELDS = ("format", "labels", "base_model", "peft", "max_length")
 
 

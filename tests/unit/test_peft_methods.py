@@ -25,7 +25,7 @@ _WORDS = {
     "garden": ["garden hose", "flower pot", "lawn mower", "seed tray"],
 }
 TEXTS = ["red shoe 4", "usb cable 2m", "flower pot large", "a much longer query about a denim jacket"]
-RECIPE = TrainSettings(epochs=2, batch_size=16, learning_rate=5e-3, seed=3)
+RECIPE = TrainSettings(min_steps=0, epochs=2, batch_size=16, learning_rate=5e-3, seed=3)
 
 
 def _examples(n: int) -> list[Example]:
@@ -71,7 +71,14 @@ def test_each_method_trains_and_round_trips_with_its_head(method, tiny_encoder_d
 
 def test_adalora_prunes_its_rank_budget(tiny_encoder_dir, tmp_path):
     settings = RECIPE.model_copy(
-        update={"peft_method": "adalora", "epochs": 4, "patience": 10, "lora_r": 8, "adalora_target_r": 2}
+        update={
+            "peft_method": "adalora",
+            "epochs": 4,
+            "patience": 10,
+            "lora_r": 8,
+            "adalora_target_r": 2,
+            "augment_typos": 0.0,  # 96 rows, 6 batches an epoch: the step count below
+        }
     )
     result = fit(_examples(96), [], LABELS, tiny_encoder_dir, settings, 16, progress=False)
     out = save_adapter(result.model, tmp_path / "a", base_dir=tiny_encoder_dir, labels=LABELS, metrics={})

@@ -53,7 +53,7 @@ def _fit(train, val, tiny_encoder_dir, settings, checkpoint_dir, **kwargs):
 def test_interrupted_run_resumes_to_the_uninterrupted_result(method, tiny_encoder_dir, tmp_path):
     train, val = _examples(80), _examples(20, offset=500)
     settings = TrainSettings(
-        epochs=3, batch_size=16, learning_rate=5e-3, patience=5, seed=4, peft_method=method
+        min_steps=0, epochs=3, batch_size=16, learning_rate=5e-3, patience=5, seed=4, peft_method=method
     )
     fingerprint = {"data": "x", "method": method}
     whole = _fit(train, val, tiny_encoder_dir, settings, tmp_path / "whole", fingerprint=fingerprint)
@@ -89,7 +89,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(method, tiny_encode
 
 
 def test_resume_refuses_another_runs_checkpoint(tiny_encoder_dir, tmp_path):
-    settings = TrainSettings(epochs=2, batch_size=16, seed=4)
+    settings = TrainSettings(min_steps=0, epochs=2, batch_size=16, seed=4)
     train = _examples(32)
     with pytest.raises(Crash):
         _fit(

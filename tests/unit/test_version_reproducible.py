@@ -27,7 +27,7 @@ base, out, root = (Path(a) for a in sys.argv[1:4])
 rows = [("usb cable", "electronics"), ("phone charger", "electronics"), ("hdmi adapter", "electronics"),
         ("red shoe", "fashion"), ("blue dress", "fashion"), ("wool scarf", "fashion")]
 examples = [Example(text, label) for text, label in rows]
-settings = TrainSettings(epochs=1, batch_size=4, learning_rate=5e-3, seed=7)
+settings = TrainSettings(min_steps=0, epochs=1, batch_size=4, learning_rate=5e-3, seed=7)
 labels = ["electronics", "fashion"]
 result = fit(examples, examples[:2] + examples[-2:], labels, base, settings, 16, progress=False)
 save_adapter(result.model, out, base_dir=base, labels=labels, metrics=result.metrics)
