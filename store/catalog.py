@@ -12,8 +12,11 @@ from store.taxonomy import label_for_category
 
 
 def load_catalog(session: Session, products: Sequence[dict[str, Any]], taxonomy: TaxonomySettings) -> int:
-    """Upsert catalog rows, deriving each product's intent label from its category path."""
-    rows = [{**p, "label": label_for_category(p["category_path"], taxonomy)} for p in products]
+    """Upsert catalog rows, deriving each product's intent label from its category path; an entry
+    without a ``kind`` is a product (catalogues written before kinds existed load unchanged)."""
+    rows = [
+        {"kind": "product", **p, "label": label_for_category(p["category_path"], taxonomy)} for p in products
+    ]
     if not rows:
         return 0
     stmt = insert(Product)
@@ -23,6 +26,7 @@ def load_catalog(session: Session, products: Sequence[dict[str, Any]], taxonomy:
             "category_path": stmt.excluded.category_path,
             "label": stmt.excluded.label,
             "title": stmt.excluded.title,
+            "kind": stmt.excluded.kind,
         },
     )
     for start in range(0, len(rows), 5000):

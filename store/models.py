@@ -44,6 +44,10 @@ class Product(Base):
     category_path: Mapped[str] = mapped_column(Text)
     label: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str] = mapped_column(Text)
+    # product | content | help (streams.events.ItemKind); rows loaded before it existed are products
+    kind: Mapped[str] = mapped_column(String(16), default="product", server_default="product")
+
+    __table_args__ = (CheckConstraint("kind IN ('product', 'content', 'help')", name="kind"),)
 
 
 class SearchQuery(Base):

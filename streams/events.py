@@ -20,6 +20,14 @@ class FeedbackType(StrEnum):
     return_ = "return"
 
 
+class ItemKind(StrEnum):
+    """What a catalogue page is, so that a click on it says what the shopper wanted: buy, read, get help."""
+
+    product = "product"
+    content = "content"
+    help = "help"
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
@@ -53,3 +61,9 @@ class Product(_Event):
     product_id: str = Field(min_length=1, max_length=128)
     category_path: str = Field(min_length=1, max_length=512, description="e.g. fashion/shoes/running")
     title: str = Field(min_length=1, max_length=512)
+    kind: ItemKind = Field(
+        default=ItemKind.product,
+        description="what the page is: product (something to buy; the default when absent), content "
+        "(a guide, review or FAQ a shopper reads) or help (order status, returns, contact); a click "
+        "on it says what the shopper wanted to do",
+    )
