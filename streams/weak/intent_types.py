@@ -1,0 +1,191 @@
+"""Weak evidence of the intent *type* of a search: did the shopper want to buy, browse, ask or get help?
+
+The category labeling functions (:mod:`streams.weak.functions`) say *which part of the catalogue* a
+search is about; these say *what the shopper wanted to do*. Two kinds of evidence, kept apart so
+the label model and the function analysis can weigh them separately:
+
+- **behaviour and destination**: a purchase or add-to-cart votes *buy*; several products viewed at
+  length with nothing carted votes *browse* (comparing); a click on a content page (guide, review,
+  FAQ: catalogue ``kind`` ``content``) votes *ask*; a click on a help page (order status, returns,
+  contact: ``kind`` ``help``) votes *help*;
+- **text**: question words vote *ask*, words of trouble (refund, broken, cancel...) vote *help*,
+  words of comparison (best, vs, review...) vote *browse*, in English, German, French, Spanish and
+  Chinese. Weaker by default: the words are cues, the behaviour is what happened.
+
+Each function returns at most one vote and ``[]`` to abstain. Nothing here is wired into the
+aggregation yet: that needs label dimensions in the store (issue 14, item 1).
+"""
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from streams.events import FeedbackType, ItemKind
+from streams.weak.records import SearchRecord
+
+BUY, BROWSE, ASK, HELP = "buy", "browse", "ask", "help"
+INTENT_TYPES = (BUY, BROWSE, ASK, HELP)
+
+
+@dataclass(frozen=True, slots=True)
+class TypeVote:
+    """``weight`` of evidence from labeling function ``lf`` that the search's intent type is ``label``."""
+
+    lf: str
+    label: str
+    weight: float
+
+
+class IntentTypeFunction(Protocol):
+    """What the aggregation will need of an intent-type labeling function."""
+
+    @property
+    def name(self) -> str: ...
+
+    def votes(self, record: SearchRecord, kinds: Mapping[str, ItemKind]) -> list[TypeVote]: ...
+
+
+def _kind(kinds: Mapping[str, ItemKind], product_id: str) -> ItemKind:
+    return kinds.get(product_id, ItemKind.product)  # the catalogue contract: absent means product
+
+
+@dataclass(frozen=True)
+class Bought:
+    """A purchase or an add-to-cart of a product: the shopper came to buy."""
+
+    name: str = "bought"
+    weight: float = 1.0
+    cart_weight: float = 0.7  # a cart is a weaker commitment than a purchase
+
+    def votes(self, record: SearchRecord, kinds: Mapping[str, ItemKind]) -> list[TypeVote]:
+        acts = [
+            i
+            for i in record.interactions
+            if i.type in (FeedbackType.purchase, FeedbackType.add_to_cart)
+            and _kind(kinds, i.product_id) is ItemKind.product
+        ]
+        if not acts:
+            return []
+        bought = any(i.type is FeedbackType.purchase for i in acts)
+        return [TypeVote(self.name, BUY, self.weight if bought else self.cart_weight)]
+
+
+@dataclass(frozen=True)
+class Compared:
+    """Several products viewed at length and none carted or bought: the shopper was comparing."""
+
+    name: str = "compared"
+    weight: float = 0.6
+    min_products: int = 2
+    min_dwell_ms: int = 15_000
+
+    def votes(self, record: SearchRecord, kinds: Mapping[str, ItemKind]) -> list[TypeVote]:
+        if record.of_type(FeedbackType.purchase) or record.of_type(FeedbackType.add_to_cart):
+            return []
+        viewed = {
+            i.product_id
+            for i in record.of_type(FeedbackType.click)
+            if _kind(kinds, i.product_id) is ItemKind.product and (i.dwell_ms or 0) >= self.min_dwell_ms
+        }
+        return [TypeVote(self.name, BROWSE, self.weight)] if len(viewed) >= self.min_products else []
+
+
+@dataclass(frozen=True)
+class OpenedPage:
+    """A click on a page of one ``kind``: a guide answers a question, a returns page is help."""
+
+    name: str
+    kind: ItemKind
+    label: str
+    weight: float = 1.0
+
+    def votes(self, record: SearchRecord, kinds: Mapping[str, ItemKind]) -> list[TypeVote]:
+        clicked = any(_kind(kinds, i.product_id) is self.kind for i in record.of_type(FeedbackType.click))
+        return [TypeVote(self.name, self.label, self.weight)] if clicked else []
+
+
+def _whole_word(cue: str) -> bool:
+    """Latin-script words match whole (``vs`` is not in ``canvas``; accented letters are Latin too);
+    Chinese and punctuation ("?") match anywhere: Chinese is written without spaces."""
+    return all(c.isspace() or ("LATIN" in unicodedata.name(c, "") and c.isalpha()) for c in cue)
+
+
+def _cue_pattern(words: Sequence[str]) -> re.Pattern[str]:
+    latin = [re.escape(w) for w in words if _whole_word(w)]
+    cjk = [re.escape(w) for w in words if not _whole_word(w)]
+    parts = [rf"(?<!\w)(?:{'|'.join(latin)})(?!\w)"] if latin else []
+    if cjk:
+        parts.append("|".join(cjk))
+    return re.compile("|".join(parts))
+
+
+@dataclass(frozen=True)
+class TextCue:
+    """Words that say what the shopper wants to do, in several languages."""
+
+    name: str
+    label: str
+    words: tuple[str, ...]
+    weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_pattern", _cue_pattern(self.words))
+
+    def votes(self, record: SearchRecord, kinds: Mapping[str, ItemKind]) -> list[TypeVote]:
+        pattern: re.Pattern[str] = object.__getattribute__(self, "_pattern")
+        return [TypeVote(self.name, self.label, self.weight)] if pattern.search(record.norm_text) else []
+
+
+QUESTION_WORDS = (
+    # en, de, fr, es (normalised text is lower case; accents kept)
+    *("how", "what", "which", "why", "when", "where", "who", "can i", "do i", "does", "is it", "should i"),
+    *("wie", "welche", "welcher", "warum", "wann"),  # not "was", "wo": English words too
+    *("comment", "quel", "quelle", "pourquoi", "quand", "où", "est ce que"),
+    *("cómo", "como", "qué", "cuál", "cual", "por qué", "cuándo", "dónde"),
+    *("怎么", "如何", "什么", "为什么", "哪里", "吗", "能不能", "可以吗"),
+    *("?", "\uff1f", "¿"),  # the fullwidth question mark of Chinese text
+)
+HELP_WORDS = (
+    *("refund", "return", "returns", "broken", "damaged", "cancel", "cancellation", "complaint", "warranty"),
+    *("track order", "order status", "where is my order", "my order", "contact us", "customer service"),
+    # the words of customer-service requests (account, payment and delivery trouble)
+    *("help", "assistance", "problem", "problems", "issue", "issues", "agent", "password", "login"),
+    *("account", "invoice", "bill", "reimbursement", "refunds", "money back", "unsubscribe", "defective"),
+    *("not working", "doesn't work", "missing", "charged twice", "shipping address", "payment"),
+    *("rückgabe", "rücksendung", "erstattung", "kaputt", "defekt", "stornieren", "reklamation", "bestellung"),
+    *("remboursement", "retour", "cassé", "annuler", "réclamation", "livraison", "commande"),
+    *("reembolso", "devolución", "devolucion", "roto", "cancelar", "reclamación", "pedido", "envío"),
+    *("退货", "退款", "坏了", "取消订单", "物流", "投诉", "客服", "我的订单", "保修"),
+)
+COMPARE_WORDS = (
+    # not "top" ("crop top") nor German "test" ("covid test")
+    *("best", "vs", "versus", "compare", "comparison", "review", "reviews", "ideas", "alternatives"),
+    *("beste", "bester", "vergleich", "testsieger"),
+    *("meilleur", "meilleure", "comparatif", "avis"),
+    *("mejor", "mejores", "comparar", "comparativa", "opiniones"),
+    *("最好", "推荐", "对比", "哪个好", "评测", "排行"),
+)
+
+BEHAVIOUR_LFS: tuple[IntentTypeFunction, ...] = (
+    Bought(),
+    Compared(),
+    OpenedPage("read_content", ItemKind.content, ASK),
+    OpenedPage("opened_help", ItemKind.help, HELP),
+)
+TEXT_LFS: tuple[IntentTypeFunction, ...] = (
+    TextCue("question_words", ASK, QUESTION_WORDS),
+    TextCue("help_words", HELP, HELP_WORDS, weight=0.6),
+    TextCue("compare_words", BROWSE, COMPARE_WORDS, weight=0.4),
+)
+DEFAULT_TYPE_LFS = BEHAVIOUR_LFS + TEXT_LFS
+
+
+def type_votes(
+    record: SearchRecord,
+    kinds: Mapping[str, ItemKind],
+    lfs: Sequence[IntentTypeFunction] = DEFAULT_TYPE_LFS,
+) -> list[TypeVote]:
+    """Every function's vote on one search (at most one each), in ``lfs`` order."""
+    return [v for lf in lfs for v in lf.votes(record, kinds)]

@@ -1,0 +1,68 @@
+"""Weak evidence of the intent type (buy, browse, ask, help) from behaviour, destination and text."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from streams.events import FeedbackType, ItemKind
+from streams.weak.intent_types import ASK, BROWSE, BUY, HELP, TEXT_LFS, type_votes
+from streams.weak.records import Interaction, SearchRecord
+
+T0 = datetime(2026, 12, 3, tzinfo=UTC)
+KINDS = {"guide": ItemKind.content, "returns": ItemKind.help}  # everything else: a product
+
+
+def _record(text: str, *acts: tuple[FeedbackType, str, int | None]) -> SearchRecord:
+    interactions = tuple(
+        Interaction(kind, pid, pos, dwell, T0) for pos, (kind, pid, dwell) in enumerate(acts)
+    )
+    return SearchRecord("q", "s", T0, text, tuple(pid for _, pid, _ in acts), interactions)
+
+
+def _labels(record: SearchRecord, lfs=None) -> dict[str, str]:
+    votes = type_votes(record, KINDS) if lfs is None else type_votes(record, KINDS, lfs)
+    return {v.lf: v.label for v in votes}
+
+
+def test_behaviour_and_destination() -> None:
+    click, cart, buy = FeedbackType.click, FeedbackType.add_to_cart, FeedbackType.purchase
+    assert _labels(_record("usb c cable", (click, "p1", 4000), (buy, "p1", None))) == {"bought": BUY}
+    carted = type_votes(_record("usb c cable", (cart, "p1", None)), KINDS)
+    assert [(v.label, v.weight) for v in carted] == [(BUY, 0.7)]
+    compared = _record("wireless earbuds", (click, "p1", 30_000), (click, "p2", 20_000), (click, "p3", 500))
+    assert _labels(compared) == {"compared": BROWSE}
+    assert (
+        _labels(_record("wireless earbuds", (click, "p1", 30_000), (click, "p2", 1_000))) == {}
+    )  # one long look
+    assert _labels(_record("charger size", (click, "guide", 60_000))) == {"read_content": ASK}
+    assert _labels(_record("charger", (click, "returns", 5_000))) == {"opened_help": HELP}
+    # a purchase of a help page's id is not buying; impressions alone say nothing
+    assert _labels(_record("charger", (buy, "returns", None), (FeedbackType.impression, "p1", None))) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("how to return a broken charger", None),  # a question about help: both cues fire, below
+        ("what charger do i need for a pixel 8", ASK),
+        ("¿cómo elegir zapatillas?", ASK),
+        ("wie reinige ich turnschuhe", ASK),
+        ("蓝牙耳机怎么连接", ASK),
+        ("refund for damaged blender", HELP),
+        ("retour commande chaussures", HELP),
+        ("退款 耳机", HELP),
+        ("best headphones for running", BROWSE),
+        ("iphone 15 vs pixel 8", BROWSE),
+        ("蓝牙耳机推荐", BROWSE),
+        ("iphone 15 case", None),
+        ("canvas tote bag", None),  # "vs" inside a word is no comparison
+        ("crop top", None),
+        ("contact lenses", None),
+    ],
+)
+def test_text_cues_in_several_languages(text: str, label: str | None) -> None:
+    labels = set(_labels(_record(text), TEXT_LFS).values())
+    if text.startswith("how to return"):
+        assert labels == {ASK, HELP}
+    else:
+        assert labels == ({label} if label else set())
