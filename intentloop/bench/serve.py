@@ -328,7 +328,7 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
                 )
                 env.record(fused_version)
                 pair = (version, fused_version)
-                fused = _fused_phase(env, settings, opts, queries, port, worker, pair, echo)
+                fused = _fused_phase(env, opts, queries, port, worker, pair, echo)
         finally:
             worker.stop()
     qps = m.max_done / opts.seconds
@@ -356,7 +356,6 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
 
 def _fused_phase(
     env: BenchEnv,
-    settings: Settings,
     opts: ServeBenchOptions,
     queries: list[str],
     port: int,

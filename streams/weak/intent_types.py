@@ -20,6 +20,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 from streams.events import FeedbackType, ItemKind
@@ -130,12 +131,13 @@ class TextCue:
     words: tuple[str, ...]
     weight: float = 0.5
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_pattern", _cue_pattern(self.words))
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        """The cues as one expression, compiled on first use."""
+        return _cue_pattern(self.words)
 
     def votes(self, record: SearchRecord, kinds: Mapping[str, ItemKind]) -> list[TypeVote]:
-        pattern: re.Pattern[str] = object.__getattribute__(self, "_pattern")
-        return [TypeVote(self.name, self.label, self.weight)] if pattern.search(record.norm_text) else []
+        return [TypeVote(self.name, self.label, self.weight)] if self.pattern.search(record.norm_text) else []
 
 
 QUESTION_WORDS = (
