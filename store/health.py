@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from store.dimensions import CATEGORY
 from store.models import (
     AdapterVersion,
     AliasEvent,
@@ -41,11 +42,11 @@ def ingest_health(session: Session, *, minutes: float = 15.0) -> dict[str, Any]:
 
 
 def abstention_shares(session: Session) -> dict[str, Any]:
-    """The latest aggregation's abstentions: total share and by reason."""
+    """The latest aggregation's abstentions of the category dimension: total share and by reason."""
     rows = session.execute(
-        select(LabelDistribution.abstained, LabelDistribution.reason, func.count()).group_by(
-            LabelDistribution.abstained, LabelDistribution.reason
-        )
+        select(LabelDistribution.abstained, LabelDistribution.reason, func.count())
+        .where(LabelDistribution.dimension == CATEGORY)
+        .group_by(LabelDistribution.abstained, LabelDistribution.reason)
     ).all()
     total = sum(int(n) for _, _, n in rows)
     by_reason = {str(reason or "?"): int(n) for abstained, reason, n in rows if abstained}

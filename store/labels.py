@@ -9,6 +9,7 @@ from sqlalchemy import Row, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from store.dimensions import CATEGORY
 from store.evaluations import query_frequencies
 from store.models import GoldLabel, LabelDistribution, LabelingReport, Product, SearchQuery, WeakLabel
 
@@ -60,19 +61,26 @@ GOLD_PURPOSES = ("eval", "train")
 
 
 def upsert_gold(
-    session: Session, rows: Iterable[tuple[str, str]], source: str = "manual", purpose: str = "eval"
+    session: Session,
+    rows: Iterable[tuple[str, str]],
+    source: str = "manual",
+    purpose: str = "eval",
+    dimension: str = CATEGORY,
 ) -> int:
-    """Store human-verified (normalised query, label) pairs for ``purpose`` (``eval``: measured
-    against, never trained on; ``train``: a training row); a later label for a query wins, purpose
-    included."""
+    """Store human-verified (normalised query, label) pairs of one ``dimension`` for ``purpose``
+    (``eval``: measured against, never trained on; ``train``: a training row); a later label for a
+    query in that dimension wins, purpose included."""
     if purpose not in GOLD_PURPOSES:
         raise ValueError(f"gold purpose must be one of {GOLD_PURPOSES}, got {purpose!r}")
-    data = [{"norm_text": q, "label": lab, "source": source, "purpose": purpose} for q, lab in rows]
+    data = [
+        {"dimension": dimension, "norm_text": q, "label": lab, "source": source, "purpose": purpose}
+        for q, lab in rows
+    ]
     if not data:
         return 0
     stmt = insert(GoldLabel)
     stmt = stmt.on_conflict_do_update(
-        index_elements=[GoldLabel.norm_text],
+        index_elements=[GoldLabel.dimension, GoldLabel.norm_text],
         set_={"label": stmt.excluded.label, "source": source, "purpose": purpose},
     )
     session.execute(stmt, data)
@@ -92,18 +100,20 @@ class GoldByPurpose:
         return {**self.eval, **self.train}
 
 
-def gold_by_purpose(session: Session) -> GoldByPurpose:
-    """Every gold label, as (normalised query -> label) maps per purpose."""
-    rows = gold_labels(session)
+def gold_by_purpose(session: Session, dimension: str = CATEGORY) -> GoldByPurpose:
+    """Every gold label of ``dimension``, as (normalised query -> label) maps per purpose."""
+    rows = gold_labels(session, dimension=dimension)
     return GoldByPurpose(
         eval={g.norm_text: g.label for g in rows if g.purpose != "train"},
         train={g.norm_text: g.label for g in rows if g.purpose == "train"},
     )
 
 
-def gold_labels(session: Session, purpose: str | None = None) -> Sequence[GoldLabel]:
-    """Gold labels, all of them or those of one ``purpose``."""
-    stmt = select(GoldLabel).order_by(GoldLabel.norm_text)
+def gold_labels(
+    session: Session, purpose: str | None = None, dimension: str = CATEGORY
+) -> Sequence[GoldLabel]:
+    """Gold labels of ``dimension``, all of them or those of one ``purpose``."""
+    stmt = select(GoldLabel).where(GoldLabel.dimension == dimension).order_by(GoldLabel.norm_text)
     if purpose is not None:
         stmt = stmt.where(GoldLabel.purpose == purpose)
     return session.scalars(stmt).all()
@@ -142,42 +152,70 @@ def known_labels(session: Session) -> set[str]:
 
 
 def catalog_labels(session: Session) -> dict[str, str]:
-    rows = session.execute(select(Product.product_id, Product.label).where(Product.label.is_not(None)))
-    return {str(pid): str(label) for pid, label in rows}
+    """product id -> category label, for the items that vote for a category: help pages (returns,
+    order status) are about no part of the catalogue, so they never do, whatever their path."""
+    stmt = select(Product.product_id, Product.label).where(
+        Product.label.is_not(None), Product.kind != "help"
+    )
+    return {str(pid): str(label) for pid, label in session.execute(stmt)}
 
 
-def replace_label_distributions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
-    """Swap in a new aggregation atomically (readers see the old one until commit)."""
-    session.execute(delete(LabelDistribution))
-    for start in range(0, len(rows), 5000):
-        session.execute(insert(LabelDistribution), list(rows[start : start + 5000]))
+def catalog_kinds(session: Session) -> dict[str, str]:
+    """product id -> kind (``streams.events.ItemKind``'s values), for the items that are not
+    products (absent means product, as in the catalogue contract): what the intent-type labeling
+    functions read."""
+    stmt = select(Product.product_id, Product.kind).where(Product.kind != "product")
+    return {str(pid): str(kind) for pid, kind in session.execute(stmt)}
+
+
+def replace_label_distributions(
+    session: Session, rows: Sequence[dict[str, Any]], dimension: str = CATEGORY
+) -> int:
+    """Swap in a new aggregation of ``dimension`` atomically (readers see the old one until
+    commit); the other dimensions' rows stay."""
+    session.execute(delete(LabelDistribution).where(LabelDistribution.dimension == dimension))
+    data = [row | {"dimension": dimension} for row in rows]
+    for start in range(0, len(data), 5000):
+        session.execute(insert(LabelDistribution), data[start : start + 5000])
     return len(rows)
 
 
-def record_labeling_report(session: Session, report: dict[str, Any]) -> int:
-    entry = LabelingReport(report=report)
+def record_labeling_report(session: Session, report: dict[str, Any], dimension: str = CATEGORY) -> int:
+    entry = LabelingReport(report=report, dimension=dimension)
     session.add(entry)
     session.flush()
     return entry.id
 
 
-def latest_labeling_report(session: Session) -> LabelingReport | None:
-    return session.scalars(select(LabelingReport).order_by(LabelingReport.id.desc()).limit(1)).first()
+def latest_labeling_report(session: Session, dimension: str = CATEGORY) -> LabelingReport | None:
+    stmt = select(LabelingReport).where(LabelingReport.dimension == dimension)
+    return session.scalars(stmt.order_by(LabelingReport.id.desc()).limit(1)).first()
 
 
-def labelled_distribution_count(session: Session) -> int:
-    """Queries the latest aggregation labelled (did not abstain on): whether training should read
-    ``label_distributions`` rather than the raw ``weak_labels`` votes."""
-    stmt = select(func.count()).select_from(LabelDistribution).where(LabelDistribution.abstained.is_(False))
+def labelled_distribution_count(session: Session, dimension: str = CATEGORY) -> int:
+    """Queries the latest aggregation labelled (did not abstain on) in ``dimension``: whether
+    training should read ``label_distributions`` rather than the raw ``weak_labels`` votes."""
+    stmt = (
+        select(func.count())
+        .select_from(LabelDistribution)
+        .where(LabelDistribution.abstained.is_(False), LabelDistribution.dimension == dimension)
+    )
     return int(session.scalar(stmt) or 0)
 
 
-def distribution_snapshot(session: Session, *, min_confidence: float = 0.0) -> list[LabelledQuery]:
-    """Training rows from the latest aggregation: the queries it did not abstain on (the label
-    policy already decided what is too little or too contradictory), at least ``min_confidence``."""
+def distribution_snapshot(
+    session: Session, *, min_confidence: float = 0.0, dimension: str = CATEGORY
+) -> list[LabelledQuery]:
+    """Training rows of ``dimension`` from the latest aggregation: the queries it did not abstain
+    on (the label policy already decided what is too little or too contradictory), at least
+    ``min_confidence``."""
     stmt = (
         select(LabelDistribution)
-        .where(LabelDistribution.abstained.is_(False), LabelDistribution.confidence >= min_confidence)
+        .where(
+            LabelDistribution.dimension == dimension,
+            LabelDistribution.abstained.is_(False),
+            LabelDistribution.confidence >= min_confidence,
+        )
         .order_by(LabelDistribution.norm_text)
     )
     return [
@@ -208,7 +246,11 @@ def label_last_seen(session: Session, source: str) -> dict[str, datetime]:
     else:
         stmt = (
             select(SearchQuery.norm_text, func.max(SearchQuery.ts))
-            .where(SearchQuery.norm_text.in_(select(LabelDistribution.norm_text)))
+            .where(
+                SearchQuery.norm_text.in_(
+                    select(LabelDistribution.norm_text).where(LabelDistribution.dimension == CATEGORY)
+                )
+            )
             .group_by(SearchQuery.norm_text)
         )
     return {str(text): ts for text, ts in session.execute(stmt) if ts is not None}
@@ -226,9 +268,12 @@ def label_export_columns() -> list[str]:
 
 def iter_label_export(session: Session, *, include_abstained: bool = False) -> Iterator[dict[str, Any]]:
     """Per-query labels of the latest aggregation as plain dicts (:func:`label_export_columns`),
-    by query; abstentions only with ``include_abstained``. Streamed: flat memory on big exports."""
+    by dimension and query; abstentions only with ``include_abstained``. Streamed: flat memory on
+    big exports."""
     table = LabelDistribution.__table__
-    stmt = select(*(table.c[name] for name in label_export_columns())).order_by(table.c.norm_text)
+    stmt = select(*(table.c[name] for name in label_export_columns())).order_by(
+        table.c.dimension, table.c.norm_text
+    )
     if not include_abstained:
         stmt = stmt.where(table.c.abstained.is_(False))
     for row in session.execute(stmt.execution_options(yield_per=5000)):
@@ -275,7 +320,8 @@ def behaviour_evidence(session: Session, source: str) -> BehaviourEvidence:
             evidence.setdefault(str(query), {})[str(label)] = float(votes)
     else:
         stmt = select(LabelDistribution.norm_text, LabelDistribution.distribution, LabelDistribution.evidence)
-        for query, distribution, total in session.execute(stmt.where(LabelDistribution.evidence > 0)):
+        stmt = stmt.where(LabelDistribution.evidence > 0, LabelDistribution.dimension == CATEGORY)
+        for query, distribution, total in session.execute(stmt):
             row = {str(k): float(v) * float(total) for k, v in (distribution or {}).items() if float(v) > 0}
             if row:
                 evidence[str(query)] = row

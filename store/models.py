@@ -22,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from store.dimensions import CATEGORY
+
 _NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -103,6 +105,8 @@ class GoldLabel(Base):
     held out only when its query falls in the validation bucket)."""
 
     __tablename__ = "gold_labels"
+    # store.dimensions: which label dimension (category, intent_type) the label is of
+    dimension: Mapped[str] = mapped_column(String(32), primary_key=True, server_default=CATEGORY)
     norm_text: Mapped[str] = mapped_column(Text, primary_key=True)
     label: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(64), default="manual")
@@ -172,9 +176,11 @@ class AliasEvent(Base):
 
 
 class LabelDistribution(Base):
-    """The aggregated weak label of one query: what training reads (rebuilt by each aggregation)."""
+    """The aggregated weak label of one query in one dimension: what training reads (each
+    aggregation rebuilds the rows of the dimensions it labels)."""
 
     __tablename__ = "label_distributions"
+    dimension: Mapped[str] = mapped_column(String(32), primary_key=True, server_default=CATEGORY)
     norm_text: Mapped[str] = mapped_column(Text, primary_key=True)
     label: Mapped[str | None] = mapped_column(Text)
     confidence: Mapped[float] = mapped_column(Float)
@@ -189,11 +195,12 @@ class LabelDistribution(Base):
 
 
 class LabelingReport(Base):
-    """One aggregation's analysis: per-function coverage/overlap/conflict/accuracy, propensities,
-    majority vote vs label model on gold. Kept for the dashboard's history."""
+    """One aggregation's analysis of one dimension: per-function coverage/overlap/conflict/
+    accuracy, propensities, majority vote vs label model on gold. Kept for the dashboard's history."""
 
     __tablename__ = "labeling_reports"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dimension: Mapped[str] = mapped_column(String(32), server_default=CATEGORY)
     computed_at: Mapped[datetime] = mapped_column(server_default=func.now())
     report: Mapped[dict[str, Any]] = mapped_column()
 

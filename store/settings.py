@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+from store.dimensions import DIMENSIONS, check_dimensions
 
 
 class PostgresSettings(BaseModel):
@@ -73,3 +75,15 @@ class TaxonomySettings(BaseModel):
         description="the closed label set (categories outside it do not vote); empty: every category at "
         "depth is a label",
     )
+    dimensions: list[str] = Field(
+        default_factory=lambda: list(DIMENSIONS),
+        description="what each query is labelled with: category (which part of the catalogue, the "
+        "labels above) and intent_type (what the shopper wants to do: buy, browse, ask or help, from "
+        "purchases, comparisons, guide and help-page clicks and question or trouble words); category "
+        "cannot be left out; ['category'] alone is the single-dimension product of before",
+    )
+
+    @field_validator("dimensions")
+    @classmethod
+    def _known_dimensions(cls, value: list[str]) -> list[str]:
+        return check_dimensions(value)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from store.dimensions import CATEGORY
 from store.models import (
     AdapterVersion,
     DeadLetter,
@@ -76,7 +77,7 @@ def store_counts(session: Session) -> StoreCounts:
     """Every count of :class:`StoreCounts`, read in one transaction (one consistent picture)."""
     abstained = (
         select(LabelDistribution.reason, func.count())
-        .where(LabelDistribution.abstained.is_(True))
+        .where(LabelDistribution.abstained.is_(True), LabelDistribution.dimension == CATEGORY)
         .group_by(LabelDistribution.reason)
         .order_by(func.count().desc())
     )
@@ -86,7 +87,7 @@ def store_counts(session: Session) -> StoreCounts:
         feedback_by_status=_grouped(session, FeedbackEvent.status),
         dead_letters_by_reason=_grouped(session, DeadLetter.reason),
         weak_label_queries=_count(session, func.distinct(WeakLabel.norm_text)),
-        labelled=label_distribution_counts(session)[0],
+        labelled=label_distribution_counts(session, CATEGORY)[0],
         abstained_by_reason={str(r or "-"): int(n) for r, n in session.execute(abstained)},
         gold_by_purpose=_grouped(session, GoldLabel.purpose),
         catalog_products=_count(session, Product.product_id),
@@ -96,10 +97,12 @@ def store_counts(session: Session) -> StoreCounts:
     )
 
 
-def label_distribution_counts(session: Session) -> tuple[int, int]:
-    """(labelled, abstained) rows of the latest aggregation: what `labels export` can write."""
-    rows = session.execute(
-        select(LabelDistribution.abstained, func.count()).group_by(LabelDistribution.abstained)
-    )
+def label_distribution_counts(session: Session, dimension: str | None = None) -> tuple[int, int]:
+    """(labelled, abstained) rows of the latest aggregation, of one ``dimension`` or all (what
+    `labels export` can write)."""
+    stmt = select(LabelDistribution.abstained, func.count()).group_by(LabelDistribution.abstained)
+    if dimension is not None:
+        stmt = stmt.where(LabelDistribution.dimension == dimension)
+    rows = session.execute(stmt)
     by_flag = {bool(flag): int(n) for flag, n in rows}
     return by_flag.get(False, 0), by_flag.get(True, 0)

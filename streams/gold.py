@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from store.db import Database
+from store.dimensions import CATEGORY, INTENT_TYPE, INTENT_TYPES
 from store.labels import known_labels, upsert_gold
 from store.taxonomy import normalise_query
 from streams.exceptions import GoldFileError
@@ -79,23 +80,31 @@ def _pair(path: Path, line: int, row: Any) -> tuple[str, str]:
 
 
 def load_gold(
-    db: Database, path: Path, *, allowed: Iterable[str] = (), source: str = "file", purpose: str = "eval"
+    db: Database,
+    path: Path,
+    *,
+    allowed: Iterable[str] = (),
+    source: str = "file",
+    purpose: str = "eval",
+    dimension: str = CATEGORY,
 ) -> int:
-    """Validate ``path`` against the label set and upsert it; returns the rows written.
+    """Validate ``path`` against the label set of ``dimension`` and upsert it; returns the rows
+    written.
 
-    The label set is ``allowed`` (the closed taxonomy, when configured), else every label the
-    catalog votes for: a gold label no product can ever vote for could never be matched and would
-    only make every labeling function look wrong.
+    The category label set is ``allowed`` (the closed taxonomy, when configured), else every label
+    the catalog votes for: a gold label no product can ever vote for could never be matched and
+    would only make every labeling function look wrong. The intent-type set is fixed
+    (``store.dimensions.INTENT_TYPES``).
     """
     pairs = dict(read_gold_file(path))  # one row per query (Postgres upserts a row once per statement)
     with db.session() as session:
-        labels = set(allowed) or known_labels(session)
+        labels = set(INTENT_TYPES) if dimension == INTENT_TYPE else set(allowed) or known_labels(session)
         if not labels:
             raise GoldFileError("no known intent labels to check against: load the catalog first")
         unknown = sorted(set(pairs.values()) - labels)
         if unknown:
             raise GoldFileError(unknown_labels_message(path, unknown, labels))
-        return upsert_gold(session, pairs.items(), source=source, purpose=purpose)
+        return upsert_gold(session, pairs.items(), source=source, purpose=purpose, dimension=dimension)
 
 
 _SHOWN_KNOWN = 10  # known labels named in an error: enough to spot the scheme, short enough for one line

@@ -16,6 +16,11 @@ weigh recent behaviour more, take negative evidence and learn how far to trust e
    when it beats the majority vote on gold by ``labels.label_model_margin``;
 6. ``label_distributions`` replaced and a ``labeling_reports`` row added, in one transaction.
 
+Every configured label dimension (``taxonomy.dimensions``) is labelled from the same searches:
+``category`` by the product functions above, ``intent_type`` by ``streams.weak.intent_types``
+(behaviour, destination kind and text cues; no position bias to correct), each through the same
+policy, label model choice on its own gold labels, and report, stored under its dimension.
+
 The pure parts are ``streams.weak``; this module only reads, wires and writes.
 """
 
@@ -30,7 +35,9 @@ from typing import Any
 from tqdm import tqdm
 
 from store.db import Database
+from store.dimensions import CATEGORY, INTENT_TYPE
 from store.labels import (
+    catalog_kinds,
     catalog_labels,
     gold_labels,
     iter_search_rows,
@@ -38,10 +45,12 @@ from store.labels import (
     record_labeling_report,
     replace_label_distributions,
 )
+from streams.events import ItemKind
 from streams.exceptions import NothingToLabelError
 from streams.weak import label_model
 from streams.weak.analysis import analyse, evidence_buckets, report
 from streams.weak.functions import DEFAULT_LFS, LabelingFunction
+from streams.weak.intent_types import DEFAULT_TYPE_LFS, IntentTypeFunction, tabulate_types
 from streams.weak.policies import (
     DirichletPosterior,
     LabelDistribution,
@@ -63,19 +72,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
-class AggregationResult:
-    """What one run wrote: the report (also stored, as ``report_id``) and the distributions."""
+class DimensionResult:
+    """What one run wrote for one dimension: the report (stored as ``report_id``) and the
+    distributions."""
 
     report_id: int
     report: dict[str, Any]
     distributions: dict[str, LabelDistribution]
 
-    @property
-    def method(self) -> str:
-        return str(self.report["method"])
-
     def summary(self) -> dict[str, Any]:
-        """The headline numbers (the CLI's JSON line): no per-function or per-rank detail."""
+        """The headline numbers: no per-function or per-rank detail."""
         r = self.report
         return {
             "report_id": self.report_id,
@@ -93,14 +99,51 @@ class AggregationResult:
         }
 
 
+@dataclass(frozen=True)
+class AggregationResult:
+    """What one run wrote, per dimension; the category's result is the run's headline (its
+    ``report_id``, ``report`` and ``distributions``), as before dimensions existed."""
+
+    dimensions: dict[str, DimensionResult]
+
+    @property
+    def category(self) -> DimensionResult:
+        return self.dimensions[CATEGORY]
+
+    @property
+    def report_id(self) -> int:
+        return self.category.report_id
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return self.category.report
+
+    @property
+    def distributions(self) -> dict[str, LabelDistribution]:
+        return self.category.distributions
+
+    @property
+    def method(self) -> str:
+        return str(self.report["method"])
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers (the CLI's JSON line): the category's, and each other dimension's
+        under ``dimensions``."""
+        others = {d: r.summary() for d, r in self.dimensions.items() if d != CATEGORY}
+        return self.category.summary() | ({"dimensions": others} if others else {})
+
+
 def run_aggregation(
     db: Database,
     settings: LabelSettings,
     *,
+    dimensions: Sequence[str] = (CATEGORY,),
     lfs: Sequence[LabelingFunction] = DEFAULT_LFS,
+    type_lfs: Sequence[IntentTypeFunction] = DEFAULT_TYPE_LFS,
     progress: bool = True,
 ) -> AggregationResult:
-    """Aggregate the window's searches into label distributions and store them with a report.
+    """Aggregate the window's searches into label distributions of every dimension in
+    ``dimensions`` and store them with a report each.
 
     Raises :class:`NothingToLabelError` when there is no search to label (nothing is replaced then:
     an empty window must not wipe out the labels training currently reads).
@@ -120,28 +163,55 @@ def run_aggregation(
         )
         records = records_from_search_rows(rows)
         catalog = catalog_labels(session)
-        gold = {g.norm_text: g.label for g in gold_labels(session)}
+        kinds = {pid: ItemKind(kind) for pid, kind in catalog_kinds(session).items()}
+        gold = {d: {g.norm_text: g.label for g in gold_labels(session, dimension=d)} for d in dimensions}
     if not records:
         raise NothingToLabelError(f"no searches since {since.isoformat()} (INTENTLOOP_LABELS__WINDOW_DAYS)")
-    chosen, report_body = label_records(
-        records, catalog, gold, settings, lfs=lfs, window=(since, newest), progress=progress
-    )
-    method = report_body["method"]
-    rows_out = [d.to_dict() | {"method": method} for d in chosen.values()]
-    report_body["wall_s"] = round(time.monotonic() - started, 2)
-    with db.session() as session:
-        replace_label_distributions(session, rows_out)
-        report_id = record_labeling_report(session, report_body)
-    log.info(
-        "aggregated %d searches into %d queries (%d labelled, method %s) in %.1fs: report %d",
-        len(records),
-        report_body["queries"],
-        report_body["labelled"],
-        method,
-        report_body["wall_s"],
-        report_id,
-    )
-    return AggregationResult(report_id, report_body, chosen)
+    labelled: dict[str, tuple[dict[str, LabelDistribution], dict[str, Any]]] = {}
+    for dimension in dimensions:
+        if dimension == INTENT_TYPE:
+            labelled[dimension] = label_type_records(
+                records,
+                kinds,
+                gold[dimension],
+                settings,
+                lfs=type_lfs,
+                window=(since, newest),
+                progress=progress,
+            )
+        else:
+            labelled[dimension] = label_records(
+                records,
+                catalog,
+                gold[dimension],
+                settings,
+                lfs=lfs,
+                window=(since, newest),
+                progress=progress,
+            )
+    wall_s = round(time.monotonic() - started, 2)
+    results: dict[str, DimensionResult] = {}
+    with db.session() as session:  # every dimension in one transaction: readers never see a mix
+        for dimension, (chosen, report_body) in labelled.items():
+            method = report_body["method"]
+            rows_out = [d.to_dict() | {"method": method} for d in chosen.values()]
+            report_body["wall_s"] = wall_s
+            report_body["dimension"] = dimension
+            replace_label_distributions(session, rows_out, dimension)
+            report_id = record_labeling_report(session, report_body, dimension)
+            results[dimension] = DimensionResult(report_id, report_body, chosen)
+    for dimension, r in results.items():
+        log.info(
+            "aggregated %d searches into %d queries of %s (%d labelled, method %s) in %.1fs: report %d",
+            len(records),
+            r.report["queries"],
+            dimension,
+            r.report["labelled"],
+            r.report["method"],
+            wall_s,
+            r.report_id,
+        )
+    return AggregationResult(results)
 
 
 def label_records(
@@ -168,6 +238,41 @@ def label_records(
         distributions=chosen,
         method=comparison["use"],
         theta=propensity.theta,
+        lf_rows=report(analyse(table, lfs, gold)),
+        comparison=comparison,
+        model_info=model_info,
+        gold=gold,
+        prior=getattr(policy, "prior", None),
+    )
+    return chosen, report_body
+
+
+def label_type_records(
+    records: Sequence[SearchRecord],
+    kinds: Mapping[str, ItemKind],
+    gold: Mapping[str, str],
+    settings: LabelSettings,
+    *,
+    lfs: Sequence[IntentTypeFunction] = DEFAULT_TYPE_LFS,
+    window: tuple[datetime, datetime] | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, LabelDistribution], dict[str, Any]]:
+    """:func:`label_records` for the intent-type dimension: the same policy, label-model choice
+    and report over the intent-type functions' table (no propensity: ``theta`` is empty)."""
+    newest = max(r.ts for r in records)
+    table = tabulate_types(
+        records, kinds, lfs, now=newest, half_life_s=settings.half_life_s, progress=progress
+    )
+    policy = label_policy(table, settings)
+    voted = label_all(table, policy)
+    chosen, comparison, model_info = _choose(table, voted, gold, settings, policy)
+    report_body = build_report(
+        settings=settings,
+        window=window or (min(r.ts for r in records), newest),
+        n_searches=len(records),
+        distributions=chosen,
+        method=comparison["use"],
+        theta=(),
         lf_rows=report(analyse(table, lfs, gold)),
         comparison=comparison,
         model_info=model_info,

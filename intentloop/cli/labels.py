@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from intentloop.cli.common import runtime
+from store.dimensions import CATEGORY, DIMENSIONS
 from store.exceptions import IntentloopError
 
 
@@ -18,7 +19,8 @@ def labels() -> None:
 @labels.command("aggregate")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def labels_aggregate(quiet: bool) -> None:
-    """Re-label every query of the window from stored behaviour (INTENTLOOP_LABELS__*).
+    """Re-label every query of the window from stored behaviour (INTENTLOOP_LABELS__*), in every
+    label dimension (INTENTLOOP_TAXONOMY__DIMENSIONS: category, intent type).
 
     Position-debiased, time-decayed votes of every labeling function -> one label distribution per
     query (or an abstention), replacing the previous ones; training reads them from then on. A
@@ -30,15 +32,26 @@ def labels_aggregate(quiet: bool) -> None:
 
     rt = runtime()
     db = rt.ready_db()
-    result = run_aggregation(db, rt.settings.labels, progress=not quiet)
-    for line in summary_lines(result.report_id, result.report):
-        click.echo(line)
+    dimensions = rt.settings.taxonomy.dimensions
+    result = run_aggregation(db, rt.settings.labels, dimensions=dimensions, progress=not quiet)
+    for dimension, r in result.dimensions.items():
+        if len(dimensions) > 1:
+            click.echo(f"{dimension}:")
+        for line in summary_lines(r.report_id, r.report):
+            click.echo(line if len(dimensions) == 1 else f"  {line}")
     click.echo(json.dumps(result.summary(), default=str))
 
 
 @labels.command("report")
 @click.option("--json", "as_json", is_flag=True, help="The stored report as one JSON object.")
-def labels_report(as_json: bool) -> None:
+@click.option(
+    "--dimension",
+    type=click.Choice(list(DIMENSIONS)),
+    default=CATEGORY,
+    show_default=True,
+    help="Which label dimension (INTENTLOOP_TAXONOMY__DIMENSIONS).",
+)
+def labels_report(as_json: bool, dimension: str) -> None:
     """The latest aggregation's report: per labeling function coverage, overlap, conflict and
     accuracy on gold labels; propensity per rank; majority vote vs the label model."""
     from intentloop.labels_report import report_lines
@@ -47,9 +60,12 @@ def labels_report(as_json: bool) -> None:
     rt = runtime()
     db = rt.ready_db()
     with db.session() as session:
-        entry = latest_labeling_report(session)
+        entry = latest_labeling_report(session, dimension)
         if entry is None:
-            raise IntentloopError("no labeling report yet: run `intentloop labels aggregate` first")
+            raise IntentloopError(
+                f"no labeling report of {dimension} yet: run `intentloop labels aggregate` first"
+                + ("" if dimension == CATEGORY else f" with {dimension} in INTENTLOOP_TAXONOMY__DIMENSIONS")
+            )
         report_id, computed_at, report = entry.id, entry.computed_at, dict(entry.report)
     if as_json:
         click.echo(json.dumps({"id": report_id, **report}, default=str))
@@ -102,19 +118,32 @@ def labels_gold() -> None:
     show_default=True,
     help="eval: measured against, never trained on; train: also a training row (weight 1).",
 )
-def labels_gold_load(path: Path, source: str | None, purpose: str) -> None:
+@click.option(
+    "--dimension",
+    type=click.Choice(list(DIMENSIONS)),
+    default=CATEGORY,
+    show_default=True,
+    help="Which label dimension (INTENTLOOP_TAXONOMY__DIMENSIONS).",
+)
+def labels_gold_load(path: Path, source: str | None, purpose: str, dimension: str) -> None:
     """Upsert gold labels from CSV (header with query,label) or JSONL ({"query": .., "label": ..}).
 
-    Queries are normalised like search logs; labels must be ones the catalog (or the closed
-    INTENTLOOP_TAXONOMY__LABELS) knows. A bad row rejects the whole file. Evaluation gold is kept
-    out of every training row and scored by the gate and `eval --gold`; training gold trains (its
-    validation-bucket share is held out like any query). See docs/labeling.md.
+    Queries are normalised like search logs; category labels must be ones the catalog (or the
+    closed INTENTLOOP_TAXONOMY__LABELS) knows, intent types one of buy, browse, ask, help. A bad
+    row rejects the whole file. Evaluation gold is kept out of every training row and scored by
+    the gate and `eval --gold`; training gold trains (its validation-bucket share is held out like
+    any query). See docs/labeling.md.
     """
     from streams.gold import load_gold
 
     rt = runtime()
     db = rt.ready_db()
     n = load_gold(
-        db, path, allowed=rt.settings.taxonomy.labels, source=(source or path.name)[:64], purpose=purpose
+        db,
+        path,
+        allowed=rt.settings.taxonomy.labels,
+        source=(source or path.name)[:64],
+        purpose=purpose,
+        dimension=dimension,
     )
-    click.echo(f"loaded {n} gold labels for {purpose} from {path}")
+    click.echo(f"loaded {n} {dimension} gold labels for {purpose} from {path}")

@@ -17,13 +17,22 @@ never disagree. An "against" answer is right when the gold label is another one.
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from streams.weak.functions import LabelingFunction
 from streams.weak.policies import LabelDistribution
 from streams.weak.vote_table import LFOutputs, VoteTable, lf_outputs
 
 Answer = tuple[str, int]  # (label, +1 for / -1 against)
+
+
+class AnalysedFunction(Protocol):
+    """What the analysis needs of a labeling function, of either dimension."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def polarity(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +70,7 @@ def correct(answer: Answer, gold: str) -> bool:
 
 
 def analyse(
-    table: VoteTable, lfs: Sequence[LabelingFunction], gold: Mapping[str, str] | None = None
+    table: VoteTable, lfs: Sequence[AnalysedFunction], gold: Mapping[str, str] | None = None
 ) -> list[LFStats]:
     """One :class:`LFStats` per function in ``lfs`` (in that order), from a tabulated vote table."""
     outputs = lf_outputs(table)
@@ -71,7 +80,7 @@ def analyse(
 
 
 def _stats(
-    lf: LabelingFunction,
+    lf: AnalysedFunction,
     outputs: LFOutputs,
     table: VoteTable,
     n_queries: int,

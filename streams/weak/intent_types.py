@@ -12,22 +12,29 @@ the label model and the function analysis can weigh them separately:
   words of comparison (best, vs, review...) vote *browse*, in English, German, French, Spanish and
   Chinese. Weaker by default: the words are cues, the behaviour is what happened.
 
-Each function returns at most one vote and ``[]`` to abstain. Nothing here is wired into the
-aggregation yet: that needs label dimensions in the store (issue 14, item 1).
+Each function returns at most one vote per search and ``[]`` to abstain. :func:`tabulate_types`
+sums them into the same :class:`~streams.weak.vote_table.VoteTable` the category functions fill,
+so the label policy, the Dawid-Skene label model and the function analysis judge both dimensions
+alike (``streams.labels_job``).
 """
 
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Protocol
 
+from tqdm import tqdm
+
+from store.dimensions import ASK, BROWSE, BUY, HELP, INTENT_TYPES
 from streams.events import FeedbackType, ItemKind
 from streams.weak.records import SearchRecord
+from streams.weak.vote_table import VoteTable, decay
 
-BUY, BROWSE, ASK, HELP = "buy", "browse", "ask", "help"
-INTENT_TYPES = (BUY, BROWSE, ASK, HELP)
+__all__ = ["ASK", "BROWSE", "BUY", "HELP", "INTENT_TYPES", "TypeVote", "tabulate_types", "type_votes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,9 @@ class IntentTypeFunction(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def polarity(self) -> int: ...  # every intent-type function votes for a label: +1
+
     def votes(self, record: SearchRecord, kinds: Mapping[str, ItemKind]) -> list[TypeVote]: ...
 
 
@@ -59,6 +69,7 @@ class Bought:
     name: str = "bought"
     weight: float = 1.0
     cart_weight: float = 0.7  # a cart is a weaker commitment than a purchase
+    polarity: int = 1
 
     def votes(self, record: SearchRecord, kinds: Mapping[str, ItemKind]) -> list[TypeVote]:
         acts = [
@@ -74,6 +85,25 @@ class Bought:
 
 
 @dataclass(frozen=True)
+class ClickedProduct:
+    """A product clicked and nothing carted: weak evidence of buying. A product search is
+    transactional unless something says otherwise; weaker than :class:`Compared`'s one vote, so a
+    comparison outweighs the clicks it is made of, and than a page opened."""
+
+    name: str = "clicked_product"
+    weight: float = 0.3
+    polarity: int = 1
+
+    def votes(self, record: SearchRecord, kinds: Mapping[str, ItemKind]) -> list[TypeVote]:
+        if record.of_type(FeedbackType.purchase) or record.of_type(FeedbackType.add_to_cart):
+            return []  # Bought's evidence, not this one's
+        clicked = any(
+            _kind(kinds, i.product_id) is ItemKind.product for i in record.of_type(FeedbackType.click)
+        )
+        return [TypeVote(self.name, BUY, self.weight)] if clicked else []
+
+
+@dataclass(frozen=True)
 class Compared:
     """Several products viewed at length and none carted or bought: the shopper was comparing."""
 
@@ -81,6 +111,7 @@ class Compared:
     weight: float = 0.6
     min_products: int = 2
     min_dwell_ms: int = 15_000
+    polarity: int = 1
 
     def votes(self, record: SearchRecord, kinds: Mapping[str, ItemKind]) -> list[TypeVote]:
         if record.of_type(FeedbackType.purchase) or record.of_type(FeedbackType.add_to_cart):
@@ -101,6 +132,7 @@ class OpenedPage:
     kind: ItemKind
     label: str
     weight: float = 1.0
+    polarity: int = 1
 
     def votes(self, record: SearchRecord, kinds: Mapping[str, ItemKind]) -> list[TypeVote]:
         clicked = any(_kind(kinds, i.product_id) is self.kind for i in record.of_type(FeedbackType.click))
@@ -130,6 +162,7 @@ class TextCue:
     label: str
     words: tuple[str, ...]
     weight: float = 0.5
+    polarity: int = 1
 
     @cached_property
     def pattern(self) -> re.Pattern[str]:
@@ -172,6 +205,7 @@ COMPARE_WORDS = (
 
 BEHAVIOUR_LFS: tuple[IntentTypeFunction, ...] = (
     Bought(),
+    ClickedProduct(),
     Compared(),
     OpenedPage("read_content", ItemKind.content, ASK),
     OpenedPage("opened_help", ItemKind.help, HELP),
@@ -191,3 +225,48 @@ def type_votes(
 ) -> list[TypeVote]:
     """Every function's vote on one search (at most one each), in ``lfs`` order."""
     return [v for lf in lfs for v in lf.votes(record, kinds)]
+
+
+def tabulate_types(
+    records: Sequence[SearchRecord],
+    kinds: Mapping[str, ItemKind],
+    lfs: Sequence[IntentTypeFunction] = DEFAULT_TYPE_LFS,
+    *,
+    now: datetime | None = None,
+    half_life_s: float | None = None,
+    progress: bool = False,
+) -> VoteTable:
+    """Every function's votes on every search, as the category vote table keeps them.
+
+    Per search each vote is one action: ``net`` and ``shares`` hold its weight decayed by the
+    search's age, ``actions`` its undecayed weight (the posterior policy's evidence, which decay
+    must not shrink). There are no votes against and no position bias to correct here: a purchase
+    says *buy* wherever the product was shown.
+    """
+    net: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
+    support: dict[str, float] = defaultdict(float)
+    actions: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    shares: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    searches: dict[str, int] = defaultdict(int)
+    lf_searches = dict.fromkeys((lf.name for lf in lfs), 0)
+    if now is None and records:
+        now = max(r.ts for r in records)
+    for rec in tqdm(records, desc="intent-type functions", unit="search", disable=not progress, leave=False):
+        q = rec.norm_text
+        searches[q] += 1
+        w = decay((now - rec.ts).total_seconds(), half_life_s) if now is not None else 1.0
+        for vote in type_votes(rec, kinds, lfs):
+            net[q][vote.lf][vote.label] += vote.weight * w
+            support[q] += vote.weight * w
+            actions[q][vote.label] += vote.weight
+            shares[q][vote.label] += vote.weight * w
+            lf_searches[vote.lf] += 1
+    return VoteTable(
+        {q: {lf: dict(labels) for lf, labels in per_lf.items()} for q, per_lf in net.items()},
+        dict(support),
+        dict(searches),
+        lf_searches,
+        dict(lf_searches),  # one vote per search at most: votes and searches coincide
+        {q: dict(v) for q, v in actions.items()},
+        {q: dict(v) for q, v in shares.items()},
+    )

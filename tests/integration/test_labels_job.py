@@ -304,14 +304,26 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_labels_aggregate_and_report_commands(seeded, cli_env, capsys):
     code, _, err = run_cli(capsys, "labels", "report")
-    assert code == EXIT_ERROR and err.strip().splitlines()[-1].startswith("error: no labeling report yet")
+    assert code == EXIT_ERROR and err.strip().splitlines()[-1].startswith(
+        "error: no labeling report of category"
+    )
 
     code, out, err = run_cli(capsys, "labels", "aggregate", "--quiet")
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["method"] == MAJORITY and summary["searches"] == SEARCHES
     assert summary["labelled"] + summary["abstained"] == summary["queries"]
-    assert out.startswith(f"aggregated {SEARCHES} searches into {summary['queries']} queries")
+    # both default dimensions, each with its summary
+    assert out.startswith(f"category:\n  aggregated {SEARCHES} searches into {summary['queries']} queries")
+    intent = summary["dimensions"]["intent_type"]
+    assert f"intent_type:\n  aggregated {SEARCHES} searches into {intent['queries']} queries" in out
+    assert intent["searches"] == SEARCHES and intent["labelled"] > 0
+
+    code, out, _ = run_cli(capsys, "labels", "report", "--dimension", "intent_type")
+    assert code == 0 and out.startswith(f"labeling report {intent['report_id']}")
+    assert {"bought", "compared", "question_words"} <= {
+        line.split()[0] for line in out.splitlines() if line.startswith("  ")
+    }
 
     code, out, _ = run_cli(capsys, "labels", "report")
     assert code == 0
@@ -336,7 +348,7 @@ def test_gold_load_round_trips_and_rejects_bad_files(seeded, cli_env, capsys, tm
         encoding="utf-8",
     )
     code, out, err = run_cli(capsys, "labels", "gold", "load", str(good))
-    assert (code, out.strip()) == (0, f"loaded 3 gold labels for eval from {good}"), err
+    assert (code, out.strip()) == (0, f"loaded 3 category gold labels for eval from {good}"), err
     jsonl = tmp_path / "more.jsonl"
     q0, l0 = some[0]
     other = next(label for label in set(truth.values()) if label != l0)

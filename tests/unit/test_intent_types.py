@@ -30,10 +30,10 @@ def test_behaviour_and_destination() -> None:
     carted = type_votes(_record("usb c cable", (cart, "p1", None)), KINDS)
     assert [(v.label, v.weight) for v in carted] == [(BUY, 0.7)]
     compared = _record("wireless earbuds", (click, "p1", 30_000), (click, "p2", 20_000), (click, "p3", 500))
-    assert _labels(compared) == {"compared": BROWSE}
-    assert (
-        _labels(_record("wireless earbuds", (click, "p1", 30_000), (click, "p2", 1_000))) == {}
-    )  # one long look
+    # a comparison is also clicks on products: browse outweighs the weak buy of the clicks
+    assert _labels(compared) == {"compared": BROWSE, "clicked_product": BUY}
+    one_look = _record("wireless earbuds", (click, "p1", 30_000), (click, "p2", 1_000))
+    assert _labels(one_look) == {"clicked_product": BUY}
     assert _labels(_record("charger size", (click, "guide", 60_000))) == {"read_content": ASK}
     assert _labels(_record("charger", (click, "returns", 5_000))) == {"opened_help": HELP}
     # a purchase of a help page's id is not buying; impressions alone say nothing
@@ -66,3 +66,37 @@ def test_text_cues_in_several_languages(text: str, label: str | None) -> None:
         assert labels == {ASK, HELP}
     else:
         assert labels == ({label} if label else set())
+
+
+def test_tabulated_types_go_through_the_category_policy() -> None:
+    """The intent-type table feeds the same posterior policy: a comparison outweighs its clicks, a
+    question with nothing clicked leans on the prior, and the analysis reads the functions."""
+    from streams.weak.analysis import analyse
+    from streams.weak.intent_types import DEFAULT_TYPE_LFS, tabulate_types
+    from streams.weak.policies import DirichletPosterior, label_all, label_prior
+
+    click, buy = FeedbackType.click, FeedbackType.purchase
+    records = [
+        _record("usb c cable", (click, "p1", 4000), (buy, "p1", None)),
+        _record("usb c cable", (click, "p1", 4000), (buy, "p1", None)),
+        _record("wireless earbuds", (click, "p1", 30_000), (click, "p2", 20_000)),
+        _record("charger size", (click, "guide", 60_000)),
+        _record("how do i reset my router"),
+    ]
+    table = tabulate_types(records, KINDS)
+    assert table.searches == {
+        "usb c cable": 2,
+        "wireless earbuds": 1,
+        "charger size": 1,
+        "how do i reset my router": 1,
+    }
+    assert table.actions is not None and table.actions["usb c cable"] == {BUY: 2.0}
+    assert table.actions["wireless earbuds"] == pytest.approx({BROWSE: 0.6, BUY: 0.3})
+    policy = DirichletPosterior(label_prior(table), 1.0, 0.0, 0.6)
+    labelled = label_all(table, policy)
+    assert labelled["usb c cable"].label == BUY and not labelled["usb c cable"].abstained
+    assert labelled["wireless earbuds"].label == BROWSE
+    assert labelled["charger size"].label == ASK
+    assert labelled["how do i reset my router"].distribution  # a question word alone: weak evidence
+    stats = {s.name: s for s in analyse(table, DEFAULT_TYPE_LFS, {"charger size": ASK})}
+    assert stats["read_content"].accuracy == 1.0 and stats["bought"].coverage == pytest.approx(1 / 4)
