@@ -31,6 +31,7 @@ from intentloop.worker_processes import (
     served_version,
     wait_until,
 )
+from store.dimensions import INTENT_TYPE
 from store.events import ingest_stats
 from store.labels import upsert_gold, weak_label_snapshot
 from store.settings import ArtifactSettings
@@ -109,7 +110,7 @@ def _close_the_loop(
     ingested = _ingest(rt, produced, workers.ingest, echo)
     label_quality = _weak_label_quality(rt, sim.truth)
     drift = check_demo_drift(rt, sim, echo)
-    aggregated = _aggregate_labels(rt, sim.truth, echo)
+    aggregated = _aggregate_labels(rt, sim.truth, sim.intent_types, echo)
     trained = _train(rt, aggregated, echo)
     before = served_version(workers.serve_port)
     echo(f"[5/6] promoting {trained['version']} (worker serving: {before or 'nothing yet'}) ...")
@@ -121,7 +122,7 @@ def _close_the_loop(
         proc=workers.server,
     )
     echo("[6/6] asking the inference worker about held-out queries ...")
-    evaluation = _evaluate_served(workers.serve_port, sim.truth, rt.settings)
+    evaluation = _evaluate_served(workers.serve_port, sim.truth, sim.intent_types, rt.settings)
     return {
         "events_produced": {**asdict(produced), "total": produced.total},
         "ingested": ingested,
@@ -245,18 +246,36 @@ def _weak_label_quality(rt: Runtime, truth: dict[str, str]) -> dict[str, Any]:
 _GOLD_EVERY = 10  # the demo's "annotators" label every 10th distinct query (from the simulator's truth)
 
 
-def _aggregate_labels(rt: Runtime, truth: dict[str, str], echo: Echo) -> dict[str, Any]:
-    """Load a gold sample, run the aggregation job, and score its labels against the full truth."""
+def _aggregate_labels(
+    rt: Runtime, truth: dict[str, str], intent_truth: dict[str, str], echo: Echo
+) -> dict[str, Any]:
+    """Load a gold sample of every dimension, run the aggregation job, and score its labels against
+    the full truth."""
     echo("[4/6] aggregating weak labels (position-debiased, with a label-model check on gold) ...")
     tax = rt.settings.taxonomy
     known = sorted((q, label) for q, path in truth.items() if (label := label_for_category(path, tax)))
     gold = known[::_GOLD_EVERY]
+    intent_gold = sorted(intent_truth.items())[::_GOLD_EVERY] if INTENT_TYPE in tax.dimensions else []
     with rt.db.session() as session:
         upsert_gold(session, gold, source="demo:simulator-sample")
-    result = run_aggregation(rt.db, rt.settings.labels, progress=True)
+        upsert_gold(session, intent_gold, source="demo:simulator-sample", dimension=INTENT_TYPE)
+    result = run_aggregation(rt.db, rt.settings.labels, dimensions=tax.dimensions, progress=True)
     labelled = {q: d.label for q, d in result.distributions.items() if not d.abstained}
     scored = [(label, label_for_category(truth[q], tax)) for q, label in labelled.items() if q in truth]
-    return {
+    intent = {}
+    if INTENT_TYPE in result.dimensions:
+        by_type = result.dimensions[INTENT_TYPE].distributions
+        typed = {q: d.label for q, d in by_type.items() if not d.abstained}
+        right = sum(label == intent_truth.get(q) for q, label in typed.items() if q in intent_truth)
+        intent = {
+            "intent_type": {
+                "labelled_queries": len(typed),
+                "coverage": round(len(typed) / max(1, len(intent_truth)), 3),
+                "accuracy_vs_truth": round(right / max(1, sum(q in intent_truth for q in typed)), 3),
+                "gold_labels": len(intent_gold),
+            }
+        }
+    return intent | {
         "labelled_queries": len(labelled),
         "coverage": round(len(labelled) / max(1, len(truth)), 3),
         "accuracy_vs_truth": round(sum(a == b for a, b in scored) / max(1, len(scored)), 3),
@@ -285,13 +304,22 @@ def _promote(rt: Runtime, trained: dict[str, Any]) -> dict[str, Any]:
     return {"promoted": True, "previous": move.previous, "version": move.version}
 
 
-def _evaluate_served(port: int, truth: dict[str, str], settings: Settings) -> dict[str, Any]:
+_SAMPLES_PER_TYPE = 2  # the summary's sample queries: this many of each true intent type
+
+
+def _evaluate_served(
+    port: int, truth: dict[str, str], intent_truth: dict[str, str], settings: Settings
+) -> dict[str, Any]:
+    """Every held-out query through ``/v1/intent`` (every dimension in one call), scored against
+    the simulator's truth; a few sample answers of each intent type for the summary."""
     tax = settings.taxonomy
     held_out = sorted(q for q in truth if is_validation(q, settings.train.val_fraction))
     gold = [label_for_category(truth[q], tax) or "?" for q in held_out]
     predicted: list[str] = []
+    typed: list[tuple[str, str]] = []  # (true, predicted) intent type
     versions: set[str] = set()
     samples: list[dict[str, Any]] = []
+    per_type: dict[str, int] = {}
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         for start in range(0, len(held_out), 64):
             chunk = held_out[start : start + 64]
@@ -299,17 +327,36 @@ def _evaluate_served(port: int, truth: dict[str, str], settings: Settings) -> di
             versions.add(body["version"])
             for pred in body["predictions"]:
                 predicted.append(pred["labels"][0]["label"])
-                if len(samples) < 6:
-                    samples.append({"query": pred["query"], "top": pred["labels"]})
+                intent = (pred.get("dimensions") or {}).get(INTENT_TYPE)
+                want = intent_truth.get(pred["query"])
+                if intent is not None and want is not None:
+                    typed.append((want, intent["labels"][0]["label"]))
+                key = want or "-"
+                if per_type.get(key, 0) < _SAMPLES_PER_TYPE:
+                    per_type[key] = per_type.get(key, 0) + 1
+                    samples.append(
+                        {"query": pred["query"], "top": pred["labels"], "intent_type": intent, "truth": want}
+                    )
     labels = sorted(set(gold))
-    return {
+    out: dict[str, Any] = {
         "answered_by": sorted(versions),
         "held_out_queries": len(held_out),
         "accuracy": round(accuracy(gold, predicted), 3),
         "macro_f1": round(macro_f1(gold, predicted), 3),
         "chance_accuracy": round(1 / max(1, len(labels)), 3),
-        "samples": samples,
+        "samples": sorted(samples, key=lambda s: s["truth"] or ""),
     }
+    if typed:
+        t_true, t_pred = [a for a, _ in typed], [b for _, b in typed]
+        out["intent_type"] = {
+            "queries": len(typed),
+            "accuracy": round(accuracy(t_true, t_pred), 3),
+            "macro_f1": round(macro_f1(t_true, t_pred), 3),
+            "help_recall": round(
+                sum(a == b == "help" for a, b in typed) / max(1, sum(a == "help" for a in t_true)), 3
+            ),
+        }
+    return out
 
 
 def _stats_dict(rt: Runtime) -> dict[str, Any]:
@@ -370,6 +417,12 @@ def _print_summary(s: dict[str, Any], echo: Echo) -> None:
         f"{ag['abstained']['total']} abstained {ag['abstained']['by_reason']}"
     )
     echo(f"  labeler             {ag['decision']}; {ag['gold_labels']} gold labels")
+    if "intent_type" in ag:
+        it = ag["intent_type"]
+        echo(
+            f"  intent-type labels  {it['labelled_queries']:>8}  queries labelled; accuracy vs truth "
+            f"{it['accuracy_vs_truth']:.1%}, coverage {it['coverage']:.1%}, {it['gold_labels']} gold labels"
+        )
     for line in drift_lines(s["drift"]):
         echo(line)
     echo(
@@ -386,7 +439,17 @@ def _print_summary(s: dict[str, Any], echo: Echo) -> None:
         f"  held-out queries    {sv['held_out_queries']:>8}  accuracy {sv['accuracy']:.1%}, macro-F1 "
         f"{sv['macro_f1']:.3f} (chance {sv['chance_accuracy']:.1%})"
     )
+    if "intent_type" in sv:
+        it = sv["intent_type"]
+        echo(
+            f"  intent type         {it['queries']:>8}  accuracy {it['accuracy']:.1%}, macro-F1 "
+            f"{it['macro_f1']:.3f}, help recall {it['help_recall']:.1%} (same call, second head)"
+        )
     for sample in sv["samples"]:
         tops = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in sample["top"])
-        echo(f"    {sample['query']!r:<36} -> {tops}")
+        intent = sample.get("intent_type")
+        kind = (
+            f" | {intent['label'] or 'abstained'} {intent['labels'][0]['probability']:.2f}" if intent else ""
+        )
+        echo(f"    {sample['query']!r:<36} -> {tops}{kind}")
     echo(f"  wall time           {s['wall_s']:.0f}s")

@@ -28,7 +28,14 @@ def check_demo_drift(rt: Runtime, sim: Simulation, echo: Callable[[str], None]) 
     echo(f"      checking label drift in {window_s}s windows of event time (alerts -> ops.alerts) ...")
     sink = KafkaAlertSink(rt.endpoints.kafka_bootstrap)
     try:
-        result = run_drift_check(rt.db, settings, since=first_ts, sinks=[sink], registry=rt.registry)
+        result = run_drift_check(
+            rt.db,
+            settings,
+            since=first_ts,
+            sinks=[sink],
+            registry=rt.registry,
+            dimensions=rt.settings.taxonomy.dimensions,
+        )
     finally:
         sink.close()
     drift = sim.config.drift

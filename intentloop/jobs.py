@@ -119,6 +119,7 @@ def _train_locked(
         trigger=trigger,
         trigger_detail=trigger_detail,
         on_epoch_end=on_epoch_end,
+        dimensions=rt.settings.taxonomy.dimensions,
     )
     gate = _gate(rt, train, outcome, champion, progress=progress)
     result = _result(outcome, gate, train)
@@ -168,6 +169,7 @@ def _gate(
         trained_snapshot=outcome.snapshot,
         train_examples=outcome.train_examples,
         progress=progress,
+        dimensions=rt.settings.taxonomy.dimensions,
     )
 
 

@@ -18,15 +18,16 @@ this worker's settings say: one worker serves adapters trained with different fo
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from serving.exceptions import AdapterRefusedError, RefusalKind
+from store.dimensions import CATEGORY
 from trainer.artifact import load_version
-from trainer.classifier import FrozenBase, IntentClassifier, class_probabilities
+from trainer.classifier import FrozenBase, IntentClassifier, class_probabilities, head_probabilities
 from trainer.exceptions import CorruptAdapterError, IncompatibleAdapterError, ModelError
 from trainer.fused_artifact import FusedMembers, Scores
 from trainer.inputs import InputFormat
@@ -50,6 +51,11 @@ class Adapter:
         """Template, pooling and token budget the adapter was trained with (its manifest's)."""
         return self.module.input_format
 
+    @property
+    def dimensions(self) -> dict[str, tuple[str, ...]]:
+        """Every label dimension the version answers, with its labels (the category's first)."""
+        return {CATEGORY: self.labels, **{d: tuple(lab) for d, lab in self.module.head_labels.items()}}
+
 
 def _refusal_kind(exc: ModelError) -> RefusalKind:
     """How the host counts a loader error: files, base or content (anything else is invalid)."""
@@ -70,18 +76,30 @@ class SharedBase(FrozenBase):
         except ModelError as exc:
             raise AdapterRefusedError(version, _refusal_kind(exc), str(exc)) from exc
         adapter = Adapter(version, tuple(module.labels), module.max_length, module, manifest, fused)
-        probs = self.predict_proba(adapter, WARMUP)
-        if probs.shape != (len(WARMUP), len(module.labels)) or not np.isfinite(probs).all():
-            raise AdapterRefusedError(version, RefusalKind.INVALID, "warm-up gave non-finite probabilities")
+        scores = self.score(adapter, WARMUP)
+        for dimension, labels in adapter.dimensions.items():
+            probs = scores.probs if dimension == CATEGORY else scores.heads.get(dimension)
+            if probs is None or probs.shape != (len(WARMUP), len(labels)) or not np.isfinite(probs).all():
+                raise AdapterRefusedError(
+                    version, RefusalKind.INVALID, f"warm-up gave non-finite {dimension} probabilities"
+                )
         return adapter
 
     def score(self, adapter: Adapter, texts: list[str]) -> Scores:
-        """The version's probabilities, one row per text (one tokenizer call, one forward pass), and
-        for a fused version every member's on the same rows."""
-        probs = class_probabilities(
-            adapter.module, self.tokenizer, texts, device=self.device, lock=self.tokenizer_lock
-        )
-        return Scores(probs) if adapter.fused is None else adapter.fused.score(texts, probs)
+        """The version's probabilities, one row per text (one tokenizer call, one forward pass), for
+        a fused version every member's on the same rows, and every extra head's (same pass)."""
+        heads: dict[str, np.ndarray] = {}
+        if adapter.module.heads:
+            heads = head_probabilities(
+                adapter.module, self.tokenizer, texts, device=self.device, lock=self.tokenizer_lock
+            )
+            probs = heads.pop(CATEGORY)
+        else:
+            probs = class_probabilities(
+                adapter.module, self.tokenizer, texts, device=self.device, lock=self.tokenizer_lock
+            )
+        scores = Scores(probs) if adapter.fused is None else adapter.fused.score(texts, probs)
+        return replace(scores, heads=heads) if heads else scores
 
     def predict_proba(self, adapter: Adapter, texts: list[str]) -> np.ndarray:
         """The version's class probabilities, one row per text (a fused version's are the fusion's)."""

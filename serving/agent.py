@@ -163,6 +163,16 @@ def _record(q: SearchQuery, answer: Answer, market: str | None) -> dict[str, obj
         "alias": answer.alias,
         "market": market,
         "predicted_at": datetime.now(UTC).isoformat(),
+        **(
+            {
+                "dimensions": {
+                    d: {"label": a.label, "probability": round(a.labels[0][1], 6)}
+                    for d, a in p.dimensions.items()
+                }
+            }
+            if p.dimensions
+            else {}
+        ),
     }
 
 

@@ -30,6 +30,7 @@ from serving.metrics import CONTENT_TYPE
 from serving.schemas import (
     AliasBody,
     AliasMoveOut,
+    DimensionPrediction,
     IntentRequest,
     IntentResponse,
     LabelScore,
@@ -39,6 +40,7 @@ from serving.schemas import (
 )
 from serving.settings import ServeSettings
 from store.db import Database
+from store.dimensions import CATEGORY
 from store.exceptions import IntentloopError, StoreUnavailableError, VersionNotFoundError
 from store.registry import RedisRegistry
 from store.taxonomy import normalise_query
@@ -211,6 +213,7 @@ def _model_request(req: IntentRequest, texts: list[str], host: ModelHost, settin
         market=req.market,
         session=req.session_id,
         members=req.members,
+        dimensions=None if req.dimensions is None else tuple(d for d in req.dimensions if d != CATEGORY),
     )
 
 
@@ -232,6 +235,10 @@ def _query_prediction(raw: str, p: Prediction) -> QueryPrediction:
         labels=_scores(p.labels),
         version=p.version,
     )
+    if p.dimensions:
+        out.dimensions = {
+            d: DimensionPrediction(label=a.label, labels=_scores(a.labels)) for d, a in p.dimensions.items()
+        }
     if p.members is not None:
         out.members = [
             MemberPrediction(

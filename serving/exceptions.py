@@ -17,6 +17,10 @@ class UnknownMarketError(ServingError):
     """The request names a market this worker does not serve (INTENTLOOP_SERVE__MARKETS)."""
 
 
+class UnknownDimensionError(ServingError):
+    """The request asks for a label dimension the serving version was not trained for."""
+
+
 class RefusalKind(StrEnum):
     """Why an adapter was refused; the label of the refusal metric."""
 

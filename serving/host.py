@@ -31,6 +31,7 @@ from serving.exceptions import (
     NotReadyError,
     RefusalKind,
     ServingError,
+    UnknownDimensionError,
     UnknownMarketError,
 )
 from serving.metrics import ServingMetrics
@@ -53,6 +54,7 @@ class Request:
     market: str | None = None
     session: str | None = None  # stickiness key for the canary split
     members: bool = False  # also each member's top labels and weight (fused versions only)
+    dimensions: tuple[str, ...] | None = None  # extra label dimensions to answer; None: every one
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,21 @@ class MemberAnswer:
 
 
 @dataclass(frozen=True)
+class DimensionAnswer:
+    """A query's answer in one extra label dimension (the intent type), from the same pass."""
+
+    labels: list[tuple[str, float]]
+    label: str | None  # None: abstained (top probability below the threshold)
+
+
+@dataclass(frozen=True)
 class Prediction:
     query: str
     labels: list[tuple[str, float]]
     intent: str | None  # None: abstained (top probability below the threshold)
     version: str
     members: list[MemberAnswer] | None = None  # asked for, and the version is fused
+    dimensions: dict[str, DimensionAnswer] | None = None  # the extra heads asked for (or all)
 
 
 @dataclass(frozen=True)
@@ -257,6 +268,13 @@ class ModelHost:
             except ServingError as exc:
                 results[i] = exc
                 continue
+            missing = [d for d in req.dimensions or () if d not in adapter.dimensions]
+            if missing:
+                results[i] = UnknownDimensionError(
+                    f"version {adapter.version} answers {list(adapter.dimensions)}, not {missing}: "
+                    "train with them in INTENTLOOP_TAXONOMY__DIMENSIONS"
+                )
+                continue
             groups.setdefault(adapter.version, (adapter, []))[1].append((i, alias))
         for adapter, routed in groups.values():
             texts = [t for i, _ in routed for t in requests[i].texts]
@@ -299,7 +317,16 @@ def _predict(query: str, scores: Scores, row: int, adapter: Adapter, req: Reques
             )
             for name, probs in scores.members.items()
         ]
-    return Prediction(query, labels, intent, adapter.version, members)
+    dimensions = None
+    if scores.heads:
+        heads = adapter.module.head_labels
+        asked = req.dimensions if req.dimensions is not None else tuple(heads)
+        dimensions = {}
+        for d in asked:
+            if d in scores.heads:
+                top = _top(scores.heads[d][row], tuple(heads[d]), req.top_k)
+                dimensions[d] = DimensionAnswer(top, top[0][0] if top[0][1] >= req.abstain_below else None)
+    return Prediction(query, labels, intent, adapter.version, members, dimensions)
 
 
 def _top(row: np.ndarray, labels: tuple[str, ...], k: int) -> list[tuple[str, float]]:

@@ -29,6 +29,13 @@ class IntentRequest(BaseModel):
         description="also return, per query, each fusion member's top labels and weight "
         "(fused versions only; a plain version's predictions never carry members)",
     )
+    dimensions: list[str] | None = Field(
+        default=None,
+        max_length=8,
+        description="label dimensions to answer besides the category (e.g. ['intent_type']); "
+        "default: every one the version was trained for; [] the category alone; a dimension the "
+        "version lacks is a 422",
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> "IntentRequest":
@@ -64,6 +71,13 @@ class MemberPrediction(BaseModel):
     labels: list[LabelScore] = Field(description="the member's own top labels (top_k)")
 
 
+class DimensionPrediction(BaseModel):
+    """The query's answer in one more label dimension, from the same model call."""
+
+    label: str | None = Field(description="the top label, or null when the model abstained")
+    labels: list[LabelScore] = Field(description="the dimension's top labels (top_k)")
+
+
 class QueryPrediction(BaseModel):
     query: str
     intent: str | None = Field(description="the top label, or null when the model abstained")
@@ -74,6 +88,11 @@ class QueryPrediction(BaseModel):
         default=None,
         description="every member of a fused version, when the request asked for members: true "
         "(absent otherwise, and always for a plain version); labels above are the fused answer",
+    )
+    dimensions: dict[str, DimensionPrediction] | None = Field(
+        default=None,
+        description="the other label dimensions (intent_type: buy, browse, ask, help), when the "
+        "version has them; intent and labels above are the category",
     )
 
 

@@ -35,10 +35,14 @@ def synthetic_adapter(
     seed: int,
     labels: list[str] | None = None,
     max_length: int = 32,
+    heads: dict[str, list[str]] | None = None,
 ) -> str:
-    """Publish an adapter with seeded random LoRA weights on ``base_dir``; returns its version."""
+    """Publish an adapter with seeded random LoRA weights on ``base_dir``; returns its version.
+    ``heads``: extra label dimensions (dimension -> labels), each a random head on the same adapter."""
     labels = list(labels or DEFAULT_LABELS)
     model, _, base = _random_classifier(base_dir, labels, seed)
+    for dimension, head_labels in (heads or {}).items():
+        model.add_head(dimension, head_labels)  # seeded: _random_classifier seeded torch
     return _publish(artifacts, model, base, labels, seed, max_length, None)
 
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, func, select, text
@@ -127,15 +127,21 @@ _SEARCH_ROWS_SQL = text(
            f.type, f.product_id, f.position, f.dwell_ms, f.ts
       FROM search_queries q
       LEFT JOIN feedback_events f ON f.query_id = q.query_id
-     WHERE q.ts >= :since
+     WHERE q.ts >= :since AND q.ts < :until
      ORDER BY q.session_id, q.ts, q.query_id, f.ts
     """
 )
 
 
-def iter_search_rows(session: Session, *, since: datetime) -> Iterator[Row[Any]]:
-    """Stream searches with their interactions (server-side cursor: flat memory on big windows)."""
-    result = session.execute(_SEARCH_ROWS_SQL.execution_options(yield_per=5000), {"since": since})
+_FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def iter_search_rows(session: Session, *, since: datetime, until: datetime = _FOREVER) -> Iterator[Row[Any]]:
+    """Stream the searches of ``[since, until)`` with their interactions (server-side cursor: flat
+    memory on big windows)."""
+    result = session.execute(
+        _SEARCH_ROWS_SQL.execution_options(yield_per=5000), {"since": since, "until": until}
+    )
     yield from result
 
 
@@ -147,16 +153,14 @@ def newest_search_ts(session: Session) -> datetime | None:
 
 def known_labels(session: Session) -> set[str]:
     """Every intent label some catalog product votes for (what a gold label may be)."""
-    stmt = select(Product.label).where(Product.label.is_not(None)).distinct()
+    stmt = select(Product.label).where(Product.label.is_not(None), Product.kind != "help").distinct()
     return {str(label) for label in session.scalars(stmt)}
 
 
 def catalog_labels(session: Session) -> dict[str, str]:
     """product id -> category label, for the items that vote for a category: help pages (returns,
     order status) are about no part of the catalogue, so they never do, whatever their path."""
-    stmt = select(Product.product_id, Product.label).where(
-        Product.label.is_not(None), Product.kind != "help"
-    )
+    stmt = select(Product.product_id, Product.label).where(Product.label.is_not(None), Product.kind != "help")
     return {str(pid): str(label) for pid, label in session.execute(stmt)}
 
 

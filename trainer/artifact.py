@@ -35,6 +35,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from store.dimensions import CATEGORY
 from trainer.classifier import FrozenBase, IntentClassifier, LoadedModel, config_sha256
 from trainer.exceptions import (
     CorruptAdapterError,
@@ -54,6 +55,10 @@ ADAPTER_WEIGHTS, ADAPTER_CONFIG, HEAD, MANIFEST = (
     "manifest.json",
 )
 ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD)  # the encoder member's files, besides the manifest
+# The heads of the other label dimensions (``<dimension>.weight`` / ``.bias``), only when there are
+# any: a single-dimension artifact is byte for byte what it was before dimensions existed.
+HEADS = "heads.safetensors"
+HEADS_SECTION = "heads"
 
 
 # ---------------------------------------------------------------------------------------- saving
@@ -93,6 +98,13 @@ def save_adapter(
         {k: v.detach().cpu().float().contiguous() for k, v in model.head.state_dict().items()},
         str(out_dir / HEAD),
     )
+    heads = {}
+    if model.heads:
+        save_file(
+            {k: v.detach().cpu().float().contiguous() for k, v in model.heads.state_dict().items()},
+            str(out_dir / HEADS),
+        )
+        heads = {HEADS_SECTION: {d: {"labels": list(lab)} for d, lab in model.head_labels.items()}}
     base_config = peft_encoder.get_base_model().config
     fmt = with_max_length(model.input_format, max_length)
     manifest = {
@@ -111,6 +123,7 @@ def save_adapter(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(extra or {}),
         **fusion,
+        **heads,
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return out_dir
@@ -205,9 +218,13 @@ def load_adapter(
     except (OSError, ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
         raise InvalidAdapterError(f"{ADAPTER_CONFIG}: {exc}") from exc
     config.base_model_name_or_path = None  # the manifest names the base; spares PEFT's rename warning
+    extra_heads = _read_heads(adapter_dir, manifest, hidden)  # before the merge: cheaper to refuse
     encoder = _merge(base.encoder_copy(), config, read_tensors(adapter_dir / ADAPTER_WEIGHTS))
     module = IntentClassifier(encoder, hidden, labels, dropout=0.0, input_format=input_format)
     module.head.load_state_dict(head)
+    for dimension, (head_labels, tensors) in extra_heads.items():
+        module.add_head(dimension, head_labels)
+        module.heads[dimension].load_state_dict(tensors)
     module.to(base.device).eval()
     for p in module.parameters():
         p.requires_grad_(False)
@@ -287,6 +304,56 @@ def _read_head(path: Path, n_labels: int, hidden: int) -> dict[str, torch.Tensor
     return head
 
 
+def head_sections(manifest: dict[str, Any]) -> dict[str, list[str]]:
+    """The manifest's extra heads: dimension -> its labels (empty for a single-dimension artifact);
+    ``InvalidAdapterError`` when the section is malformed."""
+    section = manifest.get(HEADS_SECTION) or {}
+    if not isinstance(section, dict):
+        raise InvalidAdapterError(f"{HEADS_SECTION} must be an object, got {type(section).__name__}")
+    out = {}
+    for dimension, spec in section.items():
+        labels = spec.get("labels") if isinstance(spec, dict) else None
+        if (
+            dimension == CATEGORY
+            or not isinstance(labels, list)
+            or len(labels) < 2
+            or not all(isinstance(x, str) and x for x in labels)
+            or len(set(labels)) != len(labels)
+        ):
+            raise InvalidAdapterError(f"head {dimension!r} has no usable label map ({str(spec)[:80]})")
+        out[str(dimension)] = list(labels)
+    return out
+
+
+def _read_heads(
+    adapter_dir: Path, manifest: dict[str, Any], hidden: int
+) -> dict[str, tuple[list[str], dict[str, torch.Tensor]]]:
+    """Every extra head the manifest lists, checked against its labels and the base's width."""
+    sections = head_sections(manifest)
+    if not sections:
+        return {}
+    if not (adapter_dir / HEADS).is_file():
+        raise CorruptAdapterError(f"files missing: ['{HEADS}'] (the manifest lists heads {sorted(sections)})")
+    tensors = read_tensors(adapter_dir / HEADS)
+    want = {f"{d}.{part}" for d in sections for part in ("weight", "bias")}
+    if set(tensors) != want:
+        raise InvalidAdapterError(
+            f"{HEADS} has tensors {sorted(tensors)[:6]}, the manifest lists {sorted(want)}"
+        )
+    out = {}
+    for dimension, labels in sections.items():
+        head = {"weight": tensors[f"{dimension}.weight"], "bias": tensors[f"{dimension}.bias"]}
+        if tuple(head["weight"].shape) != (len(labels), hidden) or tuple(head["bias"].shape) != (
+            len(labels),
+        ):
+            raise IncompatibleAdapterError(
+                f"head {dimension} is {tuple(head['weight'].shape)}; "
+                f"{len(labels)} labels x hidden {hidden} needed"
+            )
+        out[dimension] = (labels, head)
+    return out
+
+
 def _merge(encoder: Any, config: PeftConfig, weights: dict[str, torch.Tensor]) -> Any:
     """``encoder`` with the adapter merged in. Any PEFT tuner layer (LoRA, AdaLoRA, IA3) merges by
     writing into its base layer's weight (IA3 also scales the bias): those get private copies first,
@@ -336,3 +403,20 @@ def load_trainable_state(model: IntentClassifier, adapter_dir: Path) -> None:
     except (RuntimeError, OSError) as exc:
         raise ModelError(f"{adapter_dir} does not fit the model being trained: {exc}") from exc
     _check_fit(peft_encoder, result, f"{adapter_dir}: adapter weights do not fit", ModelError)
+
+
+def load_head_states(model: IntentClassifier, adapter_dir: Path) -> list[str]:
+    """Warm-start the extra heads of ``model`` from the artifact's heads of the same dimension and
+    labels; a head whose labels changed (or that the champion lacks) keeps its fresh weights.
+    Returns the dimensions loaded."""
+    manifest = json.loads((adapter_dir / MANIFEST).read_text())
+    theirs = head_sections(manifest)
+    same = [d for d, labels in model.head_labels.items() if theirs.get(d) == labels]
+    if not same:
+        return []
+    tensors = load_file(str(adapter_dir / HEADS))
+    for dimension in same:
+        model.heads[dimension].load_state_dict(
+            {"weight": tensors[f"{dimension}.weight"], "bias": tensors[f"{dimension}.bias"]}
+        )
+    return same

@@ -21,6 +21,7 @@ import torch
 from peft import get_peft_model
 from transformers import AutoModel, AutoTokenizer
 
+from store.dimensions import CATEGORY
 from trainer.exceptions import ModelError
 from trainer.inputs import InputFormat, pool, tokenize
 from trainer.peft_methods import peft_config
@@ -84,6 +85,11 @@ class IntentClassifier(torch.nn.Module):
 
     It carries its :class:`InputFormat` so whoever holds the model (the trainer's evaluation, an
     in-memory baseline, a loaded artifact) tokenises and pools exactly as it was trained.
+
+    ``head`` answers the category; every other label dimension (``store.dimensions``) it was trained
+    for has a head in ``heads`` on the same pooled encoding, so all dimensions cost one encoder pass
+    (:meth:`forward_heads`). ``forward`` stays the category's alone: what every single-dimension
+    caller (the gate, the baselines, fusion) scores.
     """
 
     def __init__(
@@ -100,6 +106,15 @@ class IntentClassifier(torch.nn.Module):
         self.head = torch.nn.Linear(hidden_size, len(labels))
         self.labels = list(labels)
         self.input_format = input_format or InputFormat()
+        self.heads = torch.nn.ModuleDict()
+        self.head_labels: dict[str, list[str]] = {}
+
+    def add_head(self, dimension: str, labels: list[str]) -> None:
+        """A head for another label dimension on the shared encoding (fresh weights)."""
+        hidden = self.head.in_features
+        head = torch.nn.Linear(hidden, len(labels)).to(self.head.weight.device)
+        self.heads[dimension] = head
+        self.head_labels[dimension] = list(labels)
 
     @property
     def max_length(self) -> int:
@@ -109,6 +124,19 @@ class IntentClassifier(torch.nn.Module):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0].float()
         pooled = pool(hidden, attention_mask, self.input_format.pooling)
         return self.head(self.dropout(pooled)).float()
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The pooled, dropped-out encoding every head reads."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0].float()
+        return self.dropout(pool(hidden, attention_mask, self.input_format.pooling))
+
+    def forward_heads(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits of every head from one encoder pass: ``category`` and each extra dimension."""
+        pooled = self.encode(input_ids, attention_mask)
+        out = {CATEGORY: self.head(pooled).float()}
+        for dimension, head in self.heads.items():
+            out[dimension] = head(pooled).float()
+        return out
 
 
 def load_encoder(base_dir: Path) -> Any:  # a transformers PreTrainedModel
@@ -213,6 +241,33 @@ def class_probabilities(
     return out[0] if len(out) == 1 else np.concatenate(out)
 
 
+def head_probabilities(
+    module: IntentClassifier,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    device: torch.device,
+    lock: threading.Lock,
+    batch_size: int | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`class_probabilities` for every head at once (one encoder pass per batch): dimension
+    -> one row of probabilities per text."""
+    dims = [CATEGORY, *module.heads]
+    widths = {CATEGORY: len(module.labels), **{d: len(lab) for d, lab in module.head_labels.items()}}
+    if not texts:
+        return {d: np.zeros((0, widths[d]), dtype=np.float32) for d in dims}
+    step = batch_size or len(texts)
+    out: dict[str, list[np.ndarray]] = {d: [] for d in dims}
+    with torch.inference_mode(), autocast(device):
+        for i in range(0, len(texts), step):
+            with lock:
+                enc = tokenize(tokenizer, texts[i : i + step], module.input_format, batch=True)
+            logits = module.forward_heads(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+            for d in dims:
+                out[d].append(torch.softmax(logits[d].float(), dim=-1).cpu().numpy())
+    return {d: rows[0] if len(rows) == 1 else np.concatenate(rows) for d, rows in out.items()}
+
+
 class LoadedModel:
     """An eval-mode classifier with its tokenizer, for scoring. ``predict_proba`` is thread-safe."""
 
@@ -229,6 +284,22 @@ class LoadedModel:
         self.max_length = module.max_length
         self.device, self.batch_size = device, batch_size
         self._tok_lock = threading.Lock()
+
+    @property
+    def head_labels(self) -> dict[str, list[str]]:
+        """Each dimension's label list (the category's included), in head order."""
+        return {CATEGORY: self.labels, **self.module.head_labels}
+
+    def predict_heads(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Every head's probabilities from one encoder pass (dimension -> rows)."""
+        return head_probabilities(
+            self.module,
+            self.tokenizer,
+            list(texts),
+            device=self.device,
+            lock=self._tok_lock,
+            batch_size=self.batch_size,
+        )
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return class_probabilities(

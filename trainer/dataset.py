@@ -17,6 +17,17 @@ class Example:
     target: tuple[tuple[str, float], ...] | None = None
 
 
+@dataclass(frozen=True)
+class HeadRows:
+    """The rows of one extra label dimension (``store.dimensions``, e.g. the intent type), trained
+    as a second head on the shared encoder: ``Example.label`` is that dimension's label."""
+
+    dimension: str
+    labels: list[str]
+    train: list[Example]
+    val: list[Example]
+
+
 def label_counts(examples: Iterable[Example]) -> dict[str, int]:
     """How many examples carry each label."""
     return dict(Counter(e.label for e in examples))

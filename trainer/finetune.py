@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trainer import checkpoint
-from trainer.artifact import MANIFEST, load_trainable_state
+from trainer.artifact import MANIFEST, load_head_states, load_trainable_state
 from trainer.augment import with_typos
 from trainer.batches import Encoded, sample_weights, soft_targets
 from trainer.checkpoint import Progress
@@ -34,8 +34,9 @@ from trainer.classifier import (
     build_full_classifier,
     select_device,
 )
-from trainer.dataset import Example
+from trainer.dataset import Example, HeadRows
 from trainer.exceptions import NotEnoughDataError, TrainerError
+from trainer.heads import HeadTask
 from trainer.inputs import InputFormat, default_input_format, with_max_length
 from trainer.optimisation import Optimisation
 from trainer.peft_methods import peft_summary, same_adapter_shape
@@ -64,6 +65,24 @@ def at_least_min_steps(settings: TrainSettings, n_train: int) -> TrainSettings:
     if per_epoch == 0 or settings.epochs * per_epoch >= settings.min_steps:
         return settings
     epochs = math.ceil(settings.min_steps / per_epoch)
+    patience = settings.patience * math.ceil(epochs / settings.epochs)
+    return settings.model_copy(update={"epochs": epochs, "patience": patience})
+
+
+def enough_for_heads(settings: TrainSettings, n_train: int, head_rows: list[int]) -> TrainSettings:
+    """``settings`` with enough epochs (of the category's batches) for every extra head to pass
+    over its own rows as many times as the category does, patience scaled alike.
+
+    Each step trains every head on a batch of its own rows; a head with more rows than the category
+    (intent types label help searches that have no category) would otherwise see only part of
+    them: measured in ``bench train --dimensions``, an intent head trained in the category's steps
+    alone scored far below an intent-only model trained on the same rows.
+    """
+    per_epoch = math.ceil(n_train / settings.batch_size)
+    most = max((math.ceil(n / settings.batch_size) for n in head_rows), default=0)
+    if per_epoch == 0 or most <= per_epoch:
+        return settings
+    epochs = math.ceil(settings.epochs * most / per_epoch)
     patience = settings.patience * math.ceil(epochs / settings.epochs)
     return settings.model_copy(update={"epochs": epochs, "patience": patience})
 
@@ -158,7 +177,7 @@ def _train_epoch(opt: Optimisation, state: Progress, device: torch.device, desc:
     epoch_start = time.monotonic()
     bar = tqdm(opt.loader, desc=desc, disable=not progress, leave=False)
     for batch in bar:
-        loss = opt.step(batch, device)
+        loss = opt.step(batch, device, state.step)
         state.step += 1
         if opt.adalora is not None:  # after the step, before the next zero_grad (needs the gradients)
             opt.adalora.update_and_allocate(state.step)
@@ -253,6 +272,7 @@ def fit(
     fingerprint: dict[str, Any] | None = None,
     on_epoch_end: EpochCallback | None = None,
     input_format: InputFormat | None = None,
+    heads: list[HeadRows] | None = None,
 ) -> FitResult:
     """Fine-tune the adapter + head on ``train``; keep the epoch with the best validation macro-F1.
 
@@ -265,12 +285,19 @@ def fit(
     ``input_format``: the template and pooling (:func:`trainer.inputs.resolve_input_format`; by
     default the encoder's own pooling, no template) at ``max_length`` tokens; the returned model
     carries it, so evaluation and the saved manifest use exactly what training used.
+    ``heads``: the rows of other label dimensions, each trained as a head on the shared encoder
+    (:mod:`trainer.heads`); their validation scores are in ``metrics["heads"]``. Epochs are
+    selected on the category.
     """
     label_ids = _label_ids(train, val, labels)
     started = time.monotonic()
     n_rows = len(train)
     train = with_typos(train, settings.augment_typos, settings.seed)
+    head_rows = [
+        replace(h, train=with_typos(h.train, settings.augment_typos, settings.seed)) for h in heads or []
+    ]
     settings = at_least_min_steps(settings, len(train))
+    settings = enough_for_heads(settings, len(train), [len(h.train) for h in head_rows])
     _seed(settings.seed)  # every random draw below follows in a fixed order: same seed, same weights
     device = select_device()
     total_steps = settings.epochs * math.ceil(len(train) / settings.batch_size)
@@ -281,12 +308,20 @@ def fit(
     )
     model, tokenizer, init = _build_model(base_dir, labels, settings, total_steps, full_finetune, init_from)
     model.input_format = fmt  # the model carries it into evaluation and save_adapter's manifest
+    warm_heads = init_from if init.get("from") == "adapter" else None
+    tasks = _head_tasks(model, head_rows, tokenizer, fmt, settings, warm_heads)
     model.to(device)
     train_data = Encoded(train, tokenizer, label_ids, fmt, sample_weights(train, label_ids))
     train_data.targets = soft_targets(train, label_ids)
     validation = Validation.of(val, tokenizer, labels, fmt, settings.early_stop_min_gold)
     opt = Optimisation.build(
-        model, train_data, settings, total_steps, with_adalora=not full_finetune, fingerprint=fingerprint
+        model,
+        train_data,
+        settings,
+        total_steps,
+        with_adalora=not full_finetune,
+        fingerprint=fingerprint,
+        heads=tasks,
     )
     state = _resume(opt, checkpoint_dir) if resume else Progress()
     _log_start(opt, validation, "full" if full_finetune else settings.peft_method, len(train), len(labels))
@@ -298,9 +333,43 @@ def fit(
         **_run_metrics(opt, state, settings, device, (n_rows, len(val)), init, started, full_finetune),
         "typo_copies": len(train) - n_rows,
     }
+    if tasks:
+        metrics["heads"] = {t.dimension: {"labels": len(t.labels), **t.scores(model, device)} for t in tasks}
     if resume:
         metrics["resumed"] = True
     return FitResult(model=model, tokenizer=tokenizer, metrics=metrics)
+
+
+def _head_tasks(
+    model: IntentClassifier,
+    heads: list[HeadRows],
+    tokenizer: Any,
+    fmt: InputFormat,
+    settings: TrainSettings,
+    init_from: Path | None,
+) -> list[HeadTask]:
+    """A head on ``model`` and a training task for every extra dimension with rows to learn from
+    (its rows already with their typo copies; warm-started from the champion's head of that
+    dimension when its labels match)."""
+    tasks = []
+    for rows in heads:
+        if len(rows.labels) < 2 or not rows.train:
+            log.warning("no %s head: %d labels, %d rows", rows.dimension, len(rows.labels), len(rows.train))
+            continue
+        model.add_head(rows.dimension, rows.labels)
+        tasks.append(
+            HeadTask.of(
+                rows,
+                tokenizer,
+                fmt,
+                weight=settings.head_loss_weight,
+                batch_size=settings.batch_size,
+                seed=settings.seed,
+            )
+        )
+    if init_from is not None and tasks:
+        load_head_states(model, init_from)
+    return tasks
 
 
 def _log_start(opt: Optimisation, validation: Validation, method: str, n_train: int, n_labels: int) -> None:

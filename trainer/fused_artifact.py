@@ -101,6 +101,9 @@ class Scores:
     # name -> (n,) bool: False where the fusion gave the member no vote (the memory on a query it
     # has too little evidence for: its probabilities are then its prior).
     voted: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # dimension -> (n, its labels): the extra heads' probabilities from the same encoder pass (the
+    # intent type); the category is ``probs``
+    heads: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 class FusedMembers:

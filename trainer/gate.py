@@ -27,41 +27,20 @@ from typing import Any, Protocol, runtime_checkable
 
 from store.artifacts import ArtifactStore
 from store.db import Database
+from store.dimensions import CATEGORY
 from store.evaluations import query_frequencies, record_gate_decision
 from store.exceptions import ArtifactError
 from store.labels import LabelledQuery, gold_by_purpose
 from trainer.dataset import Example
 from trainer.evaluation import FrequencySlices, Predictor, evaluate, frequency_slices
 from trainer.exceptions import ModelError, NotEnoughDataError
-from trainer.gate_rules import GateDecision, decide
+from trainer.gate_dimensions import DimensionHeldOut, dimension_held_out
+from trainer.gate_rules import DimensionReports, GateDecision, decide
 from trainer.settings import ModelSettings, TrainSettings
 from trainer.snapshot import snapshot_examples, to_examples
-from trainer.split import is_validation, split_by_query
+from trainer.split import held_out_rows, split_by_query
 
 log = logging.getLogger(__name__)
-
-
-def held_out_rows(
-    val_rows: Sequence[LabelledQuery],
-    gold: Mapping[str, str],
-    val_fraction: float,
-    eval_gold: Collection[str] = (),
-) -> tuple[list[tuple[str, str]], dict[str, int]]:
-    """The rows candidate and champion are scored on, and how many labels came from gold.
-
-    The validation split's queries with their weak labels, overridden by gold where a query has a
-    gold label, plus every gold query that falls in the validation bucket and every ``eval_gold``
-    query wherever it falls (never trained on). ``train`` gold queries in the training bucket are
-    left out: the candidate trained on them.
-    """
-    rows = {r.norm_text: r.label for r in val_rows}
-    from_gold = 0
-    for query, label in gold.items():
-        if query in eval_gold or is_validation(query, val_fraction):
-            rows[query] = label
-            from_gold += 1
-    ordered = sorted(rows.items())
-    return ordered, {"rows": len(ordered), "gold": from_gold, "weak": len(ordered) - from_gold}
 
 
 def compact(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -178,6 +157,7 @@ def gate_candidate(
     train_examples: Sequence[Example] | None = None,
     progress: bool = True,
     kinds: Mapping[str, Collection[str]] | None = None,
+    dimensions: Sequence[str] = (CATEGORY,),
 ) -> GateOutcome:
     """Score ``candidate``, ``champion`` and the baselines on the held-out rows, decide, record.
 
@@ -189,15 +169,29 @@ def gate_candidate(
     gold); the baselines train on exactly these. Without them, on the rebuilt training split.
     ``kinds``: each held-out query's kinds (``typo``, ``question``, ...) when known: every report
     then has kind slices too, which the member rule of a fused candidate also judges.
+    ``dimensions``: every other one with labels is judged on its own held-out rows too
+    (:mod:`trainer.gate_dimensions`); its reports are ``<dimension>/candidate`` and so on.
     """
     from trainer.classifier import resolve_base_dir
 
     base_dir = resolve_base_dir(model.base_dir)
     held = _held_out_set(db, train, trained_snapshot, train_examples, kinds)
-    reports, members = _score_candidate(held, artifacts, base_dir, candidate)
-    champion_report, champion_error = _score_champion(held, artifacts, base_dir, champion)
+    extra = {
+        d: h
+        for d in dimensions
+        if d != CATEGORY
+        and (h := dimension_held_out(db, train, d, held.counts, held.bounds, kinds)) is not None
+    }
+    reports, members, heads = _score_candidate(held, artifacts, base_dir, candidate, extra)
+    champion_report, champion_error, champion_heads = _score_champion(
+        held, artifacts, base_dir, champion, extra
+    )
     if champion_report is not None:
         reports["champion"] = champion_report
+    judged = _dimension_reports(extra, heads, champion_heads, reports)
+    judged |= _dropped_heads(
+        artifacts, candidate, champion, [d for d in dimensions if d != CATEGORY and d not in extra]
+    )
     baseline_reports, baselines = _score_baselines(held, base_dir, model, train, progress=progress)
     reports.update(baseline_reports)
     decision = decide(
@@ -210,10 +204,48 @@ def gate_candidate(
         gold=reports.get("candidate_gold"),
         members=members,
         fusion=train.fusion,
+        dimensions=judged,
     )
-    details = decision_details(decision, held.eval_set, train, reports, baselines, members)
+    eval_set = held.eval_set | ({"dimensions": {d: h.eval_set for d, h in extra.items()}} if extra else {})
+    details = decision_details(decision, eval_set, train, reports, baselines, members)
     decision_id = _record(db, decision, details, run_id=run_id, candidate=candidate, champion=champion)
-    return GateOutcome(decision_id, decision, candidate, champion, held.eval_set, reports, baselines, members)
+    return GateOutcome(decision_id, decision, candidate, champion, eval_set, reports, baselines, members)
+
+
+def _dropped_heads(
+    artifacts: ArtifactStore, candidate: str, champion: str | None, dimensions: Sequence[str]
+) -> dict[str, DimensionReports]:
+    """Configured dimensions without held-out rows this time: nothing to score, but a candidate
+    without a head its champion serves would still take the dimension away (a failed check)."""
+    from trainer.artifact import head_sections
+
+    if champion is None or not dimensions:
+        return {}
+    try:
+        theirs = head_sections(artifacts.fetch(champion)[1])
+    except (ModelError, ArtifactError):
+        return {}  # the champion_unavailable check speaks for it
+    mine = head_sections(artifacts.fetch(candidate)[1])
+    return {d: DimensionReports(None, {}, None, True) for d in dimensions if d in theirs and d not in mine}
+
+
+def _dimension_reports(
+    extra: Mapping[str, DimensionHeldOut],
+    heads: Mapping[str, Report | None],
+    champion_heads: Mapping[str, Report | None] | None,
+    reports: dict[str, Report],
+) -> dict[str, DimensionReports]:
+    """Each extra dimension's reports for the rules; also added to ``reports`` (recorded)."""
+    judged = {}
+    for d, h in extra.items():
+        prior = h.score_prior()
+        champ = (champion_heads or {}).get(d)
+        judged[d] = DimensionReports(heads.get(d), prior, champ, champ is not None)
+        reports[f"{d}/label_prior"] = prior
+        for name, report in ((f"{d}/candidate", heads.get(d)), (f"{d}/champion", champ)):
+            if report is not None:
+                reports[name] = report
+    return judged
 
 
 @dataclass(frozen=True)
@@ -268,36 +300,50 @@ def _held_out_set(
 
 
 def _score_candidate(
-    held: _HeldOut, artifacts: ArtifactStore, base_dir: Path, candidate: str
-) -> tuple[dict[str, Report], dict[str, Report]]:
+    held: _HeldOut,
+    artifacts: ArtifactStore,
+    base_dir: Path,
+    candidate: str,
+    extra: Mapping[str, DimensionHeldOut],
+) -> tuple[dict[str, Report], dict[str, Report], dict[str, Report | None]]:
     """The candidate's report on every held-out row and (``candidate_gold``) on the gold ones only:
-    the floors apply to the latter; and, for a fused candidate, each member's report on every
-    held-out row. The model is freed on return, before the champion loads."""
+    the floors apply to the latter; for a fused candidate, each member's report on every held-out
+    row; and each extra head's on its dimension's rows. The model is freed on return, before the
+    champion loads."""
     from trainer.artifact import load_for_inference
 
     path, _ = artifacts.fetch(candidate)
-    candidate_model = unleaked(load_for_inference(base_dir, path), held.rows, held.gold)
+    loaded = load_for_inference(base_dir, path)
+    heads = {d: h.score(loaded) for d, h in extra.items()}
+    candidate_model = unleaked(loaded, held.rows, held.gold)
     reports = {"candidate": held.score(candidate_model)}
     gold_rows = [(q, label) for q, label in held.rows if q in held.gold]
     if gold_rows:
         reports["candidate_gold"] = evaluate(candidate_model, gold_rows, held.counts, held.bounds, held.kinds)
-    return reports, score_members(candidate_model, held.score)
+    return reports, score_members(candidate_model, held.score), heads
 
 
 def _score_champion(
-    held: _HeldOut, artifacts: ArtifactStore, base_dir: Path, champion: str | None
-) -> tuple[dict[str, Any] | None, str | None]:
-    """The champion's report, or why it could not be scored (a decision for a human, not a pass)."""
+    held: _HeldOut,
+    artifacts: ArtifactStore,
+    base_dir: Path,
+    champion: str | None,
+    extra: Mapping[str, DimensionHeldOut],
+) -> tuple[dict[str, Any] | None, str | None, dict[str, Report | None] | None]:
+    """The champion's report and its extra heads' (``None`` per dimension it lacks), or why it
+    could not be scored (a decision for a human, not a pass)."""
     from trainer.artifact import load_for_inference
 
     if champion is None:
-        return None, None
+        return None, None, None
     try:
         champion_path, _ = artifacts.fetch(champion)
-        return held.score(unleaked(load_for_inference(base_dir, champion_path), held.rows, held.gold)), None
+        loaded = load_for_inference(base_dir, champion_path)
+        heads = {d: h.score(loaded) for d, h in extra.items()}
+        return held.score(unleaked(loaded, held.rows, held.gold)), None, heads
     except (ModelError, ArtifactError) as exc:
         log.warning("champion %s cannot be evaluated: %s", champion, exc)
-        return None, str(exc)
+        return None, str(exc), None
 
 
 def _score_baselines(

@@ -16,7 +16,11 @@ A candidate is **blessed** when, on the same held-out rows scored in the same ru
    traffic) or the tail (most of the queries);
 4. the champion could be evaluated at all: a champion that cannot be loaded on this base (the
    encoder changed) is a decision for a human (``intentloop registry promote``), not a free pass;
-5. a **fused** candidate is at most ``fusion.member_margin`` macro-F1 below its best member,
+5. every **other label dimension** (the intent type) the candidate has a head for beats that
+   dimension's label prior and does not regress against the champion's head of the dimension, on
+   that dimension's held-out rows (rules 1 and 3 again; :mod:`trainer.gate_dimensions`); a
+   candidate without a head its champion serves fails;
+6. a **fused** candidate is at most ``fusion.member_margin`` macro-F1 below its best member,
    overall and on every slice of its report (frequency and kind slices) with at least
    ``fusion.min_slice_rows`` rows: fusion exists to combine what each member gets right, so a
    fused model that loses a slice to one of its own members has not earned its place there.
@@ -27,7 +31,7 @@ only decides, from the reports, and says why (every check, passed or not, with i
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from trainer.evaluation import SLICES, metric
@@ -40,7 +44,7 @@ _EPS = 1e-9  # float noise allowance when a candidate ties the champion exactly
 class Check:
     """One gate condition and how the candidate fared on it."""
 
-    kind: str  # "baseline" | "floor" | "no_regression" | "champion_unavailable" | "member"
+    kind: str  # "baseline" | "floor" | "no_regression" | "champion_unavailable" | "member" | "dimension"
     metric: str
     slice: str  # "overall" or a slice name
     value: float
@@ -51,7 +55,7 @@ class Check:
     detail: str = ""
 
     def describe(self) -> str:
-        if self.kind == "champion_unavailable":
+        if self.kind in ("champion_unavailable", "dimension"):
             return self.detail
         if self.skipped:
             if self.kind == "floor":
@@ -117,6 +121,7 @@ def decide(
     gold: Mapping[str, Any] | None = None,
     members: Mapping[str, Mapping[str, Any]] | None = None,
     fusion: FusionSettings | None = None,
+    dimensions: Mapping[str, "DimensionReports"] | None = None,
 ) -> GateDecision:
     """The verdict on ``candidate`` given the baselines', the champion's and its own gold-only
     reports on the same rows (pure).
@@ -138,6 +143,8 @@ def decide(
         checks.append(Check("champion_unavailable", "-", "overall", math.nan, math.nan, False, detail=detail))
     elif champion is not None:
         checks.extend(_regression_checks(candidate, champion, settings))
+    for name, reports in sorted((dimensions or {}).items()):
+        checks.extend(dimension_checks(name, reports, settings))
     if members:
         checks.extend(member_checks(candidate, members, fusion or FusionSettings()))
     failed = [c for c in checks if not c.passed]
@@ -147,6 +154,38 @@ def decide(
     if champion is None:
         reasons.append("no champion yet: no regression to check")
     return GateDecision(True, reasons, checks)
+
+
+@dataclass(frozen=True)
+class DimensionReports:
+    """One extra dimension's reports on its held-out rows: the candidate's head (``None``: it has
+    none), its label prior, the champion's head (``None``: no champion, or it has none) and
+    whether the champion serves the dimension at all."""
+
+    candidate: Mapping[str, Any] | None
+    prior: Mapping[str, Any]
+    champion: Mapping[str, Any] | None
+    champion_has_head: bool = False
+
+
+def dimension_checks(dimension: str, reports: DimensionReports, settings: GateSettings) -> list[Check]:
+    """Rules 1 and 3 on one extra dimension's head (rule 5); every check names the dimension."""
+    if reports.candidate is None:
+        passed = not reports.champion_has_head
+        detail = f"{dimension}: the candidate has no head (too few labels to train one)" + (
+            "; the champion serves it, so promoting would take it away" if not passed else ""
+        )
+        return [Check("dimension", "-", dimension, math.nan, math.nan, passed, skipped=passed, detail=detail)]
+    checks = [
+        replace(c, slice=f"{dimension}/{c.slice}", detail=f"{dimension} {c.detail}")
+        for c in _baseline_checks(reports.candidate, {"label_prior": reports.prior}, settings)
+    ]
+    if reports.champion is not None:
+        checks.extend(
+            replace(c, slice=f"{dimension}/{c.slice}")
+            for c in _regression_checks(reports.candidate, reports.champion, settings)
+        )
+    return checks
 
 
 def _baseline_checks(

@@ -5,8 +5,8 @@
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -14,6 +14,9 @@ from torch.utils.data import DataLoader
 from trainer.batches import Encoded, weighted_loss
 from trainer.classifier import IntentClassifier, autocast
 from trainer.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from trainer.heads import HeadTask
 
 
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -62,6 +65,8 @@ class Optimisation:
     scheduler: Any
     adalora: Any | None
     fingerprint: dict[str, Any]
+    heads: list["HeadTask"] = field(default_factory=list)  # extra dimensions' losses, each step
+    steps: int = 0  # optimizer steps taken (the extra heads' batches are a function of it)
 
     @classmethod
     def build(
@@ -73,6 +78,7 @@ class Optimisation:
         *,
         with_adalora: bool,
         fingerprint: dict[str, Any] | None,
+        heads: list["HeadTask"] | None = None,
     ) -> "Optimisation":
         trainable = [p for p in model.parameters() if p.requires_grad]
         generator = torch.Generator().manual_seed(settings.seed)
@@ -90,7 +96,9 @@ class Optimisation:
             optimizer, linear_schedule(int(settings.warmup_ratio * total_steps), total_steps)
         )
         adalora = _adalora(model) if with_adalora else None
-        return cls(model, trainable, generator, loader, optimizer, scheduler, adalora, fingerprint or {})
+        return cls(
+            model, trainable, generator, loader, optimizer, scheduler, adalora, fingerprint or {}, heads or []
+        )
 
     def checkpointed(self) -> dict[str, Any]:
         """The keyword arguments :func:`trainer.checkpoint.save` and ``load`` take for this run."""
@@ -104,11 +112,14 @@ class Optimisation:
             "allocator": allocator,
         }
 
-    def step(self, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-        """One optimizer step on ``batch``; returns its loss."""
+    def step(self, batch: dict[str, torch.Tensor], device: torch.device, step: int) -> torch.Tensor:
+        """One optimizer step on ``batch`` (the run's ``step``-th) and each extra head's batch of
+        that step; returns the summed loss."""
         with autocast(device):
             logits = self.model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
         loss = weighted_loss(logits, batch, device)
+        for head in self.heads:
+            loss = loss + head.loss(self.model, step, device)
         penalty = _orth_penalty(self.adalora) if self.adalora is not None else None
         if penalty is not None:
             loss = loss + penalty

@@ -11,7 +11,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from store.artifacts import ArtifactStore
 from store.db import Database
+from store.dimensions import CATEGORY
 from store.models import TrainingRun
 from store.training import FAILED, INTERRUPTED, SUCCEEDED, reopen_run, run_of_version, window_end_of
 from store.versions import finish_run, record_version, recorded_alias, start_run
@@ -95,12 +96,15 @@ def run_training(
     resume_run: int | None = None,
     trigger_detail: dict[str, Any] | None = None,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    dimensions: Sequence[str] = (CATEGORY,),
 ) -> TrainOutcome:
     """Train a candidate adapter from the current labels and record it (not promoted).
 
     ``champion``: the version to warm-start from and whose data window ends the fresh window (by
     default the recorded champion). ``resume_run``: continue that failed/interrupted run from its
     directory under ``runs_dir`` with its recorded parameters and rows (``train`` is then ignored).
+    ``dimensions``: the label dimensions (``taxonomy.dimensions``); each one besides the category
+    with aggregated labels trains as a head of the same adapter.
     The caller holds the training lock (``store.training.TrainingLock``) when runs may overlap.
     """
     from trainer.classifier import resolve_base_dir
@@ -119,7 +123,7 @@ def run_training(
         with db.session() as session:
             run_id = start_run(session, trigger=trigger[:32], params=train.model_dump(mode="json"))
     run_dir = runs_dir / str(run_id) if runs_dir is not None else None
-    job = _Run(db, artifacts, model, train, run_id, run_dir, base_dir)
+    job = _Run(db, artifacts, model, train, run_id, run_dir, base_dir, tuple(dimensions))
     try:
         if resume_run is None:
             data, init = _take_snapshot(job, input_format, champion, trigger_detail)
@@ -154,6 +158,7 @@ class _Run:
     run_id: int
     run_dir: Path | None  # ``<runs_dir>/<run id>``: rows and checkpoints; None without a runs_dir
     base_dir: Path
+    dimensions: tuple[str, ...] = (CATEGORY,)
 
 
 def _take_snapshot(
@@ -164,7 +169,9 @@ def _take_snapshot(
     from trainer.coverage import check_tokenizer_coverage
 
     db, train = job.db, job.train
-    data = build_snapshot(db, train, fresh_since=_fresh_since(db, champion), champion=champion)
+    data = build_snapshot(
+        db, train, fresh_since=_fresh_since(db, champion), champion=champion, dimensions=job.dimensions
+    )
     texts = [e.text for e in (*data.train, *data.val)]
     data.summary["tokenizer_coverage"] = check_tokenizer_coverage(job.base_dir, texts)
     check_trainable(data, train)
@@ -223,6 +230,7 @@ def _fit(
             },
             on_epoch_end=on_epoch_end,
             input_format=input_format,
+            heads=list(data.heads.values()),
         )
 
 

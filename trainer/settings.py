@@ -290,6 +290,12 @@ class TrainSettings(BaseModel):
         description="share of the training rows that also train as a copy with one typo in a Latin "
         "word (other scripts untouched), so misspelt queries keep their intent; 0: off",
     )
+    head_loss_weight: float = Field(
+        default=1.0,
+        gt=0,
+        description="weight of each extra label dimension's loss (intent type: INTENTLOOP_TAXONOMY__"
+        "DIMENSIONS) beside the category's, each step; the heads share the adapter",
+    )
     checkpoint: bool = Field(default=True, description="checkpoint every epoch so a crashed run can resume")
     runs_dir: Path | None = Field(
         default=None, description="run directories (snapshot rows, checkpoints); None: <state_dir>/runs"

@@ -26,6 +26,11 @@ Why this shape:
   split is *every* labelled validation-bucket query (not a sample): it is what early stopping (gold
   rows first) and the gate score on.
 
+- **Other label dimensions** (the intent type) train as extra heads on their own rows
+  (:class:`~trainer.dataset.HeadRows`): every query the latest aggregation labelled in that
+  dimension, split by the same query hash, its eval gold kept out and its train gold in. No fresh
+  window or replay there: intent-type rows are few and change slowly, so all of them train.
+
 Class imbalance is handled in the loss (``trainer.batches.sample_weights``: inverse square root of the
 class frequency), not by resampling, so the recorded rows are exactly what was trained on.
 The summary (window, counts by source, a content hash of the rows, the parameters that chose them)
@@ -40,12 +45,13 @@ import math
 import random
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from store.db import Database
+from store.dimensions import CATEGORY
 from store.evaluations import query_frequencies
 from store.labels import (
     GoldByPurpose,
@@ -56,7 +62,7 @@ from store.labels import (
     labelled_distribution_count,
     weak_label_snapshot,
 )
-from trainer.dataset import Example
+from trainer.dataset import Example, HeadRows
 from trainer.evaluation import frequency_slices
 from trainer.exceptions import NotEnoughDataError, TrainerError
 from trainer.settings import TrainSettings
@@ -120,45 +126,63 @@ class Snapshot:
     val: list[Example]
     labels: list[str]
     summary: dict[str, Any]
+    heads: dict[str, HeadRows] = field(default_factory=dict)  # other dimensions' rows
 
     def write(self, path: Path) -> None:
-        """One JSON line per row (``split``, ``text``, ``label``, ``weight``, ``gold``, and ``target``
-        for a soft-target row)."""
+        """One JSON line per row (``split``, ``text``, ``label``, ``weight``, ``gold``, ``target``
+        for a soft-target row, and ``dimension`` for a row of an extra head)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in _rows(self.train, self.val)))
+        rows = _rows(self.train, self.val, self.heads)
+        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         tmp.replace(path)
 
     @classmethod
     def read(cls, path: Path, summary: dict[str, Any]) -> "Snapshot":
         """The rows a run recorded, checked against its content hash (refuses edited files)."""
-        train: list[Example] = []
-        val: list[Example] = []
+        split: dict[str, tuple[list[Example], list[Example]]] = {CATEGORY: ([], [])}
         for line in path.read_text().splitlines():
             r = json.loads(line)
             target = tuple((str(k), float(v)) for k, v in r["target"]) if r.get("target") else None
             example = Example(r["text"], r["label"], float(r["weight"]), bool(r["gold"]), target)
-            (val if r["split"] == "val" else train).append(example)
-        digest = content_sha256(train, val)
+            train_rows, val_rows = split.setdefault(r.get("dimension", CATEGORY), ([], []))
+            (val_rows if r["split"] == "val" else train_rows).append(example)
+        train, val = split.pop(CATEGORY)
+        recorded = summary.get("heads") or {}
+        heads = {
+            d: HeadRows(d, list(recorded.get(d, {}).get("labels") or sorted({e.label for e in t})), t, v)
+            for d, (t, v) in split.items()
+        }
+        digest = content_sha256(train, val, heads)
         if digest != summary.get("content_sha256"):
             raise TrainerError(f"{path} does not hash to the run's recorded snapshot: cannot reuse it")
-        return cls(train, val, sorted({e.label for e in [*train, *val]}), summary)
+        return cls(train, val, sorted({e.label for e in [*train, *val]}), summary, heads)
 
 
-def _rows(train: list[Example], val: list[Example]) -> list[dict[str, Any]]:
+def _rows(
+    train: list[Example], val: list[Example], heads: Mapping[str, HeadRows] | None = None
+) -> list[dict[str, Any]]:
+    """The rows as written: the category's as before dimensions existed (no ``dimension`` key, so
+    their hash is unchanged), then each extra head's with its ``dimension``."""
+    groups = [(None, train, val), *((d, h.train, h.val) for d, h in sorted((heads or {}).items()))]
     out = [
         {"split": split, "text": e.text, "label": e.label, "weight": round(e.weight, 6), "gold": e.gold}
         | ({"target": [list(pair) for pair in e.target]} if e.target else {})
-        for split, examples in (("train", train), ("val", val))
+        | ({"dimension": dimension} if dimension else {})
+        for dimension, train_rows, val_rows in groups
+        for split, examples in (("train", train_rows), ("val", val_rows))
         for e in examples
     ]
-    return sorted(out, key=lambda r: (r["split"], r["text"]))
+    return sorted(out, key=lambda r: (r.get("dimension", ""), r["split"], r["text"]))
 
 
-def content_sha256(train: list[Example], val: list[Example]) -> str:
-    """Hash of the exact rows (split, text, label, weight, gold): two runs on equal hashes saw equal data."""
+def content_sha256(
+    train: list[Example], val: list[Example], heads: Mapping[str, HeadRows] | None = None
+) -> str:
+    """Hash of the exact rows (split, text, label, weight, gold; dimension for extra heads): two
+    runs on equal hashes saw equal data."""
     digest = hashlib.sha256()
-    for row in _rows(train, val):
+    for row in _rows(train, val, heads):
         digest.update((json.dumps(row, sort_keys=True) + "\n").encode())
     return digest.hexdigest()
 
@@ -209,10 +233,13 @@ def build_snapshot(
     *,
     fresh_since: datetime | None,
     champion: str | None = None,
+    dimensions: tuple[str, ...] | list[str] = (CATEGORY,),
 ) -> Snapshot:
     """Draw this run's rows from the store (see the module docstring). Deterministic for a given
-    store state, ``fresh_since`` and settings (the seed drives the replay sample)."""
+    store state, ``fresh_since`` and settings (the seed drives the replay sample). ``dimensions``
+    other than the category get :class:`HeadRows` when the aggregation labelled any query in them."""
     rows, source = snapshot_examples(db, train)
+    heads = {d: h for d in dimensions if d != CATEGORY and (h := head_rows(db, train, d)) is not None}
     with db.session() as session:
         gold_split = gold_by_purpose(session)
         last_seen = label_last_seen(session, source)
@@ -247,8 +274,12 @@ def build_snapshot(
         # kept at top level too: readers of the earlier snapshot shape (drift references) use them
         "min_votes": train.min_votes,
         "min_confidence": train.min_confidence,
-        "content_sha256": content_sha256(train_examples, val_examples),
+        "content_sha256": content_sha256(train_examples, val_examples, heads),
     }
+    if heads:
+        summary["heads"] = {
+            d: {"labels": h.labels, "train": len(h.train), "val": len(h.val)} for d, h in heads.items()
+        }
     log.info(
         "snapshot from %s: %d fresh + %d replayed (%d tail) of %d older + %d gold -> %d train, %d val",
         source,
@@ -260,7 +291,33 @@ def build_snapshot(
         len(train_examples),
         len(val_examples),
     )
-    return Snapshot(train_examples, val_examples, labels, summary)
+    return Snapshot(train_examples, val_examples, labels, summary, heads)
+
+
+def head_rows(db: Database, train: TrainSettings, dimension: str) -> HeadRows | None:
+    """The rows of one extra dimension (see the module docstring); ``None`` when the latest
+    aggregation labelled nothing in it (the run then trains without that head and says so)."""
+    with db.session() as session:
+        rows = distribution_snapshot(session, dimension=dimension)
+        gold = gold_by_purpose(session, dimension)
+    if not rows and not gold.train:
+        log.info(
+            "no %s labels to train a head on: run `intentloop labels aggregate` with it configured", dimension
+        )
+        return None
+    frac = train.val_fraction
+    weak = {r.norm_text: to_example(r, train) for r in rows if r.norm_text not in gold.eval}
+    for q, label in gold.train.items():
+        weak[q] = Example(q, label, 1.0, gold=True)
+    per_label = Counter(e.label for q, e in weak.items() if not is_validation(q, frac))
+    labels = _learnable_labels(per_label, train.min_examples_per_label)
+    kept = [e for _, e in sorted(weak.items()) if e.label in labels]
+    return HeadRows(
+        dimension,
+        labels,
+        [e for e in kept if not is_validation(e.text, frac)],
+        [e for e in kept if is_validation(e.text, frac)],
+    )
 
 
 @dataclass(frozen=True)

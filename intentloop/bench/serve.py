@@ -13,7 +13,11 @@ configured encoder, default all-MiniLM-L6-v2; serving cost does not depend on wh
    behaviour memory + fusion, ``serving.synthetic.synthetic_fused_adapter``) is promoted on the same
    worker and phase 3 runs three more times: fused, encoder-only, fused (so drift over the run biases
    neither side): ``fused_qps``, ``fused_encoder_only_qps`` and their ratio ``fused_vs_encoder_only``
-   (issue 13: >= 0.9).
+   (issue 13: >= 0.9);
+6. heads (``--heads``, the default): a version of the same adapter with a second head (the intent
+   type, ``serving.synthetic.synthetic_adapter(heads=...)``), every answer carrying both
+   dimensions, against the single-head version, in the same multi, single, multi order:
+   ``heads_qps``, ``heads_single_head_qps`` and ``heads_vs_single_head`` (issue 14: >= 0.9).
 
 The worker is a real ``intentloop worker serve`` process. The clients speak minimal HTTP/1.1 over
 keep-alive connections (a few microseconds of CPU per request instead of a general HTTP client's
@@ -51,6 +55,7 @@ from intentloop.worker_processes import (
 )
 from store.artifacts import ArtifactStore
 from store.db import Database
+from store.dimensions import INTENT_TYPE, INTENT_TYPES
 from store.exceptions import ConfigurationError
 from store.migrate import upgrade
 from store.registry import RedisRegistry
@@ -67,6 +72,7 @@ class ServeBenchOptions:
     batch1_requests: int = 300
     seed: int = 5
     fused: bool = True  # phase 5: the same worker on a fused version
+    heads: bool = True  # phase 6: the same worker on a version with an intent-type head
 
 
 # ---------------------------------------------------------------- servers and adapters
@@ -329,6 +335,17 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
                 env.record(fused_version)
                 pair = (version, fused_version)
                 fused = _fused_phase(env, opts, queries, port, worker, pair, echo)
+            heads = None
+            if opts.heads:
+                multi = synthetic_adapter(
+                    env.artifacts,
+                    settings.model.base_dir,
+                    seed=opts.seed,
+                    max_length=settings.model.max_length,
+                    heads={INTENT_TYPE: list(INTENT_TYPES)},
+                )
+                env.record(multi)
+                heads = _fused_phase(env, opts, queries, port, worker, (version, multi), echo)
         finally:
             worker.stop()
     qps = m.max_done / opts.seconds
@@ -351,6 +368,22 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
         "failed_requests": m.max_failed + m.half_failed + (opts.batch1_requests - len(m.batch1_ms)),
         "version": version,
         **_fused_summary(fused),
+        **_heads_summary(heads),
+    }
+
+
+def _heads_summary(heads: "_FusedResults | None") -> dict[str, Any]:
+    """Phase 6: every dimension in one answer against the category alone (nulls when skipped)."""
+    if heads is None:
+        return {f"heads_{k}": None for k in ("version", "qps", "single_head_qps", "vs_single_head", "failed")}
+    return {
+        "heads_version": heads.version,
+        "heads_qps": round(heads.qps, 1),
+        "heads_single_head_qps": round(heads.encoder_only_qps, 1),
+        "heads_vs_single_head": round(heads.qps / heads.encoder_only_qps, 3)
+        if heads.encoder_only_qps
+        else None,
+        "heads_failed": heads.failed,
     }
 
 

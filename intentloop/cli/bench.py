@@ -39,7 +39,12 @@ def bench_ingest(
 
 
 @bench.command("train")
-@click.option("--queries", default=50_000, show_default=True, help="Labelled simulated searches.")
+@click.option(
+    "--queries",
+    type=click.IntRange(min=100),
+    default=None,
+    help="Labelled simulated searches [default: 50,000; 20,000 with --dimensions].",
+)
 @click.option("--seed", default=17, show_default=True, help="Same seed, same snapshot.")
 @click.option(
     "--full-ft/--no-full-ft",
@@ -81,9 +86,23 @@ def bench_ingest(
     is_flag=True,
     help="Weak labels: also train issue 11's variants (today's thresholded vote, the other targets).",
 )
+@click.option(
+    "--dimensions",
+    is_flag=True,
+    help="Instead: one adapter with a head per label dimension vs one single-head adapter per "
+    "dimension on the same weak-labelled rows (quality per dimension and slice, weak labels, "
+    "training time, serving cost).",
+)
+@click.option(
+    "--help-csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="With --dimensions: real customer-service requests (CSV with instruction,category columns, "
+    "e.g. the Bitext sample) replayed as help searches; held-out ones give the help recall.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def bench_train(
-    queries: int,
+    queries: int | None,
     seed: int,
     full_ft: bool,
     epochs: int | None,
@@ -92,6 +111,8 @@ def bench_train(
     shoppers: str,
     review: int,
     policy_variants: bool,
+    dimensions: bool,
+    help_csv: Path | None,
     quiet: bool,
 ) -> None:
     """LoRA, TF-IDF, behaviour memory and their fusion (and full fine-tuning) on a simulated log.
@@ -104,9 +125,20 @@ def bench_train(
     from intentloop.bench.train import run_train_bench
     from intentloop.bench.train_common import TrainBenchOptions
 
-    if queries < 100 or review < 0:
-        raise click.BadParameter("need --queries >= 100 and --review >= 0")
+    if review < 0:
+        raise click.BadParameter("need --review >= 0")
     settings = load_settings()
+    if dimensions:
+        from intentloop.bench.train_heads import HeadsBenchOptions, run_heads_bench
+
+        heads_opts = HeadsBenchOptions(
+            queries=queries or 20_000, seed=seed, help_csv=help_csv, progress=not quiet
+        )
+        click.echo(json.dumps(run_heads_bench(settings, heads_opts, echo=click.echo), default=str))
+        return
+    if help_csv is not None:
+        raise click.BadParameter("--help-csv goes with --dimensions")
+    queries = queries or 50_000
     opts = TrainBenchOptions(
         queries=queries,
         seed=seed,
@@ -134,17 +166,31 @@ def bench_train(
     show_default=True,
     help="Also serve a fused version (adapter + TF-IDF + memory) of the same encoder at full load.",
 )
-def bench_serve(clients: int, seconds: float, batch1_requests: int, seed: int, fused: bool) -> None:
+@click.option(
+    "--heads/--no-heads",
+    default=True,
+    show_default=True,
+    help="Also serve the same adapter with an intent-type head (both dimensions in every answer).",
+)
+def bench_serve(
+    clients: int, seconds: float, batch1_requests: int, seed: int, fused: bool, heads: bool
+) -> None:
     """HTTP inference speed of one worker vs the same adapter called directly in batches.
 
     Prints qps (max, concurrent clients), p50/p99 at half that rate, raw_qps, ratio_vs_raw,
-    batch1_p50_ms and (--fused) the fused version's qps against the encoder-only one. Configured
+    batch1_p50_ms, (--fused) the fused version's qps against the encoder-only one and (--heads) a
+    two-head version's against the single-head one. Configured
     Postgres gets a scratch database; unset URLs get embedded servers.
     """
     from intentloop.bench.serve import ServeBenchOptions, run_serve_bench
 
     opts = ServeBenchOptions(
-        clients=clients, seconds=seconds, batch1_requests=batch1_requests, seed=seed, fused=fused
+        clients=clients,
+        seconds=seconds,
+        batch1_requests=batch1_requests,
+        seed=seed,
+        fused=fused,
+        heads=heads,
     )
     click.echo(json.dumps(run_serve_bench(load_settings(), opts, echo=click.echo), default=str))
 

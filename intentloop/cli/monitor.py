@@ -66,6 +66,7 @@ def drift_check(
                 until=_parse_ts(until),
                 sinks=[sink] if sink else [],
                 registry=rt.registry,
+                dimensions=rt.settings.taxonomy.dimensions,
             )
             for alert in result.alerts:
                 click.echo(

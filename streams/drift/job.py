@@ -18,12 +18,13 @@ and the training reference — requests a training refresh through Redis.
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from store.db import Database
+from store.dimensions import CATEGORY, INTENT_TYPE
 from store.drift import (
     newest_prediction_bucket,
     newest_vote_ts,
@@ -34,6 +35,8 @@ from store.drift import (
 )
 from store.registry import RedisRegistry
 from store.versions import CHAMPION, recorded_alias
+from streams.drift.intent_types import help_surges, intent_type_window_counts
+from streams.drift.overview import HELP_SURGE_REFERENCE
 from streams.drift.settings import DriftSettings
 from streams.drift.stats import Comparison, Thresholds, compare
 
@@ -42,8 +45,10 @@ log = logging.getLogger(__name__)
 WEAK_LABELS = "weak_labels"
 PREDICTIONS = "predictions"
 STREAMS = (WEAK_LABELS, PREDICTIONS)
+INTENT_TYPES = f"{WEAK_LABELS}/{INTENT_TYPE}"  # each search's top intent-type vote (intent_types.py)
 TRAINING = "training"
 PREVIOUS = "previous_window"
+HELP_SURGE = HELP_SURGE_REFERENCE
 
 AlertSink = Callable[[dict[str, Any]], None]
 _WindowCounts = dict[datetime, dict[str, int]]  # window start -> {label: count}
@@ -123,8 +128,10 @@ def run_drift_check(
     until: datetime | None = None,
     sinks: Iterable[AlertSink] = (),
     registry: RedisRegistry | None = None,
+    dimensions: Sequence[str] = (CATEGORY,),
 ) -> CheckResult:
-    """Evaluate every complete window in range, store the reports and raise first-time alerts."""
+    """Evaluate every complete window in range, store the reports and raise first-time alerts.
+    With the intent type in ``dimensions`` its stream is compared too, and help surges alert."""
     w = settings.window_s
     bounds = check_range(db, settings, since=since, until=until)
     champion, ref_counts, counts = _read_counts(db, w, bounds)
@@ -133,6 +140,8 @@ def run_drift_check(
     lo, hi = bounds
     result = CheckResult(w, lo, hi, champion)
     result.reports = _compare_windows(counts, ref_counts, lo, hi, w, champion, settings.thresholds())
+    if INTENT_TYPE in dimensions:
+        result.reports += _intent_type_rows(db, settings, lo, hi, champion)
     with db.session() as session:
         first_time = upsert_drift_reports(session, result.reports)
     result.alerts = [alert_message(result.reports[i], report_id) for i, report_id in first_time]
@@ -170,6 +179,7 @@ def _compare_windows(
     w: int,
     champion: str | None,
     thresholds: Thresholds,
+    streams: Sequence[str] = STREAMS,
 ) -> list[dict[str, Any]]:
     """One report row per window with data, stream and reference (the previous window, the
     training snapshot), in window order."""
@@ -177,7 +187,7 @@ def _compare_windows(
     start = lo
     while start < hi:
         end = start + timedelta(seconds=w)
-        for stream in STREAMS:
+        for stream in streams:
             current = counts[stream].get(start)
             if not current:
                 continue
@@ -191,6 +201,33 @@ def _compare_windows(
                     _row(stream, TRAINING, start, end, champion, compare(current, ref_counts, thresholds))
                 )
         start = end
+    return rows
+
+
+def _intent_type_rows(
+    db: Database, settings: DriftSettings, lo: datetime, hi: datetime, champion: str | None
+) -> list[dict[str, Any]]:
+    """The intent-type stream against the previous window, and the help-surge check of each
+    window against the lookback before it (``streams.drift.intent_types``)."""
+    w = settings.window_s
+    first = lo - timedelta(seconds=w * settings.lookback_windows)
+    counts = intent_type_window_counts(db, since=first, until=hi, window_s=w)
+    thresholds = settings.thresholds()
+    rows = _compare_windows({INTENT_TYPES: counts}, {}, lo, hi, w, champion, thresholds, (INTENT_TYPES,))
+    surges = help_surges(
+        counts,
+        lo,
+        hi,
+        w,
+        thresholds,
+        factor=settings.help_surge_factor,
+        min_delta=settings.help_surge_min_delta,
+        min_searches=settings.help_surge_min_searches,
+    )
+    for start, c in surges:
+        row = _row(INTENT_TYPES, HELP_SURGE, start, start + timedelta(seconds=w), champion, c)
+        row["details"]["counts"] = counts.get(start, {})  # the dashboard's intent-type volume
+        rows.append(row)
     return rows
 
 

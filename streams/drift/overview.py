@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from store.db import Database
+from store.dimensions import CATEGORY, INTENT_TYPE
 from store.drift import (
     alert_counts,
     drift_reports,
@@ -27,6 +28,8 @@ from store.registry import RedisRegistry
 from store.versions import CHAMPION, recorded_alias
 from streams.drift.settings import DriftSettings
 from streams.drift.stats import STATISTICS
+
+HELP_SURGE_REFERENCE = "help_surge"  # the drift job's reference of a help-surge row
 
 
 def _report_dict(r: DriftReport) -> dict[str, Any]:
@@ -77,6 +80,12 @@ def build_overview(
             "volume": volume,
             "label_volume": labels,
             "labeling": _labeling(session),
+            "labeling_intent_type": _labeling(session, INTENT_TYPE),
+            "intent_volume": {
+                r.window_start.isoformat(): dict(r.details.get("counts") or {})
+                for r in recent
+                if r.reference == HELP_SURGE_REFERENCE
+            },
             "abstentions": abstention_shares(session),
             "timeline": adapter_timeline(session),
             "health": ingest_health(session),
@@ -102,9 +111,9 @@ def _window_volumes(
     }
 
 
-def _labeling(session: Session) -> dict[str, Any]:
+def _labeling(session: Session, dimension: str = CATEGORY) -> dict[str, Any]:
     """The latest labeling report's per-function coverage, conflict, overlap and accuracy."""
-    labeling = latest_labeling_report(session)
+    labeling = latest_labeling_report(session, dimension)
     functions = [
         {key: row.get(key) for key in ("name", "coverage", "conflict", "overlap", "accuracy")}
         for row in (labeling.report.get("labeling_functions", []) if labeling is not None else [])

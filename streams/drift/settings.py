@@ -51,6 +51,19 @@ class DriftSettings(BaseModel):
         default=10.0, gt=0, description="a vanished label alerts when the reference expected this many"
     )
     smoothing: float = Field(default=0.5, gt=0, description="pseudo-count per label for PSI's empty bins")
+    help_surge_factor: float = Field(
+        default=2.0,
+        gt=1,
+        description="intent types: a window whose share of help searches is this many times the "
+        "share of the windows before it alerts as a help surge (an incident signal: a broken "
+        "checkout, a late delivery wave), besides the distribution checks",
+    )
+    help_surge_min_delta: float = Field(
+        default=0.05, ge=0, le=1, description="... and at least this much higher (absolute share)"
+    )
+    help_surge_min_searches: int = Field(
+        default=50, ge=1, description="... in a window of at least this many typed searches"
+    )
     refresh_on_alert: bool = Field(
         default=False,
         description="an alert against the training snapshot requests a refresh (Redis key "

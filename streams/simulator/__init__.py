@@ -16,6 +16,11 @@ each such text: ``paraphrase``, ``unseen_phrasing`` (uses a held-out phrasing: k
 training), ``typo``, ``question``, ``brand_only``, ``model_number``, ``attribute_first``,
 ``other_language``. ``SimConfig.easy(...)`` is the old shop, whose queries only recombine the
 catalogue's words, byte-identical for a seed to what it was before realism.
+
+Shoppers also come with an intent type (``SimConfig.intent_types``, issue 14): buy, browse, ask or
+help, per search; the catalogue then gains a guide per leaf (``kind`` content) and help pages
+(``kind`` help) after the products, ``sim.query_types`` says each search's type and
+``sim.intent_types`` each text's majority type (``streams.simulator.labels.intent_type_truth``).
 """
 
 import gc
@@ -36,7 +41,9 @@ from streams.simulator.faults import (
     malformed_events,
     unknown_product_feedback,
 )
+from streams.simulator.pages import build_pages
 from streams.simulator.phrasing import TAGS
+from streams.simulator.purposes import IntentTypeMix
 from streams.simulator.realism import ShopperRealism
 from streams.simulator.shoppers import generate
 from streams.simulator.world import World, build_world
@@ -45,6 +52,7 @@ __all__ = [
     "MALFORMED_KINDS",
     "TAGS",
     "DriftInjection",
+    "IntentTypeMix",
     "ShopperRealism",
     "SimConfig",
     "Simulation",
@@ -68,6 +76,10 @@ class Simulation:
     ambiguous: frozenset[str] = field(default=frozenset(), repr=False)  # seen texts with several intents
     # normalised text -> its tags (streams.simulator.phrasing.TAGS); untagged texts are absent
     kinds: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    # normalised text -> majority intent type of its searches (buy, browse, ask, help); empty when
+    # SimConfig.intent_types is None
+    intent_types: dict[str, str] = field(default_factory=dict, repr=False)
+    query_types: dict[str, str] = field(default_factory=dict, repr=False)  # query_id -> its shopper's type
 
     def events(self) -> Iterator[tuple[str, str, SearchQuery | Feedback]]:
         """``(topic, key, event)`` for queries and feedback merged in timestamp order.
@@ -113,11 +125,21 @@ def simulate(config: SimConfig | None = None) -> Simulation:
     rng = random.Random(config.seed)
     with _gc_paused():
         world = build_world(rng, config.n_products, config.ambiguity_share, tail_texts=config.tail_texts)
-        queries, feedback, intents, typed = generate(config, world, rng)
+        pages = None if config.intent_types is None else build_pages(world.leaves)
+        made = generate(config, world, rng, pages)
+    queries, feedback, intents, typed = made.queries, made.feedback, made.intents, made.typed
     if typed is not None:
-        truth = typed.truth(world.leaves)
         return Simulation(
-            config, world.products, queries, feedback, truth, intents, typed.ambiguous(), typed.kinds()
+            config,
+            world.products if pages is None else world.products + pages.products,
+            queries,
+            feedback,
+            typed.truth(world.leaves),
+            intents,
+            typed.ambiguous(),
+            typed.kinds(),
+            typed.intent_types(),
+            made.query_types,
         )
     truth, ambiguous = _catalogue_truth(world, queries)
     return Simulation(config, world.products, queries, feedback, truth, intents, ambiguous)

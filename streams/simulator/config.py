@@ -5,6 +5,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from streams.simulator.purposes import IntentTypeMix
 from streams.simulator.realism import ShopperRealism
 from streams.simulator.vocabulary import LEAVES
 
@@ -59,7 +60,8 @@ class SimConfig(BaseModel):
     repeated many times, generous clicks and carts): what the labeling tests need to see labels
     converge. :meth:`long_tail` is the other profile, shaped like a real click log. Both have
     shoppers who type like people (``realism``: paraphrases, typos, questions, brands, other
-    languages); :meth:`easy` is the old shop whose queries only recombine the catalogue's words.
+    languages) and come to buy, browse, ask or get help (``intent_types``); :meth:`easy` is the old
+    shop whose queries only recombine the catalogue's words.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -106,6 +108,21 @@ class SimConfig(BaseModel):
         description="how shoppers leave the catalogue's words; None: the easy shop, whose events for "
         "a seed are exactly those from before realism existed",
     )
+    intent_types: IntentTypeMix | None = Field(
+        default_factory=IntentTypeMix,
+        description="what shoppers want to do (buy, browse, ask, help), and the guide and help pages "
+        "the catalogue gains for it; None: every shopper is a buyer and the catalogue has only "
+        "products (for a seed, exactly the events of the realistic shop from before intent types). "
+        "Needs realism: it is None by default when realism is None. Design choice (issue 14)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _easy_shop_has_no_intent_types(cls, data: Any) -> Any:
+        """``SimConfig(realism=None)`` stays the easy shop: no intent types unless asked for."""
+        if isinstance(data, dict) and "realism" in data and data["realism"] is None:
+            return {"intent_types": None} | data
+        return data
 
     @field_validator("start")
     @classmethod
@@ -121,6 +138,15 @@ class SimConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _intent_types_need_realism(self) -> Self:
+        if self.intent_types is not None and self.realism is None:
+            raise ValueError(
+                "intent_types needs realism (its texts build on the realistic shoppers' phrasing): "
+                "set realism or set intent_types=None"
+            )
+        return self
+
     @property
     def between_sessions_s(self) -> float:
         """Mean gap before a search that starts a session (``session_gap_s`` mode), chosen so that
@@ -132,8 +158,8 @@ class SimConfig(BaseModel):
     def easy(cls, **overrides: Any) -> "SimConfig":
         """The shop before realism: every query recombines the catalogue's own words (a TF-IDF model
         scores ~0.99 on it). Tests of the shop's mechanics pin this profile: for a seed its events
-        are byte-identical to those from before ``realism`` existed."""
-        return cls.model_validate({"realism": None} | overrides)
+        are byte-identical to those from before ``realism`` existed (no intent types either)."""
+        return cls.model_validate({"realism": None, "intent_types": None} | overrides)
 
     @classmethod
     def long_tail(

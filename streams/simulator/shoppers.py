@@ -10,28 +10,38 @@ chances are the config's (``SimConfig.attractiveness``, ``cart_rate``, ``purchas
 
 With ``SimConfig.realism`` on, the shopper types the text as people do (:mod:`.phrasing`), and the
 engine, being lexical, fills fewer slots from the intent for a hard text (``hard_query_precision``).
+With ``SimConfig.intent_types`` on as well, each search's shopper has an intent type: buyers are the
+shoppers above; the others type a cue (:mod:`.cues`), are shown guides or help pages and act on
+them (:mod:`.errands`), all drawn from a second rng so the main rng's draws do not move.
 """
 
 import itertools
 import math
 import random
 from bisect import bisect
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 
 from streams.events import Feedback, FeedbackType, SearchQuery
 from streams.simulator.config import NEW_SESSION_RATE, SimConfig
+from streams.simulator.cues import Purposes
+from streams.simulator.errands import PAGE, Errands
+from streams.simulator.pages import Pages
 from streams.simulator.phrasing import Phraser
 from streams.simulator.typed import TypedTexts
 from streams.simulator.vocabulary import LOCALES
 from streams.simulator.world import QueryText, World
+from streams.weak.intent_types import BUY
 
 EXAMINATION_DECAY = 0.7
 RETURN_RATE = 0.06  # after purchase
-_DWELL_MEDIAN_MS = (4_000.0, 15_000.0, 45_000.0)
+# By click code: irrelevant, same top level, same leaf product; a page read; a browser's long look.
+_DWELL_MEDIAN_MS = (4_000.0, 15_000.0, 45_000.0, 40_000.0, 40_000.0)
 _ENGINE_SIBLING_SHARE = 0.15
 _ENGINE_SCORE = (0.0, 0.5, 1.0)  # + uniform noise in [0, 1.2): irrelevant items sometimes rank high
 _SESSION_SLOTS = 64
+_PAGE_CODE = PAGE  # click codes from here on are pages and long looks: no cart follows them
 _NOISE_DWELL_SHIFT = 0.7  # a noise click's log-dwell median sits this far below an irrelevant click's
 _IMPRESSION, _CLICK, _CART, _PURCHASE, _RETURN = (
     FeedbackType.impression.value,
@@ -103,18 +113,27 @@ def _drifted_picks(config: SimConfig, world: World, rng: random.Random, populari
     return picks + rng.choices(n, cum_weights=list(itertools.accumulate(after)), k=config.n_searches - onset)
 
 
-def generate(
-    config: SimConfig, world: World, rng: random.Random
-) -> tuple[list[SearchQuery], list[Feedback], dict[str, str], TypedTexts | None]:
-    """Queries (in time order), feedback (in time order), each query's drawn intent leaf path, and
-    (``realism`` on) what the shoppers typed, text by text."""
+@dataclass(frozen=True)
+class Generated:
+    """What :func:`generate` made."""
+
+    queries: list[SearchQuery]  # in time order
+    feedback: list[Feedback]  # in time order
+    intents: dict[str, str]  # query id -> the drawn intent's leaf path
+    typed: TypedTexts | None  # (``realism`` on) what the shoppers typed, text by text
+    query_types: dict[str, str]  # query id -> its shopper's intent type (empty: intent types off)
+
+
+def generate(config: SimConfig, world: World, rng: random.Random, pages: Pages | None = None) -> Generated:
+    """Every search and its feedback; ``pages`` (needed with ``intent_types`` on) are the catalogue's
+    guides and help pages."""
     picks = _picks(config, world, rng)
-    traffic = _Traffic(config, world, rng)
+    traffic = _Traffic(config, world, rng, pages)
     texts = world.texts
     search = traffic.search
     for i, ti in enumerate(picks):
         search(i, texts[ti])
-    return traffic.queries, traffic.feedback(), traffic.intents, traffic.typed
+    return Generated(traffic.queries, traffic.feedback(), traffic.intents, traffic.typed, traffic.query_types)
 
 
 class _Traffic:
@@ -127,7 +146,7 @@ class _Traffic:
     ``rng.random()``, plain tuples and local names: 100,000 searches make ~700,000 events.
     """
 
-    def __init__(self, config: SimConfig, world: World, rng: random.Random) -> None:
+    def __init__(self, config: SimConfig, world: World, rng: random.Random, pages: Pages | None) -> None:
         self.rng = rng
         self.random = rng.random
         self.leaf_paths = [leaf.path for leaf in world.leaves]
@@ -158,8 +177,18 @@ class _Traffic:
         self.pending: list[_Pending] = []  # feedback not yet validated, sorted at the end
         self.intents: dict[str, str] = {}
         self.t = 0.0  # seconds since config.start
-        realism = config.realism
-        self.typed = None if realism is None else TypedTexts(Phraser(realism, world.leaves, config.seed))
+        realism, mix = config.realism, config.intent_types
+        self.query_types: dict[str, str] = {}
+        self.purposes = self.errands = None
+        if mix is not None:
+            if pages is None or realism is None:
+                raise ValueError("intent types need realism and the catalogue's pages")
+            self.purposes = Purposes(mix, config.seed)
+            self.errands = Errands(
+                mix, self.purposes.rng, pages, world.product_leaf, self.product_top, self.leaf_top
+            )
+        phraser = None if realism is None else Phraser(realism, world.leaves, config.seed)
+        self.typed = None if phraser is None else TypedTexts(phraser, self.purposes)
         self.hard_precision = config.engine_precision * (realism.hard_query_precision if realism else 1.0)
 
     def _new_session(self) -> tuple[str, str]:
@@ -173,13 +202,52 @@ class _Traffic:
         cand, cum = entry.leaves, entry.cum_weights
         intent = cand[0] if len(cand) == 1 else cand[bisect(cum, self.random() * cum[-1])]
         typed, precision = entry.text, self.config.engine_precision
+        itype = topic = None
         if self.typed is not None:  # its own rng: the easy shop's draws stay as they were
-            typed, hard = self.typed.type(entry, intent)
+            if self.purposes is not None:  # so has this one
+                itype = self.purposes.draw()
+            typed, hard, topic = self.typed.type(entry, intent, itype)
             if hard:
                 precision = self.hard_precision
         shown = self._shown(entry, precision)
         shown_ids = [self.product_ids[p] for p in shown]
         text = typed if self.random() >= self.config.variant_rate else _variant(self.rng, typed)
+        if itype is not None:
+            self._typed_search(query_id, session_id, locale, text, shown, shown_ids, intent, itype, topic)
+            return
+        self._emit_query(query_id, session_id, locale, text, shown_ids, intent)
+        self._feedback_after(query_id, shown_ids, self._clicks(shown, intent))
+
+    def _typed_search(
+        self,
+        query_id: str,
+        session_id: str,
+        locale: str,
+        text: str,
+        shown: list[int],
+        shown_ids: list[str],
+        intent: int,
+        itype: str,
+        topic: int | None,
+    ) -> None:
+        """The rest of a search with an intent type: its pages, the query event, then its feedback."""
+        errands = self.errands
+        assert errands is not None
+        pos, guide, help_page = errands.place(itype, intent, topic, shown_ids)
+        self._emit_query(query_id, session_id, locale, text, shown_ids, intent)
+        self.query_types[query_id] = itype
+        buys = itype == BUY
+        bought = self._clicks(shown, intent) if buys else []  # the main rng's draws, as without types
+        if buys and guide is None:  # most searches: a buyer shown no guide
+            clicks = bought
+        else:
+            clicks = errands.clicks(itype, shown, intent, pos, guide, help_page, bought)
+        self._feedback_after(query_id, shown_ids, clicks, buys)
+
+    def _emit_query(
+        self, query_id: str, session_id: str, locale: str, text: str, shown_ids: list[str], intent: int
+    ) -> None:
+        """The query event, and the intent its shopper had."""
         self.queries.append(
             self.validate_query(
                 {
@@ -193,7 +261,6 @@ class _Traffic:
             )
         )
         self.intents[query_id] = self.leaf_paths[intent]
-        self._feedback_after(query_id, shown_ids, self._clicks(shown, intent))
 
     def _session(self, i: int) -> tuple[str, str]:
         """Advance the clock to the ``i``-th search and pick its ``(session_id, locale)``."""
@@ -268,9 +335,12 @@ class _Traffic:
                 clicks.sort()
         return clicks
 
-    def _feedback_after(self, query_id: str, shown_ids: list[str], clicks: list[tuple[int, int]]) -> None:
+    def _feedback_after(
+        self, query_id: str, shown_ids: list[str], clicks: list[tuple[int, int]], buys: bool = True
+    ) -> None:
         """Impressions for the viewed positions (above the fold, and down to the deepest click),
-        then each click and what may follow it. Event ids: the query id and a per-query counter."""
+        then each click and what may follow it (carts only when the shopper ``buys``; never on a
+        page). Event ids: the query id and a per-query counter."""
         t, pending = self.t, self.pending
         if self.config.impressions:
             k = max(self.fold, clicks[-1][0] + 1) if clicks else self.fold
@@ -288,7 +358,7 @@ class _Traffic:
             dwell = int(math.exp(self.rng.gauss(mu, 0.6)))
             pending.append((tc, f"{query_id}-{k:02d}", query_id, _CLICK, shown_ids[r], r, dwell))
             k += 1
-            if rel >= 0:
+            if 0 <= rel < _PAGE_CODE and buys:
                 k = self._after_click(tc, query_id, k, shown_ids[r], r, rel, dwell)
             tc += dwell / 1000.0 + 1.0 + 3.0 * self.random()
 

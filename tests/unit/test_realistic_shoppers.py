@@ -123,7 +123,7 @@ def test_a_zero_rate_produces_no_such_tag(field, gone):
 
 def test_every_shape_off_and_no_slips_types_the_catalogue_texts():
     quiet = ShopperRealism(paraphrase_rate=0, typo_rate=0, hard_query_precision=1, **_NO_SHAPES)
-    sim = simulate(SimConfig(seed=3, n_searches=2_000, realism=quiet))
+    sim = simulate(SimConfig(seed=3, n_searches=2_000, realism=quiet, intent_types=None))
     assert sim.kinds == {}
     assert _fingerprint(sim) == EASY_FINGERPRINT  # same draws, same texts, same truth
 
@@ -175,7 +175,7 @@ def test_every_text_with_a_held_out_phrasing_is_tagged_unseen_and_its_word_is_ne
 def test_typos_differ_from_what_was_meant_and_keep_its_truth():
     """Typos only, the engine unchanged: the same draws as the easy shop, search for search."""
     only_typos = ShopperRealism(typo_rate=1.0, paraphrase_rate=0, hard_query_precision=1, **_NO_SHAPES)
-    typed = simulate(SimConfig(seed=6, n_searches=2_000, realism=only_typos))
+    typed = simulate(SimConfig(seed=6, n_searches=2_000, realism=only_typos, intent_types=None))
     easy = simulate(SimConfig.easy(seed=6, n_searches=2_000))
     assert len(typed.queries) == len(easy.queries)
     for slip, meant in zip(typed.queries, easy.queries, strict=True):

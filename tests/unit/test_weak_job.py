@@ -218,4 +218,5 @@ def test_label_distribution_rows_match_the_table_columns():
     from store.models import LabelDistribution as Row
 
     d = LabelDistribution("q", "toys", 1.0, 3.0, {"toys": 1.0}, False)
-    assert set(d.to_dict()) | {"method", "computed_at"} == set(Row.__table__.columns.keys())
+    # the job adds the method, the store the dimension (replace_label_distributions) and the time
+    assert set(d.to_dict()) | {"method", "dimension", "computed_at"} == set(Row.__table__.columns.keys())

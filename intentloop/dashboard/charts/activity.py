@@ -29,9 +29,13 @@ def _top_labels(label_volume: dict[str, dict[str, int]], n: int = 11) -> list[st
     return [k for k, _ in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
 
-def label_volume_chart(data: dict[str, Any]) -> Markup:
+def label_volume_chart(
+    data: dict[str, Any],
+    key: str = "label_volume",
+    title: str = "Label volume: labelled searches per window",
+) -> Markup:
     """Labelled searches per window, stacked by label (the 11 largest, the rest as ``other``)."""
-    lab = data["label_volume"]
+    lab = data.get(key) or {}
     xs = [epoch(k) for k in lab]
     top = _top_labels(lab)
     stacks = [(k, [c.get(k, 0) for c in lab.values()]) for k in top]
@@ -42,7 +46,7 @@ def label_volume_chart(data: dict[str, Any]) -> Markup:
     chart = new_chart(
         pygal.StackedBar,
         "stack volume",
-        "Label volume: labelled searches per window",
+        title,
         "no data yet",
         x_labels=[fmt(x) for x in xs],
         x_labels_major_count=4,
@@ -84,8 +88,16 @@ def events_chart(data: dict[str, Any]) -> Markup:
 
 
 def volume_charts(data: dict[str, Any]) -> list[Markup]:
-    """Label volume by window, and events per minute."""
-    return [label_volume_chart(data), events_chart(data)]
+    """Label volume by window (and, with the intent type, searches per intent type: a help surge
+    stands out), and events per minute."""
+    charts = [label_volume_chart(data)]
+    if data.get("intent_volume"):
+        charts.append(
+            label_volume_chart(
+                data, "intent_volume", "Intent types: searches per window (buy, browse, ask, help)"
+            )
+        )
+    return [*charts, events_chart(data)]
 
 
 def _share_bar(name: str, metric: str, share: float | None) -> dict[str, Any] | None:
@@ -123,10 +135,17 @@ def labeling_charts(data: dict[str, Any]) -> list[Markup]:
     if ab["queries"]:
         ab_rows.append(("all reasons", [ab["share"]]))
         ab_rows += [(k, [v / ab["queries"]]) for k, v in ab["by_reason"].items()]
-    return [
+    charts = [
         share_bars("Labeling functions: coverage and conflict", "lfs", lf_rows, ["coverage", "conflict"]),
         share_bars("Abstentions (share of aggregated queries)", "abstain", ab_rows, ["share"]),
     ]
+    typed = (data.get("labeling_intent_type") or {}).get("functions") or []
+    if typed:
+        rows = [(str(r["name"]), [r.get("coverage"), r.get("conflict")]) for r in typed]
+        charts.append(
+            share_bars("Intent-type functions: coverage and conflict", "lfs", rows, ["coverage", "conflict"])
+        )
+    return charts
 
 
 _GATE_COLORS = {"blessed": OK, "rejected": ALERT}

@@ -34,6 +34,8 @@ PAIR_STYLES = {
     ("weak_labels", "training"): PairStyle("labels/training", PALETTE[1], False),
     ("predictions", "previous_window"): PairStyle("served/previous", PALETTE[2], True),
     ("predictions", "training"): PairStyle("served/training", PALETTE[3], True),
+    ("weak_labels/intent_type", "previous_window"): PairStyle("intent type/previous", PALETTE[4], False),
+    ("weak_labels/intent_type", "help_surge"): PairStyle("help surge", PALETTE[5], True),
 }
 STAT_TITLES = {
     "js": "Jensen-Shannon distance (base 2)",
