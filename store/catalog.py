@@ -13,9 +13,13 @@ from store.taxonomy import label_for_category
 
 def load_catalog(session: Session, products: Sequence[dict[str, Any]], taxonomy: TaxonomySettings) -> int:
     """Upsert catalog rows, deriving each product's intent label from its category path; an entry
-    without a ``kind`` is a product (catalogues written before kinds existed load unchanged)."""
+    without a ``kind`` is a product (catalogues written before kinds existed load unchanged). A help
+    page (returns, order status) has no category label whatever its path: a click on it says what
+    the shopper wanted to do, not which part of the catalogue they meant."""
+    rows = [{"kind": "product", **p} for p in products]
     rows = [
-        {"kind": "product", **p, "label": label_for_category(p["category_path"], taxonomy)} for p in products
+        r | {"label": None if r["kind"] == "help" else label_for_category(r["category_path"], taxonomy)}
+        for r in rows
     ]
     if not rows:
         return 0

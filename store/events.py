@@ -22,7 +22,7 @@ from store.models import DeadLetter, FeedbackEvent, SearchQuery, WeakLabel
 _RESOLVE_SQL = text(
     """
     WITH todo AS (
-        SELECT f.event_id, q.norm_text, c.label
+        SELECT f.event_id, q.norm_text, c.label, c.product_id AS known
           FROM feedback_events f
           JOIN search_queries q ON q.query_id = f.query_id
           LEFT JOIN catalog c ON c.product_id = f.product_id
@@ -31,8 +31,8 @@ _RESOLVE_SQL = text(
     ), resolved AS (
         UPDATE feedback_events f
            SET label = todo.label,
-               status = CASE WHEN f.weight = 0 THEN 'no_vote'
-                             WHEN todo.label IS NULL THEN 'unknown_product'
+               status = CASE WHEN todo.known IS NULL THEN 'unknown_product'
+                             WHEN f.weight = 0 OR todo.label IS NULL THEN 'no_vote'
                              ELSE 'voted' END
           FROM todo
          WHERE f.event_id = todo.event_id AND f.status = 'pending'
@@ -84,8 +84,8 @@ _INSERT_FEEDBACK_SQL = text(
                (event_id, query_id, ts, type, product_id, position, dwell_ms, weight, status, label)
         SELECT u.event_id, u.query_id, u.ts, u.type, u.product_id, u.position, u.dwell_ms, u.weight,
                CASE WHEN sq.query_id IS NULL THEN 'pending'
-                    WHEN u.weight = 0 THEN 'no_vote'
-                    WHEN c.label IS NULL THEN 'unknown_product'
+                    WHEN c.product_id IS NULL THEN 'unknown_product'
+                    WHEN u.weight = 0 OR c.label IS NULL THEN 'no_vote'
                     ELSE 'voted' END,
                CASE WHEN sq.query_id IS NULL THEN NULL ELSE c.label END
           FROM stage_feedback u

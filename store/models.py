@@ -69,7 +69,9 @@ class FeedbackEvent(Base):
     """One feedback event, stored once by ``event_id`` (the idempotency key of at-least-once delivery).
 
     ``status`` says what became of it: ``pending`` (its query has not arrived yet), ``voted``,
-    ``no_vote`` (no labeling function fired) or ``unknown_product`` (counted and skipped).
+    ``no_vote`` (no labeling function fired, or the item votes for no category: a help page, a
+    product outside a closed label set) or ``unknown_product`` (not in the catalog: counted and
+    skipped).
     """
 
     __tablename__ = "feedback_events"

@@ -239,12 +239,14 @@ def build_snapshot(
     store state, ``fresh_since`` and settings (the seed drives the replay sample). ``dimensions``
     other than the category get :class:`HeadRows` when the aggregation labelled any query in them."""
     rows, source = snapshot_examples(db, train)
-    heads = {d: h for d in dimensions if d != CATEGORY and (h := head_rows(db, train, d)) is not None}
+    others = [d for d in dimensions if d != CATEGORY]
     with db.session() as session:
         gold_split = gold_by_purpose(session)
         last_seen = label_last_seen(session, source)
         counts = query_frequencies(session)
-    pools = _pools(rows, gold_split, train.val_fraction)
+    held = _eval_queries(db, others)  # another dimension's eval gold: never trained on either
+    heads = {d: h for d in others if (h := head_rows(db, train, d, held | set(gold_split.eval))) is not None}
+    pools = _pools([r for r in rows if r.norm_text not in held], gold_split, train.val_fraction)
     drawn = _draw(pools.train_pool, last_seen, counts, fresh_since, train)
     candidates = [
         *(to_example(r, train) for r in [*drawn.fresh, *drawn.replay]),
@@ -294,9 +296,19 @@ def build_snapshot(
     return Snapshot(train_examples, val_examples, labels, summary, heads)
 
 
-def head_rows(db: Database, train: TrainSettings, dimension: str) -> HeadRows | None:
+def _eval_queries(db: Database, dimensions: list[str]) -> set[str]:
+    """Every query with an eval gold label in any of ``dimensions``: the encoder is shared, so a
+    query measured in one dimension is trained on in none."""
+    with db.session() as session:
+        return {q for d in dimensions for q in gold_by_purpose(session, d).eval}
+
+
+def head_rows(
+    db: Database, train: TrainSettings, dimension: str, held: set[str] | None = None
+) -> HeadRows | None:
     """The rows of one extra dimension (see the module docstring); ``None`` when the latest
-    aggregation labelled nothing in it (the run then trains without that head and says so)."""
+    aggregation labelled nothing in it (the run then trains without that head and says so).
+    ``held``: queries kept out (eval gold of any dimension)."""
     with db.session() as session:
         rows = distribution_snapshot(session, dimension=dimension)
         gold = gold_by_purpose(session, dimension)
@@ -306,7 +318,8 @@ def head_rows(db: Database, train: TrainSettings, dimension: str) -> HeadRows | 
         )
         return None
     frac = train.val_fraction
-    weak = {r.norm_text: to_example(r, train) for r in rows if r.norm_text not in gold.eval}
+    held = (held or set()) | set(gold.eval)
+    weak = {r.norm_text: to_example(r, train) for r in rows if r.norm_text not in held}
     for q, label in gold.train.items():
         weak[q] = Example(q, label, 1.0, gold=True)
     per_label = Counter(e.label for q, e in weak.items() if not is_validation(q, frac))

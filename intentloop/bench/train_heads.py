@@ -42,6 +42,7 @@ from trainer.split import is_validation
 class HeadsBenchOptions:
     queries: int = 20_000
     seed: int = 17
+    epochs: int = 6  # the CLI passes INTENTLOOP_TRAIN__EPOCHS (the product's recipe)
     test_fraction: float = 0.2
     help_csv: Path | None = None
     progress: bool = True
@@ -74,7 +75,8 @@ def run_heads_bench(settings: Settings, opts: HeadsBenchOptions, *, echo: Echo) 
     echo(f"[1/5] simulating {opts.queries} searches with intent types (seed {opts.seed}), labelling them ...")
     data = _data(settings, opts, echo)
     bounds = frequency_slices(data.counts, settings.train.gate.head_share, settings.train.gate.torso_share)
-    fit_args = (base_dir, settings.train, settings.model.max_length, opts.progress)
+    recipe = settings.train.model_copy(update={"epochs": opts.epochs})
+    fit_args = (base_dir, recipe, settings.model.max_length, opts.progress)
     heads = [HeadRows("intent_type", data.types, data.type_train, [])]
     echo(f"[2/5] multi-head: {len(data.cat_train)} category + {len(data.type_train)} intent-type rows ...")
     multi = _fit(data.cat_train, data.categories, *fit_args, heads=heads)
@@ -88,6 +90,12 @@ def run_heads_bench(settings: Settings, opts: HeadsBenchOptions, *, echo: Echo) 
     return {
         "queries": data.searches,
         "seed": opts.seed,
+        "epochs": opts.epochs,
+        "epochs_run": {
+            "multi_head": multi.metrics["epochs_run"],
+            "category_only": cat_only.metrics["epochs_run"],
+            "intent_type_only": type_only.metrics["epochs_run"],
+        },
         "encoder": "all-MiniLM-L6-v2" if settings.model.base_dir is None else str(base_dir),
         "weak_labels": data.weak,
         **scores,

@@ -132,7 +132,11 @@ def bench_train(
         from intentloop.bench.train_heads import HeadsBenchOptions, run_heads_bench
 
         heads_opts = HeadsBenchOptions(
-            queries=queries or 20_000, seed=seed, help_csv=help_csv, progress=not quiet
+            queries=queries or 20_000,
+            seed=seed,
+            epochs=epochs or settings.train.epochs,
+            help_csv=help_csv,
+            progress=not quiet,
         )
         click.echo(json.dumps(run_heads_bench(settings, heads_opts, echo=click.echo), default=str))
         return

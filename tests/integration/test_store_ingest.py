@@ -92,6 +92,23 @@ def test_unknown_product_and_abstentions_are_counted_not_voted(db, catalog):
     assert votes(db) == {}
 
 
+def test_a_help_page_click_votes_for_no_category_before_or_after_its_query(db, catalog):
+    with db.session() as s:
+        load_catalog(
+            s,
+            [{"product_id": "returns", "category_path": "help/returns", "title": "Returns", "kind": "help"}],
+            TaxonomySettings(),
+        )
+        write_batch(s, [q("q1")], [fb("e1", "q1", product="returns")])
+        write_batch(s, [], [fb("e2", "q2", product="returns")])  # before its query: pending
+    with db.session() as s:
+        write_batch(s, [q("q2")], [])
+    with db.session() as s:
+        stats = ingest_stats(s)
+    assert stats.feedback_by_status == {"no_vote": 2}  # known to the catalog, no category to vote for
+    assert votes(db) == {}
+
+
 def test_dead_letters_are_counted_once_per_kafka_record(db):
     dead = [
         {"topic": "search.feedback", "partition": 0, "offset": 7, "reason": "invalid_json", "payload": b"{"}

@@ -96,3 +96,38 @@ def test_a_damaged_or_missing_heads_file_is_refused(fitted, tiny_encoder_dir, tm
     (relabelled / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(InvalidAdapterError, match="no usable label map"):
         load_for_inference(tiny_encoder_dir, relabelled)
+
+
+def test_every_head_passes_over_its_rows_as_often_as_the_category() -> None:
+    from trainer.finetune import enough_for_heads
+
+    recipe = TrainSettings(epochs=4, patience=2, batch_size=32)
+    same = enough_for_heads(recipe, 320, [200, 320])  # no head has more batches than the category
+    assert (same.epochs, same.patience) == (4, 2)
+    more = enough_for_heads(recipe, 320, [960])  # a head with 3x the rows: 3x the epochs
+    assert (more.epochs, more.patience) == (12, 6)
+
+
+def test_the_gate_judges_each_dimension_and_names_it() -> None:
+    from trainer.gate_rules import DimensionReports, decide
+    from trainer.settings import GateSettings
+
+    def report(f1: float) -> dict:
+        return {"n": 100, "macro_f1": f1, "accuracy": f1, "slices": {}}
+
+    settings = GateSettings(min_gold_for_floors=10**6)
+    base = report(0.9)
+    good = {"intent_type": DimensionReports(report(0.8), report(0.3), report(0.79), True)}
+    blessed = decide(base, None, settings, dimensions=good)
+    assert blessed.blessed
+    assert any("beats intent_type label_prior" in r for r in blessed.reasons)
+    assert any(r.startswith("intent_type/overall macro_f1 0.8000 vs champion") for r in blessed.reasons)
+
+    worse = {"intent_type": DimensionReports(report(0.6), report(0.3), report(0.8), True)}
+    refused = decide(base, None, settings, dimensions=worse)
+    assert not refused.blessed and refused.reasons[0].startswith("intent_type/overall macro_f1 regressed")
+
+    dropped = {"intent_type": DimensionReports(None, {}, None, True)}
+    assert "the champion serves it" in decide(base, None, settings, dimensions=dropped).reasons[0]
+    never_had = {"intent_type": DimensionReports(None, {}, None, False)}
+    assert decide(base, None, settings, dimensions=never_had).blessed
