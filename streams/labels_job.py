@@ -48,7 +48,7 @@ from store.labels import (
 from streams.events import ItemKind
 from streams.exceptions import NothingToLabelError
 from streams.weak import label_model
-from streams.weak.analysis import analyse, evidence_buckets, report
+from streams.weak.analysis import AnalysedFunction, analyse, evidence_buckets, report
 from streams.weak.functions import DEFAULT_LFS, LabelingFunction
 from streams.weak.intent_types import DEFAULT_TYPE_LFS, IntentTypeFunction, tabulate_types
 from streams.weak.policies import (
@@ -226,25 +226,8 @@ def label_records(
 ) -> tuple[dict[str, LabelDistribution], dict[str, Any]]:
     """Steps 2-5 on records already read (pure: the job and ``bench train`` share it): the label
     distribution per query and the report. Time decay counts back from the newest record."""
-    newest = max(r.ts for r in records)
     table, propensity = vote_table(records, catalog, settings, lfs=lfs, progress=progress)
-    policy = label_policy(table, settings)
-    voted = label_all(table, policy)
-    chosen, comparison, model_info = _choose(table, voted, gold, settings, policy)
-    report_body = build_report(
-        settings=settings,
-        window=window or (min(r.ts for r in records), newest),
-        n_searches=len(records),
-        distributions=chosen,
-        method=comparison["use"],
-        theta=propensity.theta,
-        lf_rows=report(analyse(table, lfs, gold)),
-        comparison=comparison,
-        model_info=model_info,
-        gold=gold,
-        prior=getattr(policy, "prior", None),
-    )
-    return chosen, report_body
+    return _label_table(table, records, lfs, gold, settings, window, propensity.theta)
 
 
 def label_type_records(
@@ -263,16 +246,29 @@ def label_type_records(
     table = tabulate_types(
         records, kinds, lfs, now=newest, half_life_s=settings.half_life_s, progress=progress
     )
+    return _label_table(table, records, lfs, gold, settings, window, ())
+
+
+def _label_table(
+    table: VoteTable,
+    records: Sequence[SearchRecord],
+    lfs: Sequence[AnalysedFunction],
+    gold: Mapping[str, str],
+    settings: LabelSettings,
+    window: tuple[datetime, datetime] | None,
+    theta: Sequence[float],
+) -> tuple[dict[str, LabelDistribution], dict[str, Any]]:
+    """Steps 4-5 and the report on a tabulated dimension: policy, label-model choice on gold."""
     policy = label_policy(table, settings)
     voted = label_all(table, policy)
     chosen, comparison, model_info = _choose(table, voted, gold, settings, policy)
     report_body = build_report(
         settings=settings,
-        window=window or (min(r.ts for r in records), newest),
+        window=window or (min(r.ts for r in records), max(r.ts for r in records)),
         n_searches=len(records),
         distributions=chosen,
         method=comparison["use"],
-        theta=(),
+        theta=theta,
         lf_rows=report(analyse(table, lfs, gold)),
         comparison=comparison,
         model_info=model_info,
