@@ -24,12 +24,13 @@ from store.settings import TaxonomySettings
 from store.taxonomy import label_for_category, normalise_query
 from streams.ingestion.votes import vote_weight
 from streams.simulator import Simulation
+from streams.simulator.labels import catalog_labels
 
 TAX = TaxonomySettings()
 
 
 def seed_traffic(db: Database, sim: Simulation) -> None:
-    labels = {p.product_id: label_for_category(p.category_path, TAX) for p in sim.catalog}
+    labels = catalog_labels(sim, TAX)  # as ingestion sees the catalog: help pages vote for no category
     queries = [
         {
             "query_id": q.query_id,
@@ -55,8 +56,8 @@ def seed_traffic(db: Database, sim: Simulation) -> None:
                 "position": f.position,
                 "dwell_ms": f.dwell_ms,
                 "weight": weight,
-                "status": "voted" if weight > 0 else "no_vote",
-                "label": labels[f.product_id],
+                "status": "voted" if weight > 0 and labels.get(f.product_id) else "no_vote",
+                "label": labels.get(f.product_id),
             }
         )
     with db.session() as session:

@@ -82,7 +82,8 @@ def test_ingest_until_caught_up_exits_with_lag_zero_and_exact_counts(
     )
     assert store["feedback_by_status"].get("unknown_product") == sent.unknown_product
     assert "pending" not in store["feedback_by_status"]
-    assert store["catalog_products"] == 400 and store["labelled"] == store["abstained"] == 0
+    # 400 products, a guide per leaf (92) and the 8 help pages (issue 14's catalogue kinds)
+    assert store["catalog_products"] == 500 and store["labelled"] == store["abstained"] == 0
 
     main(["status"])
     text = capsys.readouterr().out

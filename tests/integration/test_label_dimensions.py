@@ -47,8 +47,8 @@ CATALOG = [
 SEARCHES = [
     ("usb c charger", [("click", "p1", 9_000), ("add_to_cart", "p1", None), ("purchase", "p1", None)]),
     ("usb c charger", [("click", "p1", 7_000), ("purchase", "p1", None)]),
-    ("best charger", [("click", "p1", 40_000), ("click", "p2", 30_000)]),
-    ("best charger", [("click", "p2", 25_000), ("click", "p1", 20_000)]),
+    ("best charger", [("click", "p1", 40_000), ("click", "p2", 30_000), ("click", "p3", 16_000)]),
+    ("best charger", [("click", "p2", 25_000), ("click", "p1", 20_000), ("click", "p3", 18_000)]),
     ("which charger do i need", [("click", "g1", 60_000)]),
     ("which charger do i need", [("click", "g1", 45_000)]),
     ("return broken charger", [("click", "h1", 20_000)]),

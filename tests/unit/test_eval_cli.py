@@ -41,4 +41,4 @@ def test_bench_train_refuses_a_tiny_snapshot(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "train", "--queries", "10"])
     assert exc.value.code == 2
-    assert "--queries >= 100" in capsys.readouterr().err
+    assert "'--queries': 10 is not in the range x>=100" in capsys.readouterr().err
