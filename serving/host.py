@@ -290,6 +290,11 @@ class ModelHost:
                 self.metrics.predictions.labels(alias).inc(len(req.texts))
                 tops.extend(p.labels[0][0] for p in preds if p.labels)
             self.tally.add(adapter.version, tops)  # once per model call, not per request
+            for dimension, probs in scores.heads.items():  # every head answered every text
+                labels = adapter.module.head_labels[dimension]
+                self.tally.add(
+                    adapter.version, [labels[int(i)] for i in probs.argmax(axis=1)], dimension=dimension
+                )
         self.metrics.batch_requests.observe(len(requests))
         return results
 

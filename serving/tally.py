@@ -14,9 +14,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from store.db import Database
+from store.dimensions import CATEGORY
 from store.drift import prediction_bucket, record_prediction_counts
 
-Counts = dict[tuple[datetime, str], Counter[str]]
+Counts = dict[tuple[datetime, str, str], Counter[str]]  # (bucket, version, dimension) -> label counts
 
 
 class PredictionTally:
@@ -24,9 +25,12 @@ class PredictionTally:
         self._lock = threading.Lock()
         self._counts: Counts = {}
 
-    def add(self, version: str, labels: Iterable[str], at: datetime | None = None) -> None:
-        """Count each top label in ``labels`` as answered by ``version`` at ``at`` (now)."""
-        key = (prediction_bucket(at or datetime.now(UTC)), version)
+    def add(
+        self, version: str, labels: Iterable[str], at: datetime | None = None, dimension: str = CATEGORY
+    ) -> None:
+        """Count each top label in ``labels`` as answered by ``version``'s ``dimension`` head at
+        ``at`` (now)."""
+        key = (prediction_bucket(at or datetime.now(UTC)), version, dimension)
         batch = Counter(labels)
         with self._lock:
             self._counts.setdefault(key, Counter()).update(batch)
@@ -43,8 +47,8 @@ class PredictionTally:
             return 0
         try:
             with db.session() as session:
-                for (bucket, version), counts in drained.items():
-                    record_prediction_counts(session, bucket, version, counts)
+                for (bucket, version, dimension), counts in drained.items():
+                    record_prediction_counts(session, bucket, version, counts, dimension)
         except BaseException:
             with self._lock:
                 for key, counts in drained.items():

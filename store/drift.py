@@ -16,6 +16,7 @@ from sqlalchemy import update as update_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from store.dimensions import CATEGORY
 from store.labels import distribution_snapshot, weak_label_snapshot
 from store.models import (
     AdapterVersion,
@@ -39,7 +40,11 @@ def prediction_bucket(ts: datetime, bucket_s: int = PREDICTION_BUCKET_S) -> date
 
 
 def record_prediction_counts(
-    session: Session, window_start: datetime, version: str, counts: Mapping[str, int]
+    session: Session,
+    window_start: datetime,
+    version: str,
+    counts: Mapping[str, int],
+    dimension: str = CATEGORY,
 ) -> None:
     """Add ``counts`` (top label -> how many queries got it) to ``version``'s bucket at ``window_start``.
 
@@ -48,7 +53,13 @@ def record_prediction_counts(
     :func:`prediction_bucket`; the drift job sums every bucket that starts inside a window.
     """
     rows = [
-        {"window_start": window_start, "version": version, "label": label, "count": int(n)}
+        {
+            "window_start": window_start,
+            "version": version,
+            "dimension": dimension,
+            "label": label,
+            "count": int(n),
+        }
         for label, n in counts.items()
         if n > 0
     ]
@@ -56,7 +67,12 @@ def record_prediction_counts(
         return
     stmt = insert(PredictionCount)
     stmt = stmt.on_conflict_do_update(
-        index_elements=[PredictionCount.window_start, PredictionCount.version, PredictionCount.label],
+        index_elements=[
+            PredictionCount.window_start,
+            PredictionCount.version,
+            PredictionCount.dimension,
+            PredictionCount.label,
+        ],
         set_={"count": PredictionCount.count + stmt.excluded["count"]},
     )
     session.execute(stmt, rows)
@@ -84,7 +100,7 @@ _PREDICTION_WINDOWS_SQL = text(
     """
     SELECT floor(extract(epoch FROM window_start) / :w)::bigint AS bucket, label, sum(count)
       FROM prediction_counts
-     WHERE window_start >= :since AND window_start < :until
+     WHERE window_start >= :since AND window_start < :until AND dimension = :dimension
      GROUP BY 1, 2
     """
 )
@@ -100,9 +116,11 @@ _VOLUME_SQL = text(
 )
 
 
-def _bucketed(session: Session, sql: Any, since: datetime, until: datetime, window_s: int) -> WindowCounts:
+def _bucketed(
+    session: Session, sql: Any, since: datetime, until: datetime, window_s: int, **params: Any
+) -> WindowCounts:
     out: WindowCounts = defaultdict(dict)
-    for bucket, key, n in session.execute(sql, {"w": window_s, "since": since, "until": until}):
+    for bucket, key, n in session.execute(sql, {"w": window_s, "since": since, "until": until, **params}):
         out[datetime.fromtimestamp(int(bucket) * window_s, UTC)][str(key)] = int(n)
     return dict(out)
 
@@ -115,10 +133,10 @@ def weak_label_window_counts(
 
 
 def prediction_window_counts(
-    session: Session, *, since: datetime, until: datetime, window_s: int
+    session: Session, *, since: datetime, until: datetime, window_s: int, dimension: str = CATEGORY
 ) -> WindowCounts:
-    """Window start -> {label: predictions}, every served version summed."""
-    return _bucketed(session, _PREDICTION_WINDOWS_SQL, since, until, window_s)
+    """Window start -> {label: predictions} of one ``dimension``'s head, every served version summed."""
+    return _bucketed(session, _PREDICTION_WINDOWS_SQL, since, until, window_s, dimension=dimension)
 
 
 def volume_window_counts(

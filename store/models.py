@@ -234,6 +234,8 @@ class PredictionCount(Base):
     __tablename__ = "prediction_counts"
     window_start: Mapped[datetime] = mapped_column(primary_key=True)
     version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # store.dimensions: the head that answered (category, intent_type)
+    dimension: Mapped[str] = mapped_column(String(32), primary_key=True, server_default=CATEGORY)
     label: Mapped[str] = mapped_column(Text, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
 

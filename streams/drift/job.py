@@ -46,6 +46,7 @@ WEAK_LABELS = "weak_labels"
 PREDICTIONS = "predictions"
 STREAMS = (WEAK_LABELS, PREDICTIONS)
 INTENT_TYPES = f"{WEAK_LABELS}/{INTENT_TYPE}"  # each search's top intent-type vote (intent_types.py)
+SERVED_INTENT_TYPES = f"{PREDICTIONS}/{INTENT_TYPE}"  # what the intent-type heads answered
 TRAINING = "training"
 PREVIOUS = "previous_window"
 HELP_SURGE = HELP_SURGE_REFERENCE
@@ -212,8 +213,11 @@ def _intent_type_rows(
     w = settings.window_s
     first = lo - timedelta(seconds=w * settings.lookback_windows)
     counts = intent_type_window_counts(db, since=first, until=hi, window_s=w)
+    with db.session() as session:
+        served = prediction_window_counts(session, since=first, until=hi, window_s=w, dimension=INTENT_TYPE)
     thresholds = settings.thresholds()
-    rows = _compare_windows({INTENT_TYPES: counts}, {}, lo, hi, w, champion, thresholds, (INTENT_TYPES,))
+    streams = {INTENT_TYPES: counts, SERVED_INTENT_TYPES: served}
+    rows = _compare_windows(streams, {}, lo, hi, w, champion, thresholds, tuple(streams))
     surges = help_surges(
         counts,
         lo,

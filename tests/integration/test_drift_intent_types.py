@@ -5,9 +5,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from store.catalog import load_catalog
+from store.drift import record_prediction_counts
 from store.events import write_batch
 from store.settings import TaxonomySettings
-from streams.drift.job import HELP_SURGE, INTENT_TYPES, PREVIOUS, run_drift_check
+from streams.drift.job import HELP_SURGE, INTENT_TYPES, PREVIOUS, SERVED_INTENT_TYPES, run_drift_check
 from streams.drift.settings import DriftSettings
 
 pytestmark = pytest.mark.integration
@@ -81,6 +82,26 @@ def test_a_help_surge_alerts_once_and_the_stream_is_compared(db) -> None:
         db, settings, since=T0 + timedelta(hours=1), dimensions=("category", "intent_type")
     )
     assert not [a for a in again.alerts if a["stream"] == INTENT_TYPES]
+    # what the intent-type heads served is its own stream, window against window
+    with db.session() as s:
+        for hour, help_share in enumerate((5, 5, 5, 40, 5)):
+            at = T0 + timedelta(hours=hour)
+            record_prediction_counts(
+                s, at, "v1", {"buy": 100 - help_share, "help": help_share}, "intent_type"
+            )
+            record_prediction_counts(s, at, "v1", {"electronics": 100})  # the category head's, apart
+    served = run_drift_check(
+        db, settings, since=T0 + timedelta(hours=1), dimensions=("category", "intent_type")
+    )
+    rows = [r for r in served.reports if r["stream"] == SERVED_INTENT_TYPES]
+    assert [(r["window_start"].hour, r["n"], r["alert"]) for r in rows] == [
+        (1, 100, False),
+        (2, 100, False),
+        (3, 100, True),
+        (4, 100, True),
+    ]
+    category = [r for r in served.reports if r["stream"] == "predictions" and r["reference"] == PREVIOUS]
+    assert {r["n"] for r in category} == {100}  # the intent-type counts are not the category's
     # single-dimension deployments see no intent-type rows at all
     plain = run_drift_check(db, settings, since=T0 + timedelta(hours=1))
     assert not [r for r in plain.reports if r["stream"] == INTENT_TYPES]

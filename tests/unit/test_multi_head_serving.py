@@ -65,6 +65,9 @@ def test_every_head_answers_from_one_model_call(store, base, versions):
         want = INTENT_TYPES[int(scores.heads[INTENT_TYPE][i].argmax())]
         assert p.dimensions is not None and p.dimensions[INTENT_TYPE].label == want
         assert len(p.dimensions[INTENT_TYPE].labels) == 2
+    # every head's answers are counted for drift, each under its dimension
+    counted = {dim: sum(c.values()) for (_, _, dim), c in host.tally._counts.items()}
+    assert counted == {CATEGORY: len(TEXTS), INTENT_TYPE: len(TEXTS)}
 
 
 def test_the_api_answers_the_dimensions_asked_for(store, base, versions):
