@@ -76,6 +76,10 @@ class Status:
             f"  dead letters        {c.dead_letters:>9}  {_breakdown(c.dead_letters_by_reason)}",
             f"  weak-label queries  {c.weak_label_queries:>9}",
             f"  aggregated labels   {c.labelled + c.abstained:>9}  {labels} {_paren(c.abstained_by_reason)}",
+            *(
+                f"  {d.replace('_', '-') + ' labels':<20}{n:>9}  labelled"
+                for d, n in c.labelled_by_dimension.items()
+            ),
             f"  gold labels         {sum(c.gold_by_purpose.values()):>9}  {_breakdown(c.gold_by_purpose)}",
             f"  catalog products    {c.catalog_products:>9}  {c.catalog_labels} intent labels",
             f"  adapter versions    {c.adapter_versions:>9}  {champion}",

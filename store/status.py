@@ -6,7 +6,7 @@ CLI can answer without anyone writing SQL. Every count is a ``GROUP BY`` or ``co
 the sizes this project runs at, and exact, which estimates from ``pg_class`` would not be.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +43,8 @@ class StoreCounts:
     catalog_labels: int  # distinct intent labels the catalog votes for (what gold labels may be)
     adapter_versions: int
     champion: str | None  # as the audit trail records it (Redis is re-seeded from it)
+    # labelled queries per label dimension other than the category (intent_type: its labels' count)
+    labelled_by_dimension: dict[str, int] = field(default_factory=dict)
 
     @property
     def feedback(self) -> int:
@@ -94,6 +96,14 @@ def store_counts(session: Session) -> StoreCounts:
         catalog_labels=_count(session, func.distinct(Product.label)),
         adapter_versions=_count(session, AdapterVersion.version),
         champion=recorded_alias(session),
+        labelled_by_dimension={
+            str(d): int(n)
+            for d, n in session.execute(
+                select(LabelDistribution.dimension, func.count())
+                .where(LabelDistribution.abstained.is_(False), LabelDistribution.dimension != CATEGORY)
+                .group_by(LabelDistribution.dimension)
+            )
+        },
     )
 
 

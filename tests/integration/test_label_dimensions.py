@@ -25,6 +25,7 @@ from store.labels import (
 from store.migrate import upgrade
 from store.models import Base, LabelDistribution
 from store.settings import TaxonomySettings
+from store.status import store_counts
 from streams.labels_job import run_aggregation
 from streams.weak.settings import LabelSettings
 
@@ -130,6 +131,10 @@ def test_one_query_has_a_label_per_dimension(db) -> None:
         report = latest_labeling_report(s, INTENT_TYPE)
         assert report is not None and report.report["dimension"] == INTENT_TYPE
         functions = {f["name"]: f for f in report.report["labeling_functions"]}
+        counts = store_counts(s)  # `intentloop status`: the category's labels, then each other dimension's
+        assert counts.labelled == result.summary()["labelled"] and counts.labelled_by_dimension == {
+            INTENT_TYPE: 5
+        }
         assert functions["opened_help"]["coverage"] == pytest.approx(1 / 5)
 
     # a category-only run (a single-dimension deployment) rewrites category rows only
