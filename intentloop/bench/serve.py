@@ -334,7 +334,7 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
                 )
                 env.record(fused_version)
                 pair = (version, fused_version)
-                fused = _fused_phase(env, opts, queries, port, worker, pair, echo)
+                fused = _paired_phase(env, opts, queries, port, worker, pair, echo)
             heads = None
             if opts.heads:
                 multi = synthetic_adapter(
@@ -345,7 +345,7 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
                     heads={INTENT_TYPE: list(INTENT_TYPES)},
                 )
                 env.record(multi)
-                heads = _fused_phase(env, opts, queries, port, worker, (version, multi), echo)
+                heads = _paired_phase(env, opts, queries, port, worker, (version, multi), echo)
         finally:
             worker.stop()
     qps = m.max_done / opts.seconds
@@ -367,27 +367,12 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
         "mean_batch_queries": m.mean_batch_queries,
         "failed_requests": m.max_failed + m.half_failed + (opts.batch1_requests - len(m.batch1_ms)),
         "version": version,
-        **_fused_summary(fused),
-        **_heads_summary(heads),
+        **_pair_summary("fused", "encoder_only", fused),
+        **_pair_summary("heads", "single_head", heads),
     }
 
 
-def _heads_summary(heads: "_FusedResults | None") -> dict[str, Any]:
-    """Phase 6: every dimension in one answer against the category alone (nulls when skipped)."""
-    if heads is None:
-        return {f"heads_{k}": None for k in ("version", "qps", "single_head_qps", "vs_single_head", "failed")}
-    return {
-        "heads_version": heads.version,
-        "heads_qps": round(heads.qps, 1),
-        "heads_single_head_qps": round(heads.encoder_only_qps, 1),
-        "heads_vs_single_head": round(heads.qps / heads.encoder_only_qps, 3)
-        if heads.encoder_only_qps
-        else None,
-        "heads_failed": heads.failed,
-    }
-
-
-def _fused_phase(
+def _paired_phase(
     env: BenchEnv,
     opts: ServeBenchOptions,
     queries: list[str],
@@ -395,26 +380,27 @@ def _fused_phase(
     worker: WorkerProcess,
     versions: tuple[str, str],
     echo: Echo,
-) -> "_FusedResults":
-    """Phase 5: closed loops on the fused version, the encoder-only one, the fused one again.
+) -> "_PairResults":
+    """Phases 5 and 6: closed loops on the second version, the first, the second again (the fused
+    version against the encoder-only one; the two-head version against the single-head one).
 
-    Fused, encoder-only, fused: both have their centre at the same moment, so a machine that warms
+    Second, first, second: both have their centre at the same moment, so a machine that warms
     up or slows down over the run (turbo, page cache, another process) biases neither side of the
-    ratio. ``versions``: (encoder-only, fused), both already recorded.
+    ratio. ``versions``: (the reference, the measured one), both already recorded.
     """
-    encoder_only, fused = versions
-    answered: dict[str, list[int]] = {encoder_only: [], fused: []}
+    reference, measured = versions
+    answered: dict[str, list[int]] = {reference: [], measured: []}
     failed = 0
-    for version in (fused, encoder_only, fused):
-        env.promote(version, "bench serve: fused vs encoder-only")
+    for version in (measured, reference, measured):
+        env.promote(version, "bench serve: paired phase")
         _serving(port, version, worker)
         echo(f"bench serve: {version}, {opts.clients} concurrent clients, {opts.seconds:.0f}s ...")
         done, n_failed, _ = asyncio.run(_closed_loop(port, queries, opts.clients, opts.seconds))
         answered[version].append(done)
         failed += n_failed
-    fused_qps = statistics.mean(answered[fused]) / opts.seconds
-    encoder_qps = statistics.mean(answered[encoder_only]) / opts.seconds
-    return _FusedResults(fused, fused_qps, encoder_qps, failed)
+    qps = statistics.mean(answered[measured]) / opts.seconds
+    reference_qps = statistics.mean(answered[reference]) / opts.seconds
+    return _PairResults(measured, qps, reference_qps, failed)
 
 
 def _serving(port: int, version: str, worker: WorkerProcess) -> None:
@@ -422,27 +408,22 @@ def _serving(port: int, version: str, worker: WorkerProcess) -> None:
 
 
 @dataclass(frozen=True)
-class _FusedResults:
+class _PairResults:
     version: str
     qps: float
-    encoder_only_qps: float  # measured between the two fused loops
+    reference_qps: float  # measured between the two loops of the measured version
     failed: int
 
 
-def _fused_summary(fused: _FusedResults | None) -> dict[str, Any]:
-    """The fused phase's figures beside the encoder-only ones (nulls when it did not run)."""
-    if fused is None:
-        keys = ("version", "qps", "encoder_only_qps", "vs_encoder_only", "failed")
-        return {f"fused_{k}": None for k in keys}
-    return {
-        "fused_version": fused.version,
-        "fused_qps": round(fused.qps, 1),
-        "fused_encoder_only_qps": round(fused.encoder_only_qps, 1),
-        "fused_vs_encoder_only": round(fused.qps / fused.encoder_only_qps, 3)
-        if fused.encoder_only_qps
-        else None,
-        "fused_failed": fused.failed,
-    }
+def _pair_summary(prefix: str, other: str, result: _PairResults | None) -> dict[str, Any]:
+    """A paired phase's figures: ``<prefix>_qps`` against ``<prefix>_<other>_qps`` measured between
+    its two loops, their ratio ``<prefix>_vs_<other>`` (nulls when the phase did not run)."""
+    keys = ("version", "qps", f"{other}_qps", f"vs_{other}", "failed")
+    if result is None:
+        return {f"{prefix}_{k}": None for k in keys}
+    ratio = round(result.qps / result.reference_qps, 3) if result.reference_qps else None
+    values = (result.version, round(result.qps, 1), round(result.reference_qps, 1), ratio, result.failed)
+    return {f"{prefix}_{k}": v for k, v in zip(keys, values, strict=True)}
 
 
 def _phases(
