@@ -27,7 +27,7 @@ import numpy as np
 from serving.exceptions import AdapterRefusedError, RefusalKind
 from store.dimensions import CATEGORY
 from trainer.artifact import load_version
-from trainer.classifier import FrozenBase, IntentClassifier, class_probabilities, head_probabilities
+from trainer.classifier import FrozenBase, IntentClassifier, head_probabilities
 from trainer.exceptions import CorruptAdapterError, IncompatibleAdapterError, ModelError
 from trainer.fused_artifact import FusedMembers, Scores
 from trainer.inputs import InputFormat
@@ -88,16 +88,10 @@ class SharedBase(FrozenBase):
     def score(self, adapter: Adapter, texts: list[str]) -> Scores:
         """The version's probabilities, one row per text (one tokenizer call, one forward pass), for
         a fused version every member's on the same rows, and every extra head's (same pass)."""
-        heads: dict[str, np.ndarray] = {}
-        if adapter.module.heads:
-            heads = head_probabilities(
-                adapter.module, self.tokenizer, texts, device=self.device, lock=self.tokenizer_lock
-            )
-            probs = heads.pop(CATEGORY)
-        else:
-            probs = class_probabilities(
-                adapter.module, self.tokenizer, texts, device=self.device, lock=self.tokenizer_lock
-            )
+        heads = head_probabilities(
+            adapter.module, self.tokenizer, texts, device=self.device, lock=self.tokenizer_lock
+        )
+        probs = heads.pop(CATEGORY)
         scores = Scores(probs) if adapter.fused is None else adapter.fused.score(texts, probs)
         return replace(scores, heads=heads) if heads else scores
 

@@ -121,9 +121,7 @@ class IntentClassifier(torch.nn.Module):
         return self.input_format.max_length
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0].float()
-        pooled = pool(hidden, attention_mask, self.input_format.pooling)
-        return self.head(self.dropout(pooled)).float()
+        return self.head(self.encode(input_ids, attention_mask)).float()
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The pooled, dropped-out encoding every head reads."""
@@ -213,34 +211,6 @@ class FrozenBase:
         return copy.deepcopy(self.encoder, memo=shared)
 
 
-def class_probabilities(
-    module: IntentClassifier,
-    tokenizer: Any,
-    texts: list[str],
-    *,
-    device: torch.device,
-    lock: threading.Lock,
-    batch_size: int | None = None,
-) -> np.ndarray:
-    """Class probabilities, one row per text: the one inference call of evaluation and serving.
-
-    ``batch_size``: texts per forward pass (``None``: all in one, the caller bounds the batch, as the
-    inference workers' micro-batcher does). ``lock`` serialises the tokenizer calls of threads
-    sharing ``tokenizer``; the forward passes run unlocked.
-    """
-    if not texts:
-        return np.zeros((0, len(module.labels)), dtype=np.float32)
-    step = batch_size or len(texts)
-    out = []
-    with torch.inference_mode(), autocast(device):
-        for i in range(0, len(texts), step):
-            with lock:
-                enc = tokenize(tokenizer, texts[i : i + step], module.input_format, batch=True)
-            logits = module(enc["input_ids"].to(device), enc["attention_mask"].to(device))
-            out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-    return out[0] if len(out) == 1 else np.concatenate(out)
-
-
 def head_probabilities(
     module: IntentClassifier,
     tokenizer: Any,
@@ -250,8 +220,13 @@ def head_probabilities(
     lock: threading.Lock,
     batch_size: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """:func:`class_probabilities` for every head at once (one encoder pass per batch): dimension
-    -> one row of probabilities per text."""
+    """Probabilities of every head, one row per text (dimension -> rows): the one inference call of
+    evaluation and serving, every head from one encoder pass per batch.
+
+    ``batch_size``: texts per forward pass (``None``: all in one, the caller bounds the batch, as the
+    inference workers' micro-batcher does). ``lock`` serialises the tokenizer calls of threads
+    sharing ``tokenizer``; the forward passes run unlocked.
+    """
     dims = [CATEGORY, *module.heads]
     widths = {CATEGORY: len(module.labels), **{d: len(lab) for d, lab in module.head_labels.items()}}
     if not texts:
@@ -266,6 +241,21 @@ def head_probabilities(
             for d in dims:
                 out[d].append(torch.softmax(logits[d].float(), dim=-1).cpu().numpy())
     return {d: rows[0] if len(rows) == 1 else np.concatenate(rows) for d, rows in out.items()}
+
+
+def class_probabilities(
+    module: IntentClassifier,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    device: torch.device,
+    lock: threading.Lock,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """The category's probabilities, one row per text (:func:`head_probabilities`' category; an
+    extra head costs one small linear layer on the same pass)."""
+    probs = head_probabilities(module, tokenizer, texts, device=device, lock=lock, batch_size=batch_size)
+    return probs[CATEGORY]
 
 
 class LoadedModel:
