@@ -17,7 +17,7 @@ import httpx
 from tqdm import tqdm
 
 from intentloop.demo_drift import DEMO_DRIFT, check_demo_drift, drift_lines
-from intentloop.jobs import train_and_maybe_promote
+from intentloop.jobs import refresh_explanations, train_and_maybe_promote
 from intentloop.labels_report import decision_line
 from intentloop.runtime import Runtime
 from intentloop.settings import Settings, StackPorts
@@ -123,6 +123,7 @@ def _close_the_loop(
     )
     echo("[6/6] asking the inference worker about held-out queries ...")
     evaluation = _evaluate_served(workers.serve_port, sim.truth, sim.intent_types, rt.settings)
+    explained = _explain_sample(rt, workers.serve_port, evaluation["samples"], promotion)
     return {
         "events_produced": {**asdict(produced), "total": produced.total},
         "ingested": ingested,
@@ -132,7 +133,27 @@ def _close_the_loop(
         "training": _training_summary(trained),
         "promotion": promotion,
         "served": {"version_before_promotion": before, **evaluation},
+        "explained": explained,
     }
+
+
+def _explain_sample(
+    rt: Runtime, port: int, samples: list[dict[str, Any]], promotion: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Why the worker answered one sample query as it did (``/v1/explain``), and the dashboard's
+    per-label view computed for the promoted version."""
+    if not promotion.get("promoted"):
+        return None
+    longest = max((s["query"] for s in samples), key=lambda q: len(q.split()), default=None)
+    if longest is None:
+        return None
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        body = (
+            client.post("/v1/explain", json={"query": " ".join(longest.split()[:8])})
+            .raise_for_status()
+            .json()
+        )
+    return {**body, "per_label_view": refresh_explanations(rt, promotion["version"])}
 
 
 # The demo trains on a few minutes of one small shop: on the easy shop (catalogue words only) TF-IDF
@@ -452,4 +473,12 @@ def _print_summary(s: dict[str, Any], echo: Echo) -> None:
             f" | {intent['label'] or 'abstained'} {intent['labels'][0]['probability']:.2f}" if intent else ""
         )
         echo(f"    {sample['query']!r:<36} -> {tops}{kind}")
+    ex = s.get("explained")
+    if ex:
+        words = "  ".join(f"{w['word']} {w['attribution']:+.2f}" for w in ex["words"])
+        echo(
+            f"  why ({ex['method']}, {ex['elapsed_ms']:.0f} ms) {ex['query']!r} -> {ex['label']} "
+            f"{ex['probability']:.2f}: {words}"
+        )
+        echo(f"  per-label view      {ex['per_label_view']} (dashboard, `intentloop explain --stored`)")
     echo(f"  wall time           {s['wall_s']:.0f}s")

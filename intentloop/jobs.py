@@ -7,6 +7,7 @@ from typing import Any
 
 from intentloop.runtime import Runtime
 from store import versions
+from store.dimensions import CATEGORY
 from store.exceptions import IntentloopError
 from store.models import TrainingRun
 from store.training import RESUMABLE, TrainingLock, latest_run, mark_dead_runs
@@ -125,7 +126,29 @@ def _train_locked(
     result = _result(outcome, gate, train)
     if promote and gate.decision.blessed:
         result.update(_promote_blessed(rt, outcome, gate, champion))
+        if result.get("promoted") and rt.settings.serve.explain.refresh_on_promote:
+            result["explanations"] = refresh_explanations(rt, outcome.version)
     return result
+
+
+def refresh_explanations(rt: Runtime, version: str) -> str:
+    """The dashboard's per-label view recomputed for a newly promoted ``version``; what happened.
+
+    Best effort: the promotion has happened whatever this says (no recent traffic, say), and the
+    operator can run ``intentloop explain`` later.
+    """
+    from intentloop.explanations import compute_global_view, load_target
+    from trainer.exceptions import ModelError
+
+    try:
+        loaded = load_target(rt, version, None, CATEGORY)
+        view = compute_global_view(
+            rt, loaded, method=rt.settings.serve.explain.method, on_total=lambda _: None, on_each=lambda: None
+        )
+    except (IntentloopError, ModelError) as exc:
+        log.warning("per-label explanations not refreshed for %s: %s", version, exc)
+        return f"not refreshed: {exc}"
+    return f"refreshed with {view.method}: {len({w.label for w in view.words})} labels explained"
 
 
 def _mark_dead_runs(rt: Runtime) -> None:

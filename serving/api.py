@@ -9,13 +9,17 @@ and every response, and every prediction in it, names the adapter version that p
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+from aiolimiter import AsyncLimiter
 from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -23,22 +27,31 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import Request as StarletteRequest
 
+from serving.adapters import Adapter
 from serving.batcher import MicroBatcher
-from serving.exceptions import NotReadyError, ServingError, UnknownMarketError
-from serving.host import Answer, ModelHost, Prediction, Request
+from serving.exceptions import ExplainError, NotReadyError, ServingError, UnknownMarketError
+from serving.explain.explainer import Explanation, explain
+from serving.explain.methods import METHODS
+from serving.explain.target import Target
+from serving.explain.words import split_query
+from serving.host import Answer, ModelHost, Prediction, Request, ScoreRequest
 from serving.metrics import CONTENT_TYPE
 from serving.schemas import (
     AliasBody,
     AliasMoveOut,
     DimensionPrediction,
+    ExplainRequest,
+    ExplainResponse,
     IntentRequest,
     IntentResponse,
     LabelScore,
+    MemberEffectOut,
     MemberPrediction,
     PromoteBody,
     QueryPrediction,
+    WordScore,
 )
-from serving.settings import ServeSettings
+from serving.settings import ExplainSettings, ServeSettings
 from store.db import Database
 from store.dimensions import CATEGORY
 from store.exceptions import IntentloopError, StoreUnavailableError, VersionNotFoundError
@@ -54,8 +67,14 @@ from store.versions import (
     retire_alias,
     rollback,
 )
+from trainer.fused_artifact import Scores
 
-_PATHS = {"/v1/intent", "/healthz", "/readyz", "/metrics"}
+T = TypeVar("T")
+
+# One queue for intent requests and an explanation's texts, which ride in the same forward passes.
+Batcher = MicroBatcher[Request | ScoreRequest, Answer | Scores]
+
+_PATHS = {"/v1/intent", "/v1/explain", "/healthz", "/readyz", "/metrics"}
 
 
 def _printable(value: Any) -> Any:
@@ -127,7 +146,7 @@ def create_api(
         description="Intent labels for search queries from hot-swapped LoRA adapters.",
         lifespan=_lifespan(on_shutdown),
     )
-    batcher: MicroBatcher[Request, Answer] = MicroBatcher(
+    batcher: Batcher = MicroBatcher(
         host.run_group,  # type: ignore[arg-type]  # ServingError is an Exception
         size=lambda r: len(r.texts),
         max_queries=settings.batch_max_queries,
@@ -139,6 +158,7 @@ def create_api(
     # FastAPI dispatches included routers through an extra matching layer that cost ~30-40 us of
     # CPU per request (measured: /healthz +20%, /v1/intent +5%), and /v1/intent is the hot path.
     _add_intent_route(api, host, settings, batcher)
+    _add_explain_route(api, host, settings, batcher)
     _add_probes(api, host, worker_id)
     _add_admin_routes(api, admin)
     api.add_middleware(_MetricsMiddleware, host=host)
@@ -169,9 +189,7 @@ async def _invalid(request: StarletteRequest, exc: RequestValidationError) -> JS
 # --------------------------------------------------------------------------- /v1/intent
 
 
-def _add_intent_route(
-    api: FastAPI, host: ModelHost, settings: ServeSettings, batcher: MicroBatcher[Request, Answer]
-) -> None:
+def _add_intent_route(api: FastAPI, host: ModelHost, settings: ServeSettings, batcher: "Batcher") -> None:
     @api.post(
         "/v1/intent",
         response_model=IntentResponse,
@@ -189,6 +207,7 @@ def _add_intent_route(
             raise HTTPException(503, str(exc)) from exc
         except ServingError as exc:
             raise HTTPException(422, str(exc)) from exc
+        assert isinstance(answer, Answer)  # an intent Request is answered with an Answer
         return _intent_response(req, texts, answer)
 
 
@@ -251,6 +270,149 @@ def _query_prediction(raw: str, p: Prediction) -> QueryPrediction:
 
 def _scores(labels: list[tuple[str, float]]) -> list[LabelScore]:
     return [LabelScore(label=lab, probability=pr) for lab, pr in labels]
+
+
+# --------------------------------------------------------------------------- /v1/explain
+
+
+def _add_explain_route(api: FastAPI, host: ModelHost, settings: ServeSettings, batcher: "Batcher") -> None:
+    """``/v1/explain``: at most ``explain.concurrency`` at once (429 beyond), each on a thread of its
+    own whose model calls queue on the batcher's model thread between intent micro-batches."""
+    cfg = settings.explain
+    pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="explain")
+    busy = [0]  # explanations running; read and written on the event loop only
+    # What every explanation on this worker may score, together, per second: beyond it they wait,
+    # so explanation traffic takes a bounded share of the model whatever arrives.
+    budget = AsyncLimiter(cfg.texts_per_s, 1.0)
+    metrics = host.metrics
+
+    @api.post(
+        "/v1/explain",
+        response_model=ExplainResponse,
+        response_model_exclude_none=True,
+        responses={
+            422: {"description": "bad query, label, method or dimension"},
+            429: {"description": "every explanation slot of this worker is busy"},
+            503: {"description": "no adapter loaded"},
+        },
+    )
+    async def explain_route(req: ExplainRequest) -> ExplainResponse:
+        """Which words of the query pushed the serving version toward a label, and by how much."""
+        method = req.method or cfg.method
+        query = split_query(req.query)
+        problem = _explain_problem(req, method, len(query.words), host, settings)
+        if problem is not None:
+            metrics.explanations.labels("invalid").inc()
+            raise HTTPException(422, problem)
+        if busy[0] >= cfg.concurrency:
+            metrics.explanations.labels("busy").inc()
+            raise HTTPException(
+                429, f"{busy[0]} explanations are running on this worker; retry shortly", {"Retry-After": "1"}
+            )
+        busy[0] += 1
+        metrics.explain_running.set(busy[0])
+        try:
+            request = Request(texts=[query.text], market=req.market, session=req.session_id)
+            alias, adapter = host.resolve(request)
+            loop = asyncio.get_running_loop()
+            target = Target(
+                host.base,
+                adapter,
+                dimension=req.dimension,
+                run=functools.partial(_on_model_thread, batcher, loop, budget, cfg),
+                scorer=functools.partial(_ride_along, batcher, loop, budget, cfg),
+                chunk=cfg.chunk,
+            )
+            done = await loop.run_in_executor(
+                pool,
+                lambda: explain(
+                    query, target, method=method, label=req.label, budget=cfg.budget, top_k=req.top_k
+                ),
+            )
+        except NotReadyError as exc:
+            raise HTTPException(503, str(exc)) from exc
+        except (ExplainError, UnknownMarketError) as exc:
+            metrics.explanations.labels("invalid").inc()
+            raise HTTPException(422, str(exc)) from exc
+        finally:
+            busy[0] -= 1
+            metrics.explain_running.set(busy[0])
+        metrics.explanations.labels("ok").inc()
+        metrics.explain_seconds.labels(method).observe(done.elapsed_ms / 1000)
+        return _explain_response(done, alias, req.market)
+
+
+def _ride_along(
+    batcher: Batcher,
+    loop: asyncio.AbstractEventLoop,
+    budget: AsyncLimiter,
+    cfg: ExplainSettings,
+    adapter: Adapter,
+    texts: list[str],
+) -> Scores:
+    """Score an explanation's texts (from its thread) in the next micro-batch, once the worker's
+    explanation budget allows them. They join whatever intent requests are waiting: a few more rows
+    in a forward pass that runs anyway cost less than a pass of their own (waiting for an idle
+    moment made them run alone, and measured worse for the intent p99)."""
+
+    async def submit() -> Answer | Scores:
+        await budget.acquire(len(texts))
+        return await batcher.submit(ScoreRequest(adapter, texts))
+
+    result = asyncio.run_coroutine_threadsafe(submit(), loop).result()
+    assert isinstance(result, Scores)
+    return result
+
+
+def _on_model_thread(
+    batcher: Batcher,
+    loop: asyncio.AbstractEventLoop,
+    budget: AsyncLimiter,
+    cfg: ExplainSettings,
+    fn: Callable[[], T],
+) -> T:
+    """Run an explanation's own model work (integrated gradients: as many texts as steps) on the
+    model thread, within the budget, as a low-priority call between micro-batches."""
+    asyncio.run_coroutine_threadsafe(budget.acquire(min(cfg.ig_steps, cfg.texts_per_s)), loop).result()
+    return batcher.call(fn, defer_s=cfg.defer_ms / 1000)
+
+
+def _explain_problem(
+    req: ExplainRequest, method: str, words: int, host: ModelHost, settings: ServeSettings
+) -> str | None:
+    """Why ``req`` cannot be explained (a 422's message), or None."""
+    if method not in METHODS:
+        return f"unknown method {method!r}; choose one of {list(METHODS)}"
+    if len(req.query) > settings.max_query_chars:
+        return f"query exceeds {settings.max_query_chars} characters"
+    if words == 0:
+        return "the query must contain non-whitespace text"
+    if words > settings.explain.max_words:
+        return f"query has {words} words; explanations take at most {settings.explain.max_words}"
+    try:
+        host.check_market(req.market)
+    except UnknownMarketError as exc:
+        return str(exc)
+    return None
+
+
+def _explain_response(e: Explanation, alias: str, market: str | None) -> ExplainResponse:
+    return ExplainResponse(
+        query=e.query,
+        version=e.version,
+        alias=alias,
+        market=market,
+        dimension=e.dimension,
+        label=e.label,
+        probability=e.probability,
+        empty_probability=e.empty_probability,
+        method=e.method,
+        words=[WordScore(word=w.word, start=w.start, end=w.end, attribution=w.attribution) for w in e.words],
+        labels=_scores(e.top_labels),
+        members=None if e.members is None else [MemberEffectOut(**dataclasses.asdict(m)) for m in e.members],
+        model_calls=e.model_calls,
+        elapsed_ms=e.elapsed_ms,
+    )
 
 
 # --------------------------------------------------------------------------- probes

@@ -12,6 +12,7 @@ flip always lands between two groups.
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R")  # a request
 A = TypeVar("A")  # its answer (or the exception to raise for it)
+T = TypeVar("T")
 
 
 class MicroBatcher(Generic[R, A]):
@@ -41,12 +43,17 @@ class MicroBatcher(Generic[R, A]):
         self._queue: asyncio.Queue[tuple[R, asyncio.Future[A]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set while no request waits to be grouped: low-priority work submitted now queues behind
+        # at most the group being computed (and delays the next group by itself alone).
+        self._idle = threading.Event()
+        self._idle.set()
 
     async def submit(self, request: R) -> A:
         """The answer to ``request``, computed in a group with whatever else is waiting."""
         queue = self._ensure_running()
         future: asyncio.Future[A] = asyncio.get_running_loop().create_future()
         await queue.put((request, future))
+        self._idle.clear()
         return await future
 
     def _ensure_running(self) -> asyncio.Queue[tuple[R, asyncio.Future[A]]]:
@@ -84,6 +91,8 @@ class MicroBatcher(Generic[R, A]):
                     break
                 group.append(item)
                 total += n
+            if carry is None and queue.empty():
+                self._idle.set()
             live = [(r, f) for r, f in group if not f.done()]  # a cancelled client needs no answer
             if not live:
                 continue
@@ -99,6 +108,21 @@ class MicroBatcher(Generic[R, A]):
                     fut.set_exception(ans)
                 else:
                     fut.set_result(ans)
+
+    def call(self, fn: Callable[[], T], *, defer_s: float = 0.0) -> T:
+        """Run ``fn`` on the model thread from any other thread and wait for it: how explanations
+        put their model calls in line between micro-batches instead of running beside them.
+
+        ``defer_s``: low priority. ``fn`` waits until no request waits to be grouped (or ``defer_s``
+        has passed, so it cannot starve under constant load), then queues behind at most the group
+        being computed: the next group is delayed by this one call, never by a whole explanation.
+        """
+        self.wait_idle(defer_s)
+        return self._executor.submit(fn).result()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block (another thread) until no request waits to be grouped, at most ``timeout_s``."""
+        return timeout_s <= 0 or self._idle.wait(timeout_s)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -36,3 +36,12 @@ class AdapterRefusedError(ServingError):
     def __init__(self, version: str, kind: RefusalKind, reason: str) -> None:
         super().__init__(f"adapter {version} refused ({kind}): {reason}")
         self.version, self.kind, self.reason = version, kind, reason
+
+
+class ExplainError(ServingError):
+    """An explanation that cannot be given as asked: an unknown label, method or dimension, a query
+    with no words or more than the configured limit."""
+
+
+class ExplainBusyError(ServingError):
+    """Every explanation slot of this worker is taken (INTENTLOOP_SERVE__EXPLAIN__CONCURRENCY)."""

@@ -18,10 +18,11 @@ and rollback never look inside it; only a request asking for ``members`` sees it
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, overload
 
 import numpy as np
 
@@ -55,6 +56,20 @@ class Request:
     session: str | None = None  # stickiness key for the canary split
     members: bool = False  # also each member's top labels and weight (fused versions only)
     dimensions: tuple[str, ...] | None = None  # extra label dimensions to answer; None: every one
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Texts to score on one loaded version: an explanation's perturbations of a query.
+
+    Not routed (the explanation holds the version it explains, so a swap mid-explanation cannot
+    mix versions in it), not counted or tallied as served predictions (they are not traffic); they
+    ride in the next micro-batch of that version, whose one forward pass costs little more for a
+    few extra texts than a call of their own would.
+    """
+
+    adapter: Adapter
+    texts: list[str]
 
 
 @dataclass(frozen=True)
@@ -257,12 +272,29 @@ class ModelHost:
             )
         return champion, adapter
 
-    def run_group(self, requests: list[Request]) -> list[Answer | ServingError]:
-        """Answer a micro-batch: one routing read, one model call per version in the group."""
+    def resolve(self, req: Request) -> tuple[str, Adapter]:
+        """The alias and adapter that answer ``req`` now: what ``/v1/explain`` explains, so an
+        explanation names the version ``/v1/intent`` would use for the same request."""
+        return self.route(self._routing.slots, req)
+
+    @overload
+    def run_group(self, requests: Sequence[Request]) -> list[Answer | ServingError]: ...
+
+    @overload
+    def run_group(
+        self, requests: Sequence[Request | ScoreRequest]
+    ) -> list[Answer | Scores | ServingError]: ...
+
+    def run_group(self, requests: Sequence[Request | ScoreRequest]) -> list[Any]:
+        """Answer a micro-batch: one routing read, one model call per version in the group
+        (an explanation's :class:`ScoreRequest` gets its rows of the call's :class:`Scores`)."""
         slots = self._routing.slots  # read once: every request below sees the same versions
-        results: list[Answer | ServingError] = [NotReadyError("not routed")] * len(requests)
-        groups: dict[str, tuple[Adapter, list[tuple[int, str]]]] = {}
+        results: list[Answer | Scores | ServingError] = [NotReadyError("not routed")] * len(requests)
+        groups: dict[str, tuple[Adapter, list[tuple[int, str | None]]]] = {}
         for i, req in enumerate(requests):
+            if isinstance(req, ScoreRequest):
+                groups.setdefault(req.adapter.version, (req.adapter, []))[1].append((i, None))
+                continue
             try:
                 alias, adapter = self.route(slots, req)
             except ServingError as exc:
@@ -281,28 +313,40 @@ class ModelHost:
             scores = self.base.score(adapter, texts)
             self.metrics.batch_queries.observe(len(texts))
             row = 0
-            tops: list[str] = []
-            for i, alias in routed:
+            served: list[int] = []  # rows of routed requests: what the drift tally counts
+            for i, routed_by in routed:
                 req = requests[i]
-                preds = [_predict(q, scores, row + j, adapter, req) for j, q in enumerate(req.texts)]
-                row += len(req.texts)
-                results[i] = Answer(adapter.version, alias, preds)
-                self.metrics.predictions.labels(alias).inc(len(req.texts))
-                tops.extend(p.labels[0][0] for p in preds if p.labels)
-            self.tally.add(adapter.version, tops)  # once per model call, not per request
-            for dimension, probs in scores.heads.items():  # every head answered every text
-                labels = adapter.module.head_labels[dimension]
-                self.tally.add(
-                    adapter.version, [labels[int(i)] for i in probs.argmax(axis=1)], dimension=dimension
-                )
+                n = len(req.texts)
+                if isinstance(req, ScoreRequest) or routed_by is None:
+                    results[i] = scores.rows(row, row + n)
+                else:
+                    preds = [_predict(q, scores, row + j, adapter, req) for j, q in enumerate(req.texts)]
+                    results[i] = Answer(adapter.version, routed_by, preds)
+                    self.metrics.predictions.labels(routed_by).inc(n)
+                    served.extend(range(row, row + n))
+                row += n
+            self._tally(adapter, scores, served)
         self.metrics.batch_requests.observe(len(requests))
         return results
+
+    def _tally(self, adapter: Adapter, scores: Scores, rows: list[int]) -> None:
+        """What ``rows`` of a model call were answered, every head's, once per call for the drift job."""
+        if not rows:
+            return
+        tops = scores.probs[rows].argmax(axis=1)
+        self.tally.add(adapter.version, [adapter.labels[int(j)] for j in tops])
+        for dimension, probs in scores.heads.items():  # every head answered every text
+            labels = adapter.module.head_labels[dimension]
+            self.tally.add(
+                adapter.version, [labels[int(j)] for j in probs[rows].argmax(axis=1)], dimension=dimension
+            )
 
     def predict(self, req: Request) -> Answer:
         """One request on the caller's thread (the stream agent, benchmarks, tests)."""
         result = self.run_group([req])[0]
         if isinstance(result, ServingError):
             raise result
+        assert isinstance(result, Answer)
         return result
 
 

@@ -7,13 +7,14 @@ routing, so it can never disagree with what answers requests.
 
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
+_EXPLAIN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
@@ -35,7 +36,7 @@ class _ServedVersions(Collector):
 
 
 class ServingMetrics:
-    """Requests, latency, micro-batch sizes, swaps, refusals and the served versions."""
+    """Requests, latency, micro-batch sizes, swaps, refusals, explanations and the served versions."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -73,6 +74,22 @@ class ServingMetrics:
         )
         self.refusals = Counter(
             "intentloop_adapter_refusals", "adapters refused, by reason", ["reason"], registry=r
+        )
+        self.explain_seconds = Histogram(
+            "intentloop_explain_seconds",
+            "time to compute one explanation, by method (queueing for a slot excluded)",
+            ["method"],
+            buckets=_EXPLAIN_BUCKETS,
+            registry=r,
+        )
+        self.explanations = Counter(
+            "intentloop_explanations",
+            "explanation requests by outcome: ok, busy (429: every slot taken), invalid (4xx)",
+            ["outcome"],
+            registry=r,
+        )
+        self.explain_running = Gauge(
+            "intentloop_explanations_running", "explanations being computed now", registry=r
         )
         self._served: Callable[[], Mapping[str, str]] = dict
 

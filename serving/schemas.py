@@ -120,3 +120,67 @@ class AliasMoveOut(BaseModel):
     alias: str
     version: str
     previous: str | None
+
+
+class ExplainRequest(BaseModel):
+    """One query to explain, routed as ``/v1/intent`` would route it (market, canary session)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, description="the search query, as the shopper typed it")
+    label: str | None = Field(
+        default=None, min_length=1, max_length=128, description="label to explain (default: the top one)"
+    )
+    dimension: str = Field(
+        default="category", min_length=1, max_length=32, description="label dimension (e.g. intent_type)"
+    )
+    method: str | None = Field(
+        default=None,
+        description="shap, ig, lime or occlusion (default: INTENTLOOP_SERVE__EXPLAIN__METHOD)",
+    )
+    market: str | None = Field(default=None, pattern=MARKET_PATTERN, description="adapter set to use")
+    session_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="sticky canary assignment key"
+    )
+    top_k: int = Field(default=3, ge=1, le=50, description="top labels returned beside the explanation")
+
+
+class WordScore(BaseModel):
+    word: str = Field(description="a word of the query as typed (Chinese: a segmented word)")
+    start: int = Field(description="offset of the word in the query (characters)")
+    end: int
+    attribution: float = Field(
+        description="how much the word pushed the label's probability (negative: away from it)"
+    )
+
+
+class MemberEffectOut(BaseModel):
+    name: str
+    kind: str = Field(description="adapter, lexical or memory")
+    weight: float = Field(description="the member's fusion weight in this version")
+    probability: float = Field(description="the member's own probability of the label")
+    moved: float = Field(
+        description="fused probability of the label minus the fused probability with this member "
+        "answering uniformly (the memory: abstaining)"
+    )
+
+
+class ExplainResponse(BaseModel):
+    query: str
+    version: str = Field(description="the adapter version explained: the one /v1/intent would use")
+    alias: str = Field(description="the alias that routed here: champion or canary (.market)")
+    market: str | None
+    dimension: str
+    label: str = Field(description="the label explained")
+    probability: float = Field(description="the label's probability for the whole query")
+    empty_probability: float = Field(description="the label's probability for the empty query")
+    method: str
+    words: list[WordScore]
+    labels: list[LabelScore] = Field(description="the dimension's top labels for the query")
+    members: list[MemberEffectOut] | None = Field(
+        default=None,
+        description="a fused version's members and how much each moved the decision (category only; "
+        "absent for ig, which explains the encoder member)",
+    )
+    model_calls: int = Field(description="texts the explanation scored (integration steps for ig)")
+    elapsed_ms: float

@@ -1,6 +1,74 @@
 """Settings section owned by the inference workers."""
 
-from pydantic import BaseModel, Field, SecretStr
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+ExplainMethod = Literal["shap", "ig", "lime", "occlusion"]
+
+
+class ExplainSettings(BaseModel):
+    """Explanations (``POST /v1/explain``, ``intentloop explain``): the method and what one may cost."""
+
+    method: ExplainMethod = Field(
+        default="occlusion",
+        description="default attribution method: occlusion (leave one word out), shap (partition "
+        "explainer, Owen values), ig (integrated gradients on the embeddings) or lime; occlusion "
+        "measured most faithful per millisecond in `intentloop bench explain` (docs/explanations.md)",
+    )
+    budget: int = Field(
+        default=64,
+        ge=4,
+        le=2048,
+        description="model evaluations shap and lime may spend per explanation; integration steps "
+        "of ig are a quarter of it",
+    )
+    texts_per_s: float = Field(
+        default=12.0,
+        gt=0,
+        description="texts all explanations of one worker may score per second together, a leaky "
+        "bucket: a burst that size is immediate, sustained explanation traffic waits (about two "
+        "occlusion explanations of five words a second). Every text costs what a query costs: at "
+        "half load on this 2-core CPU, 40/s raised the intent p99 by a third, 10/s by under a tenth",
+    )
+    max_words: int = Field(default=16, ge=1, le=128, description="words a query may have (422 above)")
+    concurrency: int = Field(
+        default=1,
+        ge=1,
+        description="explanations one worker computes at once; another request then gets a 429",
+    )
+    chunk: int = Field(
+        default=8,
+        ge=1,
+        description="texts an explanation adds to one micro-batch (its texts ride in the intent "
+        "batches' forward passes): bounds what it adds to any one of them; at most texts_per_s",
+    )
+    defer_ms: float = Field(
+        default=200.0,
+        ge=0,
+        description="how long the gradient method's own forward and backward pass waits for no "
+        "intent request to be waiting before it runs on the model thread anyway (low priority)",
+    )
+    sample: int = Field(default=300, ge=10, description="distinct recent queries the per-label view explains")
+    refresh_on_promote: bool = Field(
+        default=True,
+        description="recompute the dashboard's per-label view when the training job promotes a "
+        "version (`intentloop explain` recomputes it on demand)",
+    )
+    sample_days: float = Field(
+        default=7.0, gt=0, description="how far back the per-label view samples traffic"
+    )
+
+    @property
+    def ig_steps(self) -> int:
+        """Integration steps of ``ig``: a quarter of the evaluation budget."""
+        return max(2, self.budget // 4)
+
+    @model_validator(mode="after")
+    def _chunks_fit_the_budget(self) -> "ExplainSettings":
+        if self.chunk > self.texts_per_s:
+            raise ValueError(f"chunk ({self.chunk}) must not exceed texts_per_s ({self.texts_per_s:g})")
+        return self
 
 
 class ServeSettings(BaseModel):
@@ -46,6 +114,7 @@ class ServeSettings(BaseModel):
     refused_retry_s: float = Field(default=60.0, gt=0, description="when a refused version is tried again")
     admin_token: SecretStr | None = Field(default=None, description="bearer token of /admin/*; unset: off")
     torch_threads: int = Field(default=0, ge=0, description="intra-op threads of the model; 0: every core")
+    explain: ExplainSettings = Field(default_factory=ExplainSettings)
     omp_passive: bool = Field(
         default=True, description="OMP_WAIT_POLICY=PASSIVE in workers: idle model threads yield the CPU"
     )

@@ -4,6 +4,7 @@ import gc
 import logging
 import os
 import socket
+import threading
 
 import uvicorn
 
@@ -84,6 +85,16 @@ def start_watched_host(
     return host, watcher
 
 
+def _warm_explainer(method: str) -> None:
+    """The default explanation method, ready before its first request (a failure only costs time)."""
+    from serving.explain.methods import warm_up
+
+    try:
+        warm_up(method)
+    except Exception:  # the first /v1/explain will import it again and report any real error
+        log.exception("could not warm up the %s explainer", method)
+
+
 def run_serve(
     db: Database,
     registry: RedisRegistry,
@@ -96,6 +107,9 @@ def run_serve(
     """Serve until SIGTERM/SIGINT. Not ready (503) until the champion adapter is loaded."""
     wid = worker_id or default_worker_id()
     host, watcher = start_watched_host(db, registry, artifacts, model, serve, wid)
+    threading.Thread(
+        target=_warm_explainer, args=(serve.explain.method,), name="explain-warm-up", daemon=True
+    ).start()
     token = serve.admin_token.get_secret_value() if serve.admin_token else None
     admin = Admin(db, registry, token, on_move=watcher.poke)
     api = create_api(host, serve, worker_id=wid, admin=admin, on_shutdown=watcher.stop)

@@ -286,3 +286,40 @@ class DriftReport(Base):
         UniqueConstraint("stream", "reference", "window_start", "window_end", name="uq_drift_reports_window"),
         Index("ix_drift_reports_window_end", "window_end"),
     )
+
+
+class ExplanationWord(Base):
+    """How much one word pushes queries toward one label, over the sampled recent traffic one
+    adapter version explained (issue #15's global view). ``share`` is the spurious-cue signal: of
+    the sampled queries holding the word, the share explained for this label (1.0: never seen
+    with any other label)."""
+
+    __tablename__ = "explanation_words"
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # store.dimensions: the head explained (category, intent_type)
+    dimension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(String(128), primary_key=True)
+    word: Mapped[str] = mapped_column(String(128), primary_key=True)
+    attribution: Mapped[float] = mapped_column(Float)  # traffic-weighted mean toward the label
+    total: Mapped[float] = mapped_column(Float)  # sum over queries of attribution x searches
+    queries: Mapped[int] = mapped_column(Integer)
+    searches: Mapped[int] = mapped_column(Integer)
+    share: Mapped[float] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(16))
+    computed_at: Mapped[datetime]
+
+
+class ExplanationExample(Base):
+    """One sampled query of a global view as explained: its label, probability and per-word
+    attributions (``words``: ``[[word, attribution], ...]`` in query order)."""
+
+    __tablename__ = "explanation_examples"
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    query: Mapped[str] = mapped_column(Text, primary_key=True)
+    label: Mapped[str] = mapped_column(String(128))
+    probability: Mapped[float] = mapped_column(Float)
+    searches: Mapped[int] = mapped_column(Integer)
+    words: Mapped[list[Any]] = mapped_column(JSONB)
+    method: Mapped[str] = mapped_column(String(16))
+    computed_at: Mapped[datetime]

@@ -105,6 +105,14 @@ class Scores:
     # intent type); the category is ``probs``
     heads: Mapping[str, np.ndarray] = field(default_factory=dict)
 
+    def rows(self, start: int, stop: int) -> "Scores":
+        """Rows ``start:stop`` of every array: one request's share of a micro-batch's answer."""
+
+        def cut(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {k: v[start:stop] for k, v in arrays.items()}
+
+        return Scores(self.probs[start:stop], cut(self.members), cut(self.voted), cut(self.heads))
+
 
 class FusedMembers:
     """A fused version's lexical member, behaviour memory and fusion, loaded and cross-checked."""

@@ -17,7 +17,13 @@ configured encoder, default all-MiniLM-L6-v2; serving cost does not depend on wh
 6. heads (``--heads``, the default): a version of the same adapter with a second head (the intent
    type, ``serving.synthetic.synthetic_adapter(heads=...)``), every answer carrying both
    dimensions, against the single-head version, in the same multi, single, multi order:
-   ``heads_qps``, ``heads_single_head_qps`` and ``heads_vs_single_head`` (issue 14: >= 0.9).
+   ``heads_qps``, ``heads_single_head_qps`` and ``heads_vs_single_head`` (issue 14: >= 0.9);
+7. explain (``--explain-clients``, 2 by default; 0 skips it): phase 4 again, the same open loop at
+   half rate, while that many clients ask ``/v1/explain`` back to back (the worker's default method
+   and limits; a 429 is answered by waiting 50 ms, as a polite client does): ``explain_p50_ms`` /
+   ``explain_p99_ms`` of the intent answers beside phase 4's, the explanations answered, refused
+   (429) and their latency. Explanations queue their model calls between micro-batches, so the
+   intent p99 may grow by about one explanation chunk, never by a whole explanation.
 
 The worker is a real ``intentloop worker serve`` process. The clients speak minimal HTTP/1.1 over
 keep-alive connections (a few microseconds of CPU per request instead of a general HTTP client's
@@ -73,6 +79,7 @@ class ServeBenchOptions:
     seed: int = 5
     fused: bool = True  # phase 5: the same worker on a fused version
     heads: bool = True  # phase 6: the same worker on a version with an intent-type head
+    explain_clients: int = 2  # phase 7: clients asking /v1/explain during the half-rate loop (0: skip)
 
 
 # ---------------------------------------------------------------- servers and adapters
@@ -240,6 +247,45 @@ async def _closed_loop(
     return len(lat), failed, lat if time.perf_counter() - t0 > 0 else []
 
 
+@dataclass(frozen=True)
+class _Explained:
+    """Phase 7: the intent answers at half rate while explanations ran, and the explanations."""
+
+    intent_ms: list[float]
+    intent_failed: int
+    explain_ms: list[float]
+    busy: int  # 429: every explanation slot taken
+    failed: int  # any other non-200
+
+
+async def _mixed(
+    port: int, queries: list[str], rate: float, seconds: float, pool: int, clients: int
+) -> _Explained:
+    """The half-rate open loop with ``clients`` explanation clients running beside it."""
+    short = [q for q in queries if len(q.split()) <= 8] or queries
+    stop = time.perf_counter() + seconds
+    lat: list[float] = []
+    counts = {"busy": 0, "failed": 0}
+
+    async def explainer(k: int) -> None:
+        conn, i = Conn(port), k
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            status, _ = await conn.post("/v1/explain", {"query": short[i % len(short)]})
+            i += clients
+            if status == 200:
+                lat.append((time.perf_counter() - t) * 1000)
+            else:  # 429: every slot busy; anything else is a failure; either way, back off a little
+                counts["busy" if status == 429 else "failed"] += 1
+                await asyncio.sleep(0.05)
+        await conn.close()
+
+    explaining = [asyncio.create_task(explainer(k)) for k in range(clients)]
+    intent_ms, intent_failed = await _open_loop(port, queries, rate, seconds, pool)
+    await asyncio.gather(*explaining)
+    return _Explained(intent_ms, intent_failed, lat, counts["busy"], counts["failed"])
+
+
 async def _open_loop(
     port: int, queries: list[str], rate: float, seconds: float, pool: int
 ) -> tuple[list[float], int]:
@@ -303,6 +349,7 @@ class _ServeResults:
     half_latencies_ms: list[float]
     half_failed: int
     mean_batch_queries: float | None
+    explained: _Explained | None
 
 
 def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> dict[str, Any]:
@@ -369,6 +416,7 @@ def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> 
         "version": version,
         **_pair_summary("fused", "encoder_only", fused),
         **_pair_summary("heads", "single_head", heads),
+        **_explain_summary(m.explained, percentile(m.half_latencies_ms, 99), opts.seconds),
     }
 
 
@@ -447,6 +495,41 @@ def _phases(
     half = qps / 2
     echo(f"bench serve: max {qps:,.0f} queries/s; open loop at {half:,.0f}/s, {opts.seconds:.0f}s ...")
     lat_half, failed_half = asyncio.run(_open_loop(port, queries, half, opts.seconds, pool=opts.clients))
+    batch_mean = _batch_mean(port)
+    explained = None
+    if opts.explain_clients:
+        echo(f"bench serve: open loop at {half:,.0f}/s with {opts.explain_clients} explanation clients ...")
+        explained = asyncio.run(_mixed(port, queries, half, opts.seconds, opts.clients, opts.explain_clients))
     return _ServeResults(
-        raw_qps, b1, done, failed_max, lat_max, half, lat_half, failed_half, _batch_mean(port)
+        raw_qps, b1, done, failed_max, lat_max, half, lat_half, failed_half, batch_mean, explained
     )
+
+
+def _explain_summary(e: _Explained | None, half_p99: float, seconds: float) -> dict[str, Any]:
+    """Phase 7's figures (nulls when it did not run)."""
+    keys = (
+        "p50_ms",
+        "p99_ms",
+        "p99_vs_half_rate",
+        "answered",
+        "per_s",
+        "busy",
+        "failed",
+        "latency_p50_ms",
+        "latency_p99_ms",
+    )
+    if e is None:
+        return {f"explain_{k}": None for k in keys}
+    p99 = percentile(e.intent_ms, 99)
+    values = (
+        round(percentile(e.intent_ms, 50), 2),
+        round(p99, 2),
+        round(p99 / half_p99, 3) if half_p99 else None,
+        len(e.explain_ms),
+        round(len(e.explain_ms) / seconds, 2),
+        e.busy,
+        e.failed + e.intent_failed,
+        round(percentile(e.explain_ms, 50), 1) if e.explain_ms else None,
+        round(percentile(e.explain_ms, 99), 1) if e.explain_ms else None,
+    )
+    return {f"explain_{k}": v for k, v in zip(keys, values, strict=True)}

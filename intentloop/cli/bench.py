@@ -2,11 +2,14 @@
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import click
 
 from intentloop.cli.common import load_settings, shoppers_option
+from serving.settings import ExplainMethod
+
+METHODS = get_args(ExplainMethod)
 
 if TYPE_CHECKING:
     from intentloop.bench.train_text import Slice
@@ -176,14 +179,27 @@ def bench_train(
     show_default=True,
     help="Also serve the same adapter with an intent-type head (both dimensions in every answer).",
 )
+@click.option(
+    "--explain-clients",
+    default=2,
+    show_default=True,
+    help="Clients asking /v1/explain during a second half-rate loop (0: skip that phase).",
+)
 def bench_serve(
-    clients: int, seconds: float, batch1_requests: int, seed: int, fused: bool, heads: bool
+    clients: int,
+    seconds: float,
+    batch1_requests: int,
+    seed: int,
+    fused: bool,
+    heads: bool,
+    explain_clients: int,
 ) -> None:
     """HTTP inference speed of one worker vs the same adapter called directly in batches.
 
     Prints qps (max, concurrent clients), p50/p99 at half that rate, raw_qps, ratio_vs_raw,
     batch1_p50_ms, (--fused) the fused version's qps against the encoder-only one and (--heads) a
-    two-head version's against the single-head one. Configured
+    two-head version's against the single-head one, and (--explain-clients) the intent latency at
+    half rate with explanation traffic mixed in (explain_p99_ms against p99_ms). Configured
     Postgres gets a scratch database; unset URLs get embedded servers.
     """
     from intentloop.bench.serve import ServeBenchOptions, run_serve_bench
@@ -195,8 +211,68 @@ def bench_serve(
         seed=seed,
         fused=fused,
         heads=heads,
+        explain_clients=explain_clients,
     )
     click.echo(json.dumps(run_serve_bench(load_settings(), opts, echo=click.echo), default=str))
+
+
+@bench.command("explain")
+@click.option(
+    "--queries", default=6000, show_default=True, help="Simulated searches to train the adapter on."
+)
+@click.option("--epochs", default=3, show_default=True, help="Training epochs of that adapter.")
+@click.option("--held-out", default=150, show_default=True, help="Held-out queries explained.")
+@click.option("--max-words", default=8, show_default=True, help="Longest query explained (words).")
+@click.option("--random", "random_", default=5, show_default=True, help="Random rankings per query.")
+@click.option("--budget", default=None, type=int, help="[default: INTENTLOOP_SERVE__EXPLAIN__BUDGET]")
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    type=click.Choice(list(METHODS)),
+    help="Methods to compare [default: all].",
+)
+@click.option(
+    "--version", default=None, help="A published version to explain instead (needs --queries-file)."
+)
+@click.option(
+    "--queries-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Held-out queries, one a line [default: the simulator's held-out queries].",
+)
+@click.option("--seed", default=17, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def bench_explain(
+    queries: int,
+    epochs: int,
+    held_out: int,
+    max_words: int,
+    random_: int,
+    budget: int | None,
+    methods: tuple[str, ...],
+    version: str | None,
+    queries_file: Path | None,
+    seed: int,
+    quiet: bool,
+) -> None:
+    """Faithfulness (ERASER comprehensiveness / sufficiency vs random) and latency per method."""
+    from intentloop.bench.explain import ExplainBenchOptions, run_explain_bench
+
+    opts = ExplainBenchOptions(
+        queries=queries,
+        seed=seed,
+        epochs=epochs,
+        held_out=held_out,
+        max_words=max_words,
+        random=random_,
+        budget=budget,
+        methods=methods or METHODS,
+        version=version,
+        queries_file=queries_file,
+        progress=not quiet,
+    )
+    click.echo(json.dumps(run_explain_bench(load_settings(), opts, echo=click.echo), default=str))
 
 
 @bench.command("swap")

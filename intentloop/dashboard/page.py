@@ -2,7 +2,8 @@
 
 The template (``templates/dashboard.html``, package data) holds the markup and the CSS; this module
 only turns the overview into what the template shows: the pills of the newest window, the health
-cards with their numbers formatted, the live workers, the recent alerts and the charts. Autoescape
+cards with their numbers formatted, the live workers, the recent alerts, the explained example
+queries with each word's highlight, and the charts. Autoescape
 is on, so every string from the database is escaped; only the charts, which pygal writes and
 escapes itself, go in as :class:`markupsafe.Markup`.
 """
@@ -65,6 +66,49 @@ def worker_cards(workers: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
 
 
+class Word(NamedTuple):
+    """One word of an explained query with its inline highlight (no string from the data in it)."""
+
+    text: str
+    style: str
+    attribution: float
+
+
+class Example(NamedTuple):
+    """An explained query as the shopper typed it, word by word, with its label and probability."""
+
+    words: list[Word]
+    label: str
+    probability: str
+
+
+_TOWARD = (44, 160, 44)  # charts.base.OK: the word pushes toward the label
+_AWAY = (214, 39, 40)  # charts.base.ALERT: the word pushes away from it
+_MAX_ALPHA = 0.85  # the strongest word still leaves its text readable
+
+
+def highlight(words: list[list[Any]]) -> list[Word]:
+    """Each word with a background whose opacity is its attribution relative to the query's
+    largest one (by magnitude): green toward the label, red away."""
+    peak = max((abs(float(a)) for _, a in words), default=0.0)
+    out = []
+    for word, a in words:
+        a = float(a)
+        alpha = _MAX_ALPHA * abs(a) / peak if peak > 0 else 0.0
+        r, g, b = _TOWARD if a >= 0 else _AWAY
+        out.append(Word(str(word), f"background: rgba({r}, {g}, {b}, {alpha:.2f})", a))
+    return out
+
+
+def explained_examples(explanations: dict[str, Any] | None) -> list[Example]:
+    if not explanations:
+        return []
+    return [
+        Example(highlight(e["words"]), str(e["label"]), f"{e['probability']:.0%}")
+        for e in explanations["examples"]
+    ]
+
+
 def render_page(data: dict[str, Any], *, refresh_s: int = 30) -> str:
     """The whole dashboard as one HTML document that reloads itself every ``refresh_s`` seconds."""
     return _ENV.get_template("dashboard.html").render(
@@ -81,4 +125,7 @@ def render_page(data: dict[str, Any], *, refresh_s: int = 30) -> str:
         redis_available=data["workers"]["available"],
         timeline=charts.timeline_chart(data),
         alerts=[r for r in reversed(data["reports"]) if r["alert"]][:20],
+        explained=data.get("explanations"),
+        explained_labels=charts.explanation_charts(data.get("explanations")),
+        explained_examples=explained_examples(data.get("explanations")),
     )

@@ -1,9 +1,9 @@
 """Everything the drift dashboard and its Prometheus endpoint show, read in one place.
 
 One function builds one JSON-ready dict from Postgres (drift reports, window volumes, the latest
-labeling report, abstentions, the adapter timeline, ingestion health) and Redis (which version
-each live worker serves). The HTML page, ``/api/overview`` and ``/metrics`` all render this dict,
-so the three can never disagree.
+labeling report, abstentions, the adapter timeline, ingestion health, the newest global view of
+explanations) and Redis (which version each live worker serves). The HTML page, ``/api/overview``
+and ``/metrics`` all render this dict, so the three can never disagree.
 """
 
 from datetime import timedelta
@@ -21,6 +21,7 @@ from store.drift import (
     weak_label_window_counts,
 )
 from store.exceptions import StoreUnavailableError
+from store.explanations import GlobalView, latest_global_view
 from store.health import abstention_shares, adapter_timeline, ingest_health
 from store.labels import latest_labeling_report
 from store.models import DriftReport
@@ -90,6 +91,7 @@ def build_overview(
             "timeline": adapter_timeline(session),
             "health": ingest_health(session),
             "champion": recorded_alias(session, CHAMPION),
+            "explanations": explanations_dict(latest_global_view(session)),
         }
     data["workers"] = _workers(registry)
     return data
@@ -123,6 +125,46 @@ def _labeling(session: Session, dimension: str = CATEGORY) -> dict[str, Any]:
         "computed_at": labeling.computed_at.isoformat() if labeling else None,
         "functions": functions,
         "coverage": labeling.report.get("coverage") if labeling else None,
+    }
+
+
+EXPLAINED_WORDS = 8  # words shown per label, largest total push first
+EXPLAINED_EXAMPLES = 6  # example queries shown, most searched first
+
+
+def explanations_dict(view: GlobalView | None) -> dict[str, Any] | None:
+    """The newest global view per label, cut to what the dashboard shows (``None`` when none was
+    computed): per label its top words by total push, and the most searched explained queries."""
+    if view is None:
+        return None
+    labels: dict[str, list[dict[str, Any]]] = {}
+    for w in view.words:  # ordered by label, then total push, largest first
+        shown = labels.setdefault(w.label, [])
+        if len(shown) < EXPLAINED_WORDS:
+            shown.append(
+                {
+                    "word": w.word,
+                    "attribution": w.attribution,
+                    "total": w.total,
+                    "queries": w.queries,
+                    "searches": w.searches,
+                    "share": w.share,
+                }
+            )
+    return {
+        "version": view.version,
+        "method": view.method,
+        "computed_at": view.computed_at.isoformat(),
+        "labels": labels,
+        "examples": [
+            {
+                "query": e.query,
+                "label": e.label,
+                "probability": e.probability,
+                "words": [[word, a] for word, a in e.words],
+            }
+            for e in view.examples[:EXPLAINED_EXAMPLES]
+        ],
     }
 
 

@@ -3,6 +3,7 @@ Postgres and Redis: it loads with no console error, and every chart drew its dat
 
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -10,12 +11,33 @@ import pytest
 from drift_helpers import seed_champion, seed_traffic
 
 from intentloop.dashboard import DashboardServer
+from store.explanations import ExampleExplanation, GlobalView, WordPush, save_global_view
 from store.registry import RedisRegistry
 from streams.drift.job import run_drift_check
 from streams.drift.settings import DriftSettings
 from streams.simulator import DriftInjection, SimConfig, simulate
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+_VIEW = GlobalView(
+    version="c0ffee00c0ffee00",
+    dimension="category",
+    method="occlusion",
+    computed_at=datetime(2026, 12, 3, 12, 0, tzinfo=UTC),
+    words=[
+        WordPush("garden", "acme", 0.41, 12.3, 6, 30, 1.0),
+        WordPush("garden", "hose", 0.35, 8.8, 5, 25, 0.9),
+        WordPush("garden", "garden hose", 0.52, 6.2, 3, 12, 1.0),
+        WordPush("kitchen", "pan", 0.44, 9.1, 4, 20, 0.8),
+        WordPush("kitchen", "rusty", -0.05, -0.4, 2, 8, 0.5),
+    ],
+    examples=[
+        ExampleExplanation(
+            "acme garden hose", "garden", 0.93, 12, [("acme", 0.4), ("garden", 0.2), ("hose", 0.3)]
+        ),
+        ExampleExplanation("<b>pan</b> lid", "kitchen", 0.71, 5, [("<b>pan</b>", 0.5), ("lid", -0.1)]),
+    ],
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 LAUNCH_ARGS = [
@@ -44,6 +66,8 @@ def test_dashboard_renders_in_headless_chromium(db, redis_url, redis_prefix, tmp
     result = run_drift_check(db, settings, since=sim.queries[0].timestamp)
     assert result.alerts, "the seeded drift gives the page alerts to draw"
 
+    with db.session() as session:
+        save_global_view(session, _VIEW)
     registry = RedisRegistry(redis_url, prefix=redis_prefix)
     registry.report_worker(
         "serve-a", {"version": "c0ffee00c0ffee00", "aliases": {"champion": "c0ffee00c0ffee00"}}
@@ -97,6 +121,9 @@ def test_dashboard_renders_in_headless_chromium(db, redis_url, redis_prefix, tmp
                 "new label" in page.locator("#alerts").inner_text()
                 or "psi" in page.locator("#alerts").inner_text()
             )
+            assert count("svg.explain g.bar > title") == 5  # the per-label view: 3 + 2 words
+            assert count("#explanations .examples .word") == 5
+            assert "only ever with this label: acme" in page.locator("#explanations").inner_text()
             box = page.locator("svg.drift-psi").bounding_box()
             assert box is not None and box["width"] > 300 and box["height"] > 150
 

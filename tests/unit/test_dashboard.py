@@ -2,11 +2,14 @@
 chart draws its points, thresholds are ruled, an empty installation renders placeholders, not
 errors, and the page is escaped and fetches nothing."""
 
+import json
 import re
+from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
 from intentloop.dashboard import create_app, render_page
+from store.explanations import ExampleExplanation, GlobalView, WordPush
 from streams.drift.metrics import render as render_metrics
 
 
@@ -209,3 +212,75 @@ def test_pygal_leaves_no_legacy_import_finder_behind():
     import intentloop.dashboard  # noqa: F401  (imports pygal)
 
     assert all(hasattr(finder, "find_spec") for finder in sys.meta_path)
+
+
+def _explanations() -> dict:
+    from streams.drift.overview import explanations_dict
+
+    words = [
+        # as latest_global_view reads them: by label, then total push
+        WordPush("garden", "acme", 0.2, 20.0, 5, 100, 1.0),  # a brand only ever seen with garden
+        WordPush("garden", "hose", 0.4, 12.0, 3, 30, 0.8),
+        WordPush("garden", "green", -0.1, -1.0, 1, 10, 0.5),
+        WordPush("electronics", "charger", 0.5, 8.0, 2, 16, 0.9),
+        *[WordPush("pets", f"w{i}", 0.1, 10.0 - i, 1, 5, 0.5) for i in range(10)],
+    ]
+    examples = [
+        ExampleExplanation(
+            "acme garden hose", "garden", 0.92, 20, [("acme", 0.6), ("garden", 0.3), ("hose", -0.15)]
+        ),
+        ExampleExplanation(
+            "<script>alert(1)</script> charger",
+            "electronics",
+            0.61,
+            3,
+            [("<script>alert(1)</script>", 0.0), ("charger", 0.5)],
+        ),
+    ]
+    at = datetime(2026, 12, 4, 9, tzinfo=UTC)
+    view = GlobalView("v1aaaaaaaa", "category", "partition", at, words, examples)
+    data = explanations_dict(view)
+    assert data is not None
+    return json.loads(json.dumps(data))  # what /api/overview serves, and the page reads the same
+
+
+def test_explanations_dict_keeps_the_top_words_per_label():
+    from streams.drift.overview import explanations_dict
+
+    data = _explanations()
+    assert explanations_dict(None) is None
+    assert data["computed_at"] == "2026-12-04T09:00:00+00:00" and data["method"] == "partition"
+    assert [w["word"] for w in data["labels"]["garden"]] == ["acme", "hose", "green"]
+    assert len(data["labels"]["pets"]) == 8
+    assert data["examples"][0]["words"] == [["acme", 0.6], ["garden", 0.3], ["hose", -0.15]]
+
+
+def test_page_shows_the_global_view_per_label_and_explained_queries():
+    data = overview(_reports()) | {"explanations": _explanations()}
+    html = render_page(data)
+    section = re.search(r'<section class="wide" id="explanations">.*?</section>', html, re.S)
+    assert section is not None
+    panel = section.group(0)
+    assert "Why the model says what it says" in panel and "partition" in panel and "v1aaaaaaaa" in panel
+    assert panel.count("<svg") == 3  # one chart per label
+    assert html.count("<svg") == 11 + 3
+    garden = _chart(panel, "explain")  # the label with most traffic comes first
+    assert ">garden<" in garden
+    bars = re.findall(r'<g class="bar" style="fill: (#\w+)[^"]*"><title>(\w+) -&gt; garden', garden)
+    assert bars == [("#d62728", "green"), ("#2ca02c", "hose"), ("#2ca02c", "acme")]  # lowest first
+    assert "acme *" in garden  # the spurious-cue marker on its axis label
+    assert "only ever with this label: acme" in panel
+    # each word highlighted by its share of the query's largest attribution, green toward, red away
+    assert 'style="background: rgba(44, 160, 44, 0.85)" title="+0.600">acme<' in panel
+    assert 'style="background: rgba(214, 39, 40, 0.21)" title="-0.150">hose<' in panel
+    assert "<b>garden</b> 92%" in panel
+    # a query is data: escaped like everything else, and the page still holds no script
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;</span>" in panel
+
+
+def test_page_without_a_global_view_says_how_to_compute_one():
+    for data in (overview(_reports()), overview(_reports()) | {"explanations": None}):
+        html = render_page(data)
+        assert "run <code>intentloop explain --label LABEL</code> or the nightly job" in html
+        assert html.count("<svg") == 11

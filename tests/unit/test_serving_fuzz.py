@@ -40,6 +40,7 @@ def app(tmp_path_factory, tiny_encoder_dir):
 
 OPERATIONS = [
     ("POST", "/v1/intent"),
+    ("POST", "/v1/explain"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -64,7 +65,7 @@ def test_no_operation_answers_5xx(app, method, path, mode):
         pytest.skip("a GET without parameters has no invalid form")
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operation = schema[path][method]
-    examples = 150 if path == "/v1/intent" else 15
+    examples = {"/v1/intent": 150, "/v1/explain": 60}.get(path, 15)
 
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(case=operation.as_strategy(generation_mode=mode))
