@@ -144,12 +144,16 @@ def _explain_sample(
     per-label view computed for the promoted version."""
     if not promotion.get("promoted"):
         return None
-    longest = max((s["query"] for s in samples), key=lambda q: len(q.split()), default=None)
-    if longest is None:
+    # the least certain answer of several words: where an operator asks why (a certain one shows
+    # little, since leaving any one word out changes nothing)
+    contested = sorted(
+        (s for s in samples if len(s["query"].split()) > 1), key=lambda s: s["top"][0]["probability"]
+    )
+    if not contested:
         return None
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         body = (
-            client.post("/v1/explain", json={"query": " ".join(longest.split()[:8])})
+            client.post("/v1/explain", json={"query": " ".join(contested[0]["query"].split()[:8])})
             .raise_for_status()
             .json()
         )

@@ -3,9 +3,9 @@
 The version is the one ``/v1/intent`` serves for the market (its champion, as the registry's audit
 trail records it) unless ``--version`` names another; it is loaded exactly as an inference worker
 loads it (``SharedBase.build``: hashes, manifest and warm-up checks), so the CLI and the worker
-explain the same model. The per-label view samples distinct queries searched in the last
-``INTENTLOOP_SERVE__EXPLAIN__SAMPLE_DAYS`` days, explains each for its top label and stores the
-summary where the dashboard reads it (``store.explanations``).
+explain the same model. The per-label view samples distinct queries searched in the
+``INTENTLOOP_SERVE__EXPLAIN__SAMPLE_DAYS`` days before the newest stored search, explains each for
+its top label and stores the summary where the dashboard reads it (``store.explanations``).
 """
 
 from collections.abc import Callable
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from intentloop.runtime import Runtime
 from store.exceptions import IntentloopError, VersionNotFoundError
 from store.explanations import GlobalView, latest_global_view, recent_queries, save_global_view
+from store.labels import newest_search_ts
 from store.models import AdapterVersion
 from store.versions import CHAMPION, alias_name, recorded_alias
 
@@ -80,14 +81,14 @@ def compute_global_view(
     from serving.explain.global_view import explain_sample, summarise
 
     cfg = rt.settings.serve.explain
-    since = datetime.now(UTC) - timedelta(days=cfg.sample_days)
     with rt.ready_db().session() as session:
+        newest = newest_search_ts(session)
+        # counted back from the newest stored search, as the label aggregation counts its window: a
+        # replayed log is explained as live traffic would have been
+        since = (newest or datetime.now(UTC)) - timedelta(days=cfg.sample_days)
         sample = recent_queries(session, since=since, limit=cfg.sample)
     if not sample:
-        raise IntentloopError(
-            f"no searches in the last {cfg.sample_days:g} days to explain "
-            "(INTENTLOOP_SERVE__EXPLAIN__SAMPLE_DAYS)"
-        )
+        raise IntentloopError("no searches stored to explain: ingest some traffic first")
     on_total(len(sample))
     explained = explain_sample(sample, loaded.target, method=method, budget=cfg.budget, on_each=on_each)
     view = summarise(explained, version=loaded.version, dimension=loaded.target.dimension, method=method)

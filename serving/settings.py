@@ -56,7 +56,10 @@ class ExplainSettings(BaseModel):
         "version (`intentloop explain` recomputes it on demand)",
     )
     sample_days: float = Field(
-        default=7.0, gt=0, description="how far back the per-label view samples traffic"
+        default=7.0,
+        gt=0,
+        description="days of traffic the per-label view samples, counted back from the newest "
+        "stored search (a replayed log is explained as live traffic would have been)",
     )
 
     @property

@@ -25,3 +25,20 @@ def training_env(monkeypatch, pg_url, redis_url, redis_prefix, tiny_encoder_dir,
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     return values
+
+
+def search_rows(searches: dict[str, int], ts) -> list[dict]:
+    """``SearchQuery`` rows: each query searched as many times as ``searches`` says, all at ``ts``."""
+    return [
+        {
+            "query_id": f"{q}#{k}",
+            "session_id": "s",
+            "ts": ts,
+            "text": q,
+            "norm_text": q,
+            "locale": "en-US",
+            "shown": [],
+        }
+        for q, n in searches.items()
+        for k in range(n)
+    ]

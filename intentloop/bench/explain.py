@@ -188,6 +188,7 @@ def _summary(
         "benchmark": "explain",
         "queries": len(queries),
         "mean_words": round(float(np.mean([len(q.words) for q in queries])), 2),
+        "queries_6_to_8_words": sum(len(q.words) >= 6 for q in queries),
         "source": source,
         "budget": budget,
         "random_rankings": opts.random,
@@ -202,9 +203,11 @@ def _summary(
         ratio = comp / random_comp if random_comp > 0 else None
         per_ms = (comp - random_comp) / p50 if p50 > 0 else 0.0
         meets = ratio is not None and ratio >= TARGET_RATIO and p50 <= TARGET_P50_MS
+        long = [ms for ms, q in zip(r["ms"], queries, strict=True) if len(q.words) >= 6]
         out[m] = {
             "p50_ms": round(p50, 1),
             "p99_ms": round(p99, 1),
+            "p50_ms_6_to_8_words": round(statistics.median(long), 1) if long else None,
             "first_call_ms": round(first_ms[m], 1),
             "comprehensiveness": round(comp, 4),
             "sufficiency": round(suff, 4),

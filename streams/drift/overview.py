@@ -154,7 +154,7 @@ def explanations_dict(view: GlobalView | None) -> dict[str, Any] | None:
     return {
         "version": view.version,
         "method": view.method,
-        "computed_at": view.computed_at.isoformat(),
+        "computed_at": view.computed_at.isoformat(timespec="seconds"),
         "labels": labels,
         "examples": [
             {

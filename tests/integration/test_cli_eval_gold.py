@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
-from training_helpers import training_env
+from training_helpers import search_rows, training_env
 
 from serving.synthetic import synthetic_adapter
 from store.artifacts import MANIFEST, ArtifactStore
@@ -49,19 +49,7 @@ def _seed(db, env, tiny_encoder_dir) -> str:
     version = synthetic_adapter(store, tiny_encoder_dir, seed=3, labels=_LABELS, max_length=16)
     manifest = json.loads((store.path(version) / MANIFEST).read_text())
     now = datetime(2025, 3, 1, tzinfo=UTC)
-    searches = [
-        {
-            "query_id": f"{q}#{k}",
-            "session_id": "s",
-            "ts": now,
-            "text": q,
-            "norm_text": q,
-            "locale": "en-US",
-            "shown": [],
-        }
-        for q, n in _SEARCHES.items()
-        for k in range(n)
-    ]
+    searches = search_rows(_SEARCHES, now)
     with db.session() as s:
         record_version(s, version=version, manifest=manifest, uri=str(store.path(version)), run_id=None)
         s.execute(insert(SearchQuery), searches)

@@ -279,8 +279,8 @@ def test_page_shows_the_global_view_per_label_and_explained_queries():
     assert "&lt;script&gt;alert(1)&lt;/script&gt;</span>" in panel
 
 
-def test_page_without_a_global_view_says_how_to_compute_one():
+def test_page_without_a_per_label_view_says_how_to_compute_one():
     for data in (overview(_reports()), overview(_reports()) | {"explanations": None}):
         html = render_page(data)
-        assert "run <code>intentloop explain --label LABEL</code> or the nightly job" in html
+        assert "run <code>intentloop explain</code>, or let the training job promote" in html
         assert html.count("<svg") == 11
