@@ -55,6 +55,24 @@ def bucket_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _gold_counts(report: dict[str, Any]) -> str:
+    """How many gold labels the aggregation had, how many of them reviewers gave on the review
+    page, and the labels' accuracy on those (reports from before the review queue: no split)."""
+    n_gold = report.get("n_gold", report["comparison"].get("n_gold", 0))
+    n_review = report.get("n_review")
+    if n_review is None:
+        return str(n_gold)
+    line = f"{n_gold} ({n_review} reviewed)"
+    if report.get("review_accuracy") is not None:
+        line += f", accuracy on the reviewed {_pct(report['review_accuracy'])}"
+    return line
+
+
+def gold_line(report: dict[str, Any]) -> str:
+    """The gold headline: ``gold N (M reviewed)``, and the accuracy on the reviewed ones."""
+    return f"gold {_gold_counts(report)}"
+
+
 def summary_lines(report_id: int, report: dict[str, Any]) -> list[str]:
     """What ``labels aggregate`` prints before its JSON line."""
     gold = report["gold_accuracy"]
@@ -66,11 +84,25 @@ def summary_lines(report_id: int, report: dict[str, Any]) -> list[str]:
         *(line.strip() for line in bucket_lines(report)),
         f"labeler {decision_line(report)}",
         f"accuracy on gold labels {_pct(gold)}" if gold is not None else "no gold labels among the labelled",
+        gold_line(report),
         f"report {report_id} stored (`intentloop labels report` shows it)",
     ]
 
 
-_COLUMNS = ("function", "+/-", "votes", "searches", "coverage", "overlap", "conflict", "accuracy", "gold")
+_COLUMNS = (
+    "function",
+    "+/-",
+    "votes",
+    "searches",
+    "coverage",
+    "overlap",
+    "conflict",
+    "accuracy",
+    "gold",
+    "reviewed",
+    "n rev",
+)
+_ROW = "  {:<20} {:>3} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>6} {:>9} {:>6}"
 
 
 def report_lines(report_id: int, computed_at: datetime | str, report: dict[str, Any]) -> list[str]:
@@ -84,15 +116,16 @@ def report_lines(report_id: int, computed_at: datetime | str, report: dict[str, 
         f"  searches      {report['searches']}, queries {report['queries']}",
         f"  labelled      {report['labelled']} ({_pct(report['coverage'])}), {_abstentions(report)}",
         f"  labeler       {decision_line(report)}",
+        f"  gold          {_gold_counts(report)}",
         f"  gold accuracy {_pct(report['gold_accuracy'])} (of the labelled queries that have a gold label)",
         *bucket_lines(report),
         f"  propensity    {report['propensity']['method']}, examination by rank: {theta}",
         "",
-        "  {:<20} {:>3} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>6}".format(*_COLUMNS),
+        _ROW.format(*_COLUMNS),
     ]
     for row in report["labeling_functions"]:
         lines.append(
-            "  {:<20} {:>3} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>6}".format(
+            _ROW.format(
                 row["name"][:20],
                 "+" if row["polarity"] > 0 else "-",
                 row["n_votes"],
@@ -102,10 +135,13 @@ def report_lines(report_id: int, computed_at: datetime | str, report: dict[str, 
                 _pct(row["conflict"]),
                 _pct(row["accuracy"]),
                 row["n_gold"],
+                _pct(row.get("review_accuracy")),
+                row.get("n_review", 0),
             )
         )
     lines.append(
         "  (searches: share of searches it voted on; coverage/overlap/conflict: shares of queries; "
-        "accuracy: on the gold queries it answers)"
+        "accuracy: on the gold queries it answers;"
     )
+    lines.append("   reviewed: on those of them labelled on the review page, n rev of them)")
     return lines

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from intentloop.review.settings import ReviewSettings
 from serving.settings import ServeSettings
 from store.settings import ArtifactSettings, PostgresSettings, RedisSettings, TaxonomySettings
 from streams.drift.settings import DriftSettings
@@ -68,3 +69,4 @@ class Settings(BaseSettings):
     train: TrainSettings = Field(default_factory=TrainSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)

@@ -27,7 +27,7 @@ import numpy as np
 from serving.exceptions import AdapterRefusedError, RefusalKind
 from store.dimensions import CATEGORY
 from trainer.artifact import load_version
-from trainer.classifier import FrozenBase, IntentClassifier, head_probabilities
+from trainer.classifier import FrozenBase, IntentClassifier, head_probabilities, pooled_encodings
 from trainer.exceptions import CorruptAdapterError, IncompatibleAdapterError, ModelError
 from trainer.fused_artifact import FusedMembers, Scores
 from trainer.inputs import InputFormat
@@ -98,6 +98,19 @@ class SharedBase(FrozenBase):
     def predict_proba(self, adapter: Adapter, texts: list[str]) -> np.ndarray:
         """The version's class probabilities, one row per text (a fused version's are the fusion's)."""
         return self.score(adapter, texts).probs
+
+    def embed(self, adapter: Adapter, texts: list[str], *, batch_size: int = 256) -> np.ndarray:
+        """The version's pooled encodings of ``texts``, L2-normalised (one row each, ``batch_size``
+        texts per forward pass): cosine similarity as the version sees it, for spreading a review
+        batch over different questions. Templated and pooled as the adapter's manifest records."""
+        return pooled_encodings(
+            adapter.module,
+            self.tokenizer,
+            texts,
+            device=self.device,
+            lock=self.tokenizer_lock,
+            batch_size=batch_size,
+        )
 
     def shares_base(self, adapter: Adapter) -> bool:
         """Whether the adapter's encoder reuses this base's embedding tensor (not a copy of it)."""

@@ -33,3 +33,8 @@ class VersionNotFoundError(StoreError):
 
 class TrainingLockedError(StoreError):
     """Another training run holds the one-trainer lock; the message names the holder."""
+
+
+class ReviewError(StoreError):
+    """A review request the store cannot carry out (unknown item, revoked reviewer, bad action or
+    label); the message says which."""

@@ -1,7 +1,7 @@
 """Reading labels back: weak-label snapshots for training, gold labels for evaluation."""
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +58,9 @@ def weak_label_snapshot(session: Session, *, min_votes: float, min_confidence: f
 
 
 GOLD_PURPOSES = ("eval", "train")
+# gold_labels.source of reviewed labels starts with it ("review:alice,bob"): review gold is
+# re-derived from the decisions and never replaces gold from any other source
+REVIEW_SOURCE = "review"
 
 
 def upsert_gold(
@@ -66,14 +69,24 @@ def upsert_gold(
     source: str = "manual",
     purpose: str = "eval",
     dimension: str = CATEGORY,
+    weight: float = 1.0,
 ) -> int:
     """Store human-verified (normalised query, label) pairs of one ``dimension`` for ``purpose``
-    (``eval``: measured against, never trained on; ``train``: a training row); a later label for a
-    query in that dimension wins, purpose included."""
+    (``eval``: measured against, never trained on; ``train``: a training row of ``weight``); a
+    later label for a query in that dimension wins, purpose and weight included."""
     if purpose not in GOLD_PURPOSES:
         raise ValueError(f"gold purpose must be one of {GOLD_PURPOSES}, got {purpose!r}")
+    if not weight > 0:
+        raise ValueError(f"gold weight must be positive, got {weight!r}")
     data = [
-        {"dimension": dimension, "norm_text": q, "label": lab, "source": source, "purpose": purpose}
+        {
+            "dimension": dimension,
+            "norm_text": q,
+            "label": lab,
+            "source": source,
+            "purpose": purpose,
+            "weight": weight,
+        }
         for q, lab in rows
     ]
     if not data:
@@ -81,7 +94,7 @@ def upsert_gold(
     stmt = insert(GoldLabel)
     stmt = stmt.on_conflict_do_update(
         index_elements=[GoldLabel.dimension, GoldLabel.norm_text],
-        set_={"label": stmt.excluded.label, "source": source, "purpose": purpose},
+        set_={"label": stmt.excluded.label, "source": source, "purpose": purpose, "weight": weight},
     )
     session.execute(stmt, data)
     return len(data)
@@ -94,19 +107,36 @@ class GoldByPurpose:
 
     eval: dict[str, str]
     train: dict[str, str]
+    # training weight per query where it is not 1.0 (reviewers who disagreed: store.review.resolve)
+    weights: dict[str, float] = field(default_factory=dict)
 
     @property
     def all(self) -> dict[str, str]:
         return {**self.eval, **self.train}
 
+    def weight_of(self, query: str) -> float:
+        """The training weight of ``query``'s gold row (1.0 unless stored otherwise)."""
+        return self.weights.get(query, 1.0)
+
 
 def gold_by_purpose(session: Session, dimension: str = CATEGORY) -> GoldByPurpose:
-    """Every gold label of ``dimension``, as (normalised query -> label) maps per purpose."""
+    """Every gold label of ``dimension``, as (normalised query -> label) maps per purpose, with
+    the weights that are not 1.0."""
     rows = gold_labels(session, dimension=dimension)
     return GoldByPurpose(
         eval={g.norm_text: g.label for g in rows if g.purpose != "train"},
         train={g.norm_text: g.label for g in rows if g.purpose == "train"},
+        weights={g.norm_text: float(g.weight) for g in rows if g.weight != 1.0},
     )
+
+
+def reviewed_gold(session: Session, dimension: str = CATEGORY) -> dict[str, str]:
+    """The gold labels of ``dimension`` that came from the review page (``store.review``), every
+    purpose: what ``labels report`` measures the labeling functions on separately."""
+    stmt = select(GoldLabel.norm_text, GoldLabel.label).where(
+        GoldLabel.dimension == dimension, GoldLabel.source.like(f"{REVIEW_SOURCE}%")
+    )
+    return {str(q): str(lab) for q, lab in session.execute(stmt)}
 
 
 def gold_labels(

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -116,6 +117,9 @@ class GoldLabel(Base):
 
     __table_args__ = (CheckConstraint("purpose IN ('eval', 'train')", name="purpose"),)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # training weight of a train row: 1.0 for files; reviewed labels carry the reviewers' agreement
+    # (store.review.resolve: two reviewers who disagree give half a row)
+    weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
 
 
 class DeadLetter(Base):
@@ -323,3 +327,77 @@ class ExplanationExample(Base):
     words: Mapped[list[Any]] = mapped_column(JSONB)
     method: Mapped[str] = mapped_column(String(16))
     computed_at: Mapped[datetime]
+
+
+class Reviewer(Base):
+    """A person allowed to label on the review page. Only the token's SHA-256 is kept: a leaked
+    table grants nothing, and a lost token is replaced, never recovered. Revoked reviewers keep
+    their row so their past decisions still name them."""
+
+    __tablename__ = "reviewers"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    revoked_at: Mapped[datetime | None]
+
+
+class ReviewItem(Base):
+    """One query chosen for human review (issue #16), frozen as the reviewer will see it: the
+    champion's probabilities, the weak label and its evidence, the explanation, and why it was
+    chosen (``reasons``). A query is queued at most once per dimension."""
+
+    __tablename__ = "review_queue"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    batch: Mapped[int] = mapped_column(Integer)
+    selected_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # store.dimensions: which label dimension the reviewer labels
+    dimension: Mapped[str] = mapped_column(String(32))
+    norm_text: Mapped[str] = mapped_column(Text)
+    strategy: Mapped[str] = mapped_column(String(16))
+    rank: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    reasons: Mapped[dict[str, Any]] = mapped_column()
+    version: Mapped[str | None] = mapped_column(String(64))  # the champion that scored it
+    suggestion: Mapped[str | None] = mapped_column(Text)  # what Enter accepts
+    probabilities: Mapped[list[Any]] = mapped_column(JSONB)  # [[label, p], ...] top first
+    weak: Mapped[dict[str, Any] | None] = mapped_column()  # the weak label's distribution and why
+    evidence: Mapped[list[Any]] = mapped_column(JSONB)  # [{type, product_id, title, label, n}, ...]
+    explanation: Mapped[dict[str, Any] | None] = mapped_column()  # {method, label, words}
+    searches: Mapped[int] = mapped_column(Integer)
+    # how many reviewers should label it: 2 for the share that measures their agreement
+    wanted: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
+
+    __table_args__ = (
+        CheckConstraint("strategy IN ('active', 'random')", name="strategy"),
+        UniqueConstraint("dimension", "norm_text", name="uq_review_queue_query"),
+    )
+
+
+class ReviewDecision(Base):
+    """One reviewer's decision on one queued item (a keystroke on the review page): the audit
+    trail the gold row is derived from. ``label`` is NULL for a skip; an undo sets ``undone_at``
+    and keeps the row. A reviewer holds at most one active decision per item."""
+
+    __tablename__ = "review_decisions"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_queue.id"))
+    dimension: Mapped[str] = mapped_column(String(32))
+    norm_text: Mapped[str] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(ForeignKey("reviewers.name"))
+    label: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(8))
+    decided_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    seconds: Mapped[float] = mapped_column(Float)
+    undone_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("action IN ('label', 'accept', 'skip')", name="action"),
+        Index("ix_review_decisions_query", "dimension", "norm_text"),
+        Index(
+            "uq_review_decisions_active",
+            "item_id",
+            "reviewer",
+            unique=True,
+            postgresql_where="undone_at IS NULL",
+        ),
+    )

@@ -87,9 +87,10 @@ def load_gold(
     source: str = "file",
     purpose: str = "eval",
     dimension: str = CATEGORY,
+    weight: float = 1.0,
 ) -> int:
-    """Validate ``path`` against the label set of ``dimension`` and upsert it; returns the rows
-    written.
+    """Validate ``path`` against the label set of ``dimension`` and upsert it with training
+    ``weight`` (what a ``train`` row counts beside weak rows); returns the rows written.
 
     The category label set is ``allowed`` (the closed taxonomy, when configured), else every label
     the catalog votes for: a gold label no product can ever vote for could never be matched and
@@ -104,7 +105,9 @@ def load_gold(
         unknown = sorted(set(pairs.values()) - labels)
         if unknown:
             raise GoldFileError(unknown_labels_message(path, unknown, labels))
-        return upsert_gold(session, pairs.items(), source=source, purpose=purpose, dimension=dimension)
+        return upsert_gold(
+            session, pairs.items(), source=source, purpose=purpose, dimension=dimension, weight=weight
+        )
 
 
 _SHOWN_KNOWN = 10  # known labels named in an error: enough to spot the scheme, short enough for one line

@@ -44,6 +44,7 @@ from store.labels import (
     newest_search_ts,
     record_labeling_report,
     replace_label_distributions,
+    reviewed_gold,
 )
 from streams.events import ItemKind
 from streams.exceptions import NothingToLabelError
@@ -165,6 +166,7 @@ def run_aggregation(
         catalog = catalog_labels(session)
         kinds = {pid: ItemKind(kind) for pid, kind in catalog_kinds(session).items()}
         gold = {d: {g.norm_text: g.label for g in gold_labels(session, dimension=d)} for d in dimensions}
+        reviewed = {d: reviewed_gold(session, d) for d in dimensions}  # the review page's share of gold
     if not records:
         raise NothingToLabelError(f"no searches since {since.isoformat()} (INTENTLOOP_LABELS__WINDOW_DAYS)")
     labelled: dict[str, tuple[dict[str, LabelDistribution], dict[str, Any]]] = {}
@@ -176,6 +178,7 @@ def run_aggregation(
                 gold[dimension],
                 settings,
                 lfs=type_lfs,
+                reviewed=reviewed[dimension],
                 window=(since, newest),
                 progress=progress,
             )
@@ -186,6 +189,7 @@ def run_aggregation(
                 gold[dimension],
                 settings,
                 lfs=lfs,
+                reviewed=reviewed[dimension],
                 window=(since, newest),
                 progress=progress,
             )
@@ -223,11 +227,13 @@ def label_records(
     lfs: Sequence[LabelingFunction] = DEFAULT_LFS,
     window: tuple[datetime, datetime] | None = None,
     progress: bool = False,
+    reviewed: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, LabelDistribution], dict[str, Any]]:
     """Steps 2-5 on records already read (pure: the job and ``bench train`` share it): the label
-    distribution per query and the report. Time decay counts back from the newest record."""
+    distribution per query and the report. Time decay counts back from the newest record.
+    ``reviewed``: the part of ``gold`` people labelled on the review page (reported apart)."""
     table, propensity = vote_table(records, catalog, settings, lfs=lfs, progress=progress)
-    return _label_table(table, records, lfs, gold, settings, window, propensity.theta)
+    return _label_table(table, records, lfs, gold, settings, window, propensity.theta, reviewed or {})
 
 
 def label_type_records(
@@ -239,6 +245,7 @@ def label_type_records(
     lfs: Sequence[IntentTypeFunction] = DEFAULT_TYPE_LFS,
     window: tuple[datetime, datetime] | None = None,
     progress: bool = False,
+    reviewed: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, LabelDistribution], dict[str, Any]]:
     """:func:`label_records` for the intent-type dimension: the same policy, label-model choice
     and report over the intent-type functions' table (no propensity: ``theta`` is empty)."""
@@ -246,7 +253,7 @@ def label_type_records(
     table = tabulate_types(
         records, kinds, lfs, now=newest, half_life_s=settings.half_life_s, progress=progress
     )
-    return _label_table(table, records, lfs, gold, settings, window, ())
+    return _label_table(table, records, lfs, gold, settings, window, (), reviewed or {})
 
 
 def _label_table(
@@ -257,6 +264,7 @@ def _label_table(
     settings: LabelSettings,
     window: tuple[datetime, datetime] | None,
     theta: Sequence[float],
+    reviewed: Mapping[str, str],
 ) -> tuple[dict[str, LabelDistribution], dict[str, Any]]:
     """Steps 4-5 and the report on a tabulated dimension: policy, label-model choice on gold."""
     policy = label_policy(table, settings)
@@ -269,13 +277,29 @@ def _label_table(
         distributions=chosen,
         method=comparison["use"],
         theta=theta,
-        lf_rows=report(analyse(table, lfs, gold)),
+        lf_rows=lf_report(table, lfs, gold, reviewed),
         comparison=comparison,
         model_info=model_info,
         gold=gold,
         prior=getattr(policy, "prior", None),
+        reviewed=reviewed,
     )
     return chosen, report_body
+
+
+def lf_report(
+    table: VoteTable, lfs: Sequence[AnalysedFunction], gold: Mapping[str, str], reviewed: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """One report row per function: its analysis on all gold, plus ``review_accuracy`` and
+    ``n_review`` on the reviewed part of it alone (reviewed queries were chosen where the model
+    was unsure or the functions silent, so a function's accuracy there is its accuracy where it
+    matters, not on the easy queries files tend to hold)."""
+    rows = report(analyse(table, lfs, gold))
+    on_review = analyse(table, lfs, reviewed) if reviewed else []
+    for i, row in enumerate(rows):
+        row["review_accuracy"] = on_review[i].accuracy if on_review else None
+        row["n_review"] = on_review[i].n_gold if on_review else 0
+    return rows
 
 
 def vote_table(
@@ -349,6 +373,7 @@ def build_report(
     model_info: dict[str, Any],
     gold: Mapping[str, str],
     prior: Mapping[str, float] | None = None,
+    reviewed: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The stored report (JSON): what the dashboard and ``intentloop labels report`` show.
 
@@ -357,6 +382,8 @@ def build_report(
     labelled = {q: d for q, d in distributions.items() if not d.abstained and d.label is not None}
     reasons = Counter(d.reason for d in distributions.values() if d.abstained)
     scored = [q for q in labelled if q in gold]
+    reviewed = reviewed or {}
+    on_review = [q for q in labelled if q in reviewed]
     with_evidence = sum(1 for d in distributions.values() if d.evidence > 0)
     return {
         "computed_at": datetime.now(UTC).isoformat(),
@@ -376,6 +403,13 @@ def build_report(
         ),
         "gold_accuracy": (
             round(sum(labelled[q].label == gold[q] for q in scored) / len(scored), 4) if scored else None
+        ),
+        "n_gold": len(gold),
+        "n_review": len(reviewed),
+        "review_accuracy": (
+            round(sum(labelled[q].label == reviewed[q] for q in on_review) / len(on_review), 4)
+            if on_review
+            else None
         ),
         "propensity": {
             "method": settings.propensity_method,

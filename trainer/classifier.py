@@ -243,6 +243,33 @@ def head_probabilities(
     return {d: rows[0] if len(rows) == 1 else np.concatenate(rows) for d, rows in out.items()}
 
 
+def pooled_encodings(
+    module: IntentClassifier,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    device: torch.device,
+    lock: threading.Lock,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """The pooled encodings every head reads, L2-normalised, one float32 row per text.
+
+    What the model "sees" of a query, so cosine similarity of two rows says how alike the version
+    finds them: the review queue uses it to spread a batch over different questions. The caller's
+    module is in eval mode (a loaded version always is), so ``encode``'s dropout is off.
+    """
+    if not texts:
+        return np.zeros((0, module.head.in_features), dtype=np.float32)
+    rows: list[np.ndarray] = []
+    with torch.inference_mode(), autocast(device):
+        for i in range(0, len(texts), batch_size):
+            with lock:
+                enc = tokenize(tokenizer, texts[i : i + batch_size], module.input_format, batch=True)
+            pooled = module.encode(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+            rows.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy())
+    return np.concatenate(rows).astype(np.float32, copy=False)
+
+
 def class_probabilities(
     module: IntentClassifier,
     tokenizer: Any,

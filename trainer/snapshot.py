@@ -13,9 +13,10 @@ Why this shape:
   rarely come back and are the first to be forgotten.
 - **Gold, by declared purpose.** ``eval`` gold (the default of ``labels gold load``) is never
   trained on: its queries are kept out of the training and the validation rows (epochs are not
-  picked on them either); the gate scores them. ``train`` gold is a training row (weight 1, hard
-  label) overriding the weak label of its query, held out like any query when it falls in the
-  validation bucket.
+  picked on them either); the gate scores them. ``train`` gold is a training row (hard label, of
+  the weight stored with it: 1 for files, the reviewers' agreement share for reviewed labels)
+  overriding the weak label of its query, held out like any query when it falls in the validation
+  bucket.
 - **Targets and weights** as ``train.targets`` / ``train.example_weight`` say (:func:`to_example`):
   by default the top label as a hard target, weighted by how far the query's own evidence rather
   than the prior decides it.
@@ -250,7 +251,7 @@ def build_snapshot(
     drawn = _draw(pools.train_pool, last_seen, counts, fresh_since, train)
     candidates = [
         *(to_example(r, train) for r in [*drawn.fresh, *drawn.replay]),
-        *(Example(q, lab, 1.0, gold=True) for q, lab in pools.gold_train.items()),
+        *(Example(q, lab, gold_split.weight_of(q), gold=True) for q, lab in pools.gold_train.items()),
     ]
     per_label = Counter(e.label for e in candidates)
     labels = _learnable_labels(per_label, train.min_examples_per_label)
@@ -321,7 +322,7 @@ def head_rows(
     held = (held or set()) | set(gold.eval)
     weak = {r.norm_text: to_example(r, train) for r in rows if r.norm_text not in held}
     for q, label in gold.train.items():
-        weak[q] = Example(q, label, 1.0, gold=True)
+        weak[q] = Example(q, label, gold.weight_of(q), gold=True)
     per_label = Counter(e.label for q, e in weak.items() if not is_validation(q, frac))
     labels = _learnable_labels(per_label, train.min_examples_per_label)
     kept = [e for _, e in sorted(weak.items()) if e.label in labels]
@@ -359,7 +360,7 @@ def _pools(rows: list[LabelledQuery], gold_split: GoldByPurpose, frac: float) ->
     gold_train = {q: lab for q, lab in gold_for_training.items() if not is_validation(q, frac)}
     overrides = sum(1 for q, lab in gold.items() if q in weak and weak[q].label != lab)
     for q, lab in gold_val.items():
-        val[q] = Example(q, lab, 1.0, gold=True)
+        val[q] = Example(q, lab, gold_split.weight_of(q), gold=True)
     return _Pools(train_pool, val_pool, val, gold_train, gold_val, gold_eval, overrides)
 
 

@@ -30,7 +30,7 @@ pairwise by McNemar's exact test: LoRA against TF-IDF, the fused model against i
 import hashlib
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +61,7 @@ TODAY_LABELS = {"policy": "threshold", "min_evidence": 2.0, "min_confidence": 0.
 TODAY_TRAIN = {"targets": "hard", "example_weight": "confidence"}
 
 
-def _rows(
+def weak_rows(
     dists: dict[str, LabelDistribution], train: TrainSettings, held_out: frozenset[str]
 ) -> list[Example]:
     """The labelled queries outside ``held_out`` as training examples, made the way training makes them."""
@@ -76,7 +76,7 @@ def _rows(
 
 
 @dataclass(frozen=True)
-class _Traffic:
+class Traffic:
     """The simulated searches and what every phase reads of them (see the module docstring)."""
 
     records: list[SearchRecord]  # every search, in time order
@@ -90,6 +90,10 @@ class _Traffic:
     kinds: dict[str, frozenset[str]]  # normalised query -> the simulator's kinds of it
     labels: list[str]
     bounds: "FrequencySlices"
+    # what a simulated reviewer of other queries needs (``bench review``): the test bucket alone
+    # (``held_out`` less the reviewed queries) and each simulated query id's true intent label
+    test_bucket: frozenset[str] = frozenset()
+    intent: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def queries(self) -> list[str]:
@@ -119,7 +123,7 @@ def run_weak_train_bench(settings: Settings, opts: TrainBenchOptions, *, echo: E
         base_dir, settings.model.max_length, resolve_input_format(settings.model, base_dir), opts.progress
     )
     train = settings.train.model_copy(update={"epochs": opts.epochs})
-    traffic = _simulate(opts, settings.taxonomy, train, echo)
+    traffic = simulate_traffic(opts, settings.taxonomy, train, echo)
 
     echo("[2/6] weak labels of the searches before the snapshot ...")
     labelled, label_reports = _label(settings, traffic, opts.policy_variants, echo)
@@ -150,7 +154,9 @@ def run_weak_train_bench(settings: Settings, opts: TrainBenchOptions, *, echo: E
     return _summary(opts, encoder, traffic, train, label_reports, rows_of, scored, details, full, started)
 
 
-def _simulate(opts: TrainBenchOptions, tax: TaxonomySettings, train: TrainSettings, echo: Echo) -> _Traffic:
+def simulate_traffic(
+    opts: TrainBenchOptions, tax: TaxonomySettings, train: TrainSettings, echo: Echo
+) -> Traffic:
     """The configured profile's searches as labeling reads them, split in time and by query."""
     from trainer.evaluation import frequency_slices
 
@@ -174,19 +180,31 @@ def _simulate(opts: TrainBenchOptions, tax: TaxonomySettings, train: TrainSettin
     counts = dict(Counter(r.norm_text for r in records))
     unseen = sim.tagged("unseen_phrasing")
     test_bucket = {q for q in counts if is_validation(q, opts.test_fraction) or q in unseen}
-    test = _majorities(after, intent, test_bucket)
+    test = majorities(after, intent, test_bucket)
     candidates = {r.norm_text for r in before} - test_bucket
     chosen = set(sorted(candidates, key=_stable_order)[: max(0, opts.review)])
-    review = _majorities(before, intent, chosen)
+    review = majorities(before, intent, chosen)
     labels = sorted(set(truth.values()))
     bounds = frequency_slices(counts, train.gate.head_share, train.gate.torso_share)
     held_out = frozenset(test_bucket | chosen)
-    return _Traffic(
-        records, before, catalog, truth, counts, test, review, held_out, sim.kinds, labels, bounds
+    return Traffic(
+        records,
+        before,
+        catalog,
+        truth,
+        counts,
+        test,
+        review,
+        held_out,
+        sim.kinds,
+        labels,
+        bounds,
+        test_bucket=frozenset(test_bucket),
+        intent=intent,
     )
 
 
-def _majorities(
+def majorities(
     records: list[SearchRecord], intent: dict[str, str | None], queries: set[str]
 ) -> list[tuple[str, str]]:
     """``(query, its searches' majority intent label)`` for ``queries`` searched in ``records``,
@@ -199,13 +217,19 @@ def _majorities(
     return sorted((q, min(c, key=lambda lab: (-c[lab], lab))) for q, c in votes.items())
 
 
+# The names ``bench train``'s fusion and its tests import (one definition each).
+_Traffic = Traffic
+_simulate = simulate_traffic
+_rows = weak_rows
+
+
 def _stable_order(query: str) -> str:
     """A seed-free shuffle of the queries (the reviewed sample): their hash, not their spelling."""
     return hashlib.blake2b(query.encode(), digest_size=8).hexdigest()
 
 
 def _label(
-    settings: Settings, traffic: _Traffic, variants: bool, echo: Echo
+    settings: Settings, traffic: Traffic, variants: bool, echo: Echo
 ) -> tuple[dict[str, dict[str, LabelDistribution]], dict[str, Any]]:
     """The configured policy (and with ``variants`` today's thresholded vote) over the searches
     before the snapshot, each with its scores against the truth per evidence bucket."""
@@ -232,7 +256,7 @@ def _label(
 
 def _train_variants(
     variants: dict[str, tuple[dict[str, LabelDistribution], TrainSettings]],
-    traffic: _Traffic,
+    traffic: Traffic,
     enc: _Encoder,
     echo: Echo,
 ) -> tuple[dict[str, Scored], dict[str, list[Example]]]:
@@ -240,7 +264,7 @@ def _train_variants(
     scored: dict[str, Scored] = {}
     rows_of: dict[str, list[Example]] = {}
     for i, (name, (dists, variant)) in enumerate(variants.items(), start=1):
-        rows = [e for e in _rows(dists, variant, traffic.held_out) if e.label in traffic.labels]
+        rows = [e for e in weak_rows(dists, variant, traffic.held_out) if e.label in traffic.labels]
         rows_of[name] = rows
         echo(f"[3/6] ({i}/{len(variants)}) {name}: LoRA on {len(rows)} rows, {variant.epochs} epoch(s) ...")
         scored[name] = _lora(rows, traffic, variant, enc)
@@ -249,7 +273,7 @@ def _train_variants(
     return scored, rows_of
 
 
-def score(model: "Predictor", traffic: _Traffic, metrics: dict[str, Any], *, member: bool = True) -> Scored:
+def score(model: "Predictor", traffic: Traffic, metrics: dict[str, Any], *, member: bool = True) -> Scored:
     """``model``'s report on the held-out queries, its predictions there and, for a ``member`` of
     the fusion, its probabilities on the held-out and the reviewed queries (what the fusion combines)."""
     from trainer.evaluation import evaluate, predict
@@ -276,7 +300,7 @@ class _Answered:
         return np.asarray([self.answers[t] for t in texts]).reshape(len(texts), len(self.labels))
 
 
-def _lora(rows: list[Example], traffic: _Traffic, train: TrainSettings, enc: _Encoder) -> Scored:
+def _lora(rows: list[Example], traffic: Traffic, train: TrainSettings, enc: _Encoder) -> Scored:
     """One LoRA model on ``rows``, scored (then freed)."""
     from trainer.baselines import from_fit
     from trainer.finetune import fit
@@ -296,14 +320,14 @@ def _lora(rows: list[Example], traffic: _Traffic, train: TrainSettings, enc: _En
     return score(model.predictor, traffic, model.metrics)
 
 
-def _tfidf(rows: list[Example], traffic: _Traffic, seed: int) -> Scored:
+def _tfidf(rows: list[Example], traffic: Traffic, seed: int) -> Scored:
     from trainer.baselines import train_tfidf
 
     tfidf = train_tfidf(rows, traffic.labels, seed=seed)
     return score(tfidf, traffic, tfidf.metrics)
 
 
-def _full_ft(rows: list[Example], traffic: _Traffic, train: TrainSettings, enc: _Encoder) -> Scored:
+def _full_ft(rows: list[Example], traffic: Traffic, train: TrainSettings, enc: _Encoder) -> Scored:
     from trainer.baselines import train_full_finetune
     from trainer.evaluation import evaluate
 
@@ -329,7 +353,7 @@ def _other_targets(train: TrainSettings) -> str:
 def _summary(
     opts: TrainBenchOptions,
     encoder: str,
-    traffic: _Traffic,
+    traffic: Traffic,
     train: TrainSettings,
     label_reports: dict[str, Any],
     rows_of: dict[str, list[Example]],
@@ -402,7 +426,7 @@ def _targets(train: TrainSettings, rows_of: dict[str, list[Example]]) -> dict[st
     return out
 
 
-def _paired(a: str, b: str, scored: dict[str, Scored], traffic: _Traffic) -> dict[str, Any]:
+def _paired(a: str, b: str, scored: dict[str, Scored], traffic: Traffic) -> dict[str, Any]:
     """McNemar of model ``a`` against ``b`` on every held-out query, on the tail ones and on the
     ones with a phrasing no training query used."""
     from trainer.evaluation import paired_comparison

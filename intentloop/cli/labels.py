@@ -116,7 +116,14 @@ def labels_gold() -> None:
     type=click.Choice(["eval", "train"]),
     default="eval",
     show_default=True,
-    help="eval: measured against, never trained on; train: also a training row (weight 1).",
+    help="eval: measured against, never trained on; train: also a training row (of --weight).",
+)
+@click.option(
+    "--weight",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Training weight of these rows (purpose train); weak rows weigh by their evidence.",
 )
 @click.option(
     "--dimension",
@@ -125,7 +132,7 @@ def labels_gold() -> None:
     show_default=True,
     help="Which label dimension (INTENTLOOP_TAXONOMY__DIMENSIONS).",
 )
-def labels_gold_load(path: Path, source: str | None, purpose: str, dimension: str) -> None:
+def labels_gold_load(path: Path, source: str | None, purpose: str, dimension: str, weight: float) -> None:
     """Upsert gold labels from CSV (header with query,label) or JSONL ({"query": .., "label": ..}).
 
     Queries are normalised like search logs; category labels must be ones the catalog (or the
@@ -145,5 +152,6 @@ def labels_gold_load(path: Path, source: str | None, purpose: str, dimension: st
         source=(source or path.name)[:64],
         purpose=purpose,
         dimension=dimension,
+        weight=weight,
     )
     click.echo(f"loaded {n} {dimension} gold labels for {purpose} from {path}")

@@ -116,9 +116,11 @@ def drift_report(as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--refresh", default=30, show_default=True, help="Seconds between page reloads.")
 def dashboard(port: int | None, host: str, refresh: int) -> None:
-    """Serve the drift and health dashboard (HTML at /, JSON at /api/overview, Prometheus at /metrics).
+    """Serve the drift and health dashboard (HTML at /, JSON at /api/overview, Prometheus at /metrics)
+    and the review page (/review: reviewers log in with a token from `intentloop review token add`).
 
-    Self-contained: no CDN, no script; charts are SVG rendered by the server.
+    Self-contained: no CDN; charts are SVG rendered by the server, and the only script is the
+    review page's keyboard handler, served by the dashboard itself.
     """
     from intentloop.dashboard import DashboardServer
 
@@ -131,8 +133,13 @@ def dashboard(port: int | None, host: str, refresh: int) -> None:
         host=host,
         port=port or rt.settings.drift.dashboard_port,
         refresh_s=refresh,
+        review=rt.settings.review,
+        category_labels=rt.settings.taxonomy.labels,
     )
-    click.echo(f"dashboard on http://{host}:{server.port}/ (metrics at /metrics); Ctrl-C stops")
+    click.echo(
+        f"dashboard on http://{host}:{server.port}/ (metrics at /metrics, review page at /review); "
+        "Ctrl-C stops"
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -5,6 +5,10 @@ charts drawn on the server by pygal (``charts``), no script and nothing fetched 
 page reloads itself every ``refresh_s`` seconds. The same data is JSON at ``/api/overview`` and
 Prometheus text at ``/metrics``, served by FastAPI under uvicorn (``app``), the web stack the
 inference workers use. All of it renders one dict, ``streams.drift.overview.build_overview``.
+
+The review page (``review``, ``/review``: reviewers label the active-learning queue) is the one page
+with a script, its own ``review.js`` served by the app (CSP ``script-src 'self'``), behind a
+reviewer token and CSRF-checked forms (``review_auth``).
 """
 
 from intentloop.dashboard.app import DashboardServer, create_app

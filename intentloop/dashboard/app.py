@@ -2,8 +2,10 @@
 
 FastAPI because the inference workers already serve with it: one web stack in the project. Four
 routes: ``/`` (the page), ``/api/overview`` (the same data as JSON), ``/metrics`` (Prometheus text,
-what ``deploy/grafana/`` charts) and ``/healthz``. The generated API docs are switched off: they
-load their script from a CDN and the dashboard must work with no internet access.
+what ``deploy/grafana/`` charts) and ``/healthz``; with a review backend, the review page's routes
+under ``/review`` too (``review``: token login, one query at a time, keyboard first). The
+generated API docs are switched off: they load their script from a CDN and the dashboard must work
+with no internet access.
 
 Every route reads a fresh overview (``build_overview``) on a worker thread, since the queries
 block; a failure answers 500 with its reason rather than stopping the server.
@@ -14,7 +16,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import uvicorn
@@ -23,6 +25,10 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from intentloop.dashboard.page import render_page
+from intentloop.dashboard.review import ReviewBackend, add_review_routes
+from intentloop.dashboard.review_auth import ReviewAuth
+from intentloop.dashboard.review_backend import PostgresReviewBackend
+from intentloop.review.settings import ReviewSettings
 from store.db import Database
 from store.registry import RedisRegistry
 from streams.drift.metrics import CONTENT_TYPE as PROM_CONTENT_TYPE
@@ -38,9 +44,18 @@ _SHUTDOWN_TIMEOUT_S = 5.0
 Overview = Callable[[], dict[str, Any]]
 
 
-def create_app(source: Overview, *, refresh_s: int = 30) -> FastAPI:
-    """The dashboard's routes over ``source``, which returns a fresh overview dict per call."""
+def create_app(
+    source: Overview,
+    *,
+    refresh_s: int = 30,
+    review_backend: ReviewBackend | None = None,
+    review_auth: ReviewAuth | None = None,
+) -> FastAPI:
+    """The dashboard's routes over ``source``, which returns a fresh overview dict per call; the
+    review page's too when ``review_backend`` is given (``review_auth`` None: a random secret)."""
     app = FastAPI(title="intentloop dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    if review_backend is not None:
+        add_review_routes(app, review_backend, review_auth or ReviewAuth())
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:
@@ -80,11 +95,19 @@ async def _no_store_and_errors(
     return response
 
 
+def review_auth_from(review: ReviewSettings) -> ReviewAuth:
+    """The review page's signer from its settings (no secret set: a random one per process)."""
+    secret = review.secret.get_secret_value().encode() if review.secret else None
+    return ReviewAuth(secret=secret, max_seconds=review.max_seconds)
+
+
 class DashboardServer:
     """The dashboard under uvicorn: ``serve_forever`` for the CLI, ``start``/``stop`` for tests.
 
     The socket is bound in the constructor, so ``port`` is known (``port=0`` picks a free one)
-    and a bind error surfaces before anything is printed.
+    and a bind error surfaces before anything is printed. The review page is always served, from
+    Postgres, with ``review`` (default settings when None) and the closed taxonomy
+    ``category_labels`` (empty: every label the catalog votes for).
     """
 
     def __init__(
@@ -96,8 +119,16 @@ class DashboardServer:
         host: str = "127.0.0.1",
         port: int = 8090,
         refresh_s: int = 30,
+        review: ReviewSettings | None = None,
+        category_labels: Sequence[str] = (),
     ) -> None:
-        app = create_app(lambda: build_overview(db, registry, settings), refresh_s=refresh_s)
+        review = review or ReviewSettings()
+        app = create_app(
+            lambda: build_overview(db, registry, settings),
+            refresh_s=refresh_s,
+            review_backend=PostgresReviewBackend(db, review, category_labels),
+            review_auth=review_auth_from(review),
+        )
         self._socket = socket.create_server((host, port))
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)

@@ -12,6 +12,10 @@ from intentloop.stack import Endpoints
     [
         [],
         ["stack"],
+        ["review"],
+        ["review", "select"],
+        ["review", "status"],
+        ["review", "token", "add"],
         ["db"],
         ["worker"],
         ["registry"],
