@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from browser_helpers import chromium_page, needs_chromium
 from drift_helpers import seed_champion, seed_traffic
 
 from intentloop.dashboard import DashboardServer
@@ -39,25 +40,9 @@ _VIEW = GlobalView(
     ],
 )
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
-
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)"
-)
+@needs_chromium
 def test_dashboard_renders_in_headless_chromium(db, redis_url, redis_prefix, tmp_path: Path):
-    from playwright.sync_api import sync_playwright
-
     sim = simulate(SimConfig(seed=7, n_searches=4000, drift=DriftInjection(at=0.5)))
     assert sim.drift_onset is not None
     seed_traffic(db, sim)
@@ -81,23 +66,7 @@ def test_dashboard_renders_in_headless_chromium(db, redis_url, redis_prefix, tmp
         )
         assert 'intentloop_worker_version{version="c0ffee00c0ffee00",worker="serve-a"} 1.0' in metrics
 
-        problems: list[str] = []
-        with sync_playwright() as pw:
-            # A fresh profile per run: Playwright passes the directory as --user-data-dir.
-            browser = pw.chromium.launch_persistent_context(
-                str(tmp_path / "profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=LAUNCH_ARGS,
-                viewport={"width": 1400, "height": 1000},
-            )
-            page = browser.new_page()
-            page.on(
-                "console",
-                lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
-            )
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+        with chromium_page(tmp_path / "profile", {"width": 1400, "height": 1000}) as (page, problems):
             response = page.goto(base + "/", wait_until="load")
             assert response is not None and response.status == 200
             assert "label drift" in page.title()
@@ -129,7 +98,6 @@ def test_dashboard_renders_in_headless_chromium(db, redis_url, redis_prefix, tmp
 
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
-            browser.close()
         assert problems == []
         assert shot.stat().st_size > 20_000
         target = os.environ.get("INTENTLOOP_SCREENSHOT_DIR")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import chromium_page, needs_chromium
 from sqlalchemy import select
 
 from intentloop.dashboard import DashboardServer
@@ -21,17 +22,6 @@ from streams.drift.settings import DriftSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN = "alice-review-token-5f1c9a"
 SCRIPT_QUERY = "<script>window.__x=1</script> shoes"
 QUOTES_QUERY = "\"'&<b> tag"
@@ -130,35 +120,18 @@ def _decisions(db: Database) -> list[Any]:
         return decisions(session)
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)"
-)
+@needs_chromium
 def test_review_five_queries_with_the_keyboard(db: Database, tmp_path: Path) -> None:
-    from playwright.sync_api import Dialog, sync_playwright
+    from playwright.sync_api import Dialog
 
     _seed(db)
     server = DashboardServer(
         db, None, DriftSettings(), port=0, review=ReviewSettings(max_seconds=600), category_labels=LABELS
     ).start()
     base = f"http://127.0.0.1:{server.port}"
-    problems: list[str] = []
     dialogs: list[str] = []
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch_persistent_context(
-                str(tmp_path / "profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=LAUNCH_ARGS,
-                viewport={"width": 1300, "height": 1000},
-            )
-            page = browser.new_page()
-            page.on(
-                "console",
-                lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
-            )
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+        with chromium_page(tmp_path / "profile", {"width": 1300, "height": 1000}) as (page, problems):
 
             def on_dialog(dialog: Dialog) -> None:  # an alert() would mean injected script ran
                 dialogs.append(dialog.message)
@@ -209,7 +182,6 @@ def test_review_five_queries_with_the_keyboard(db: Database, tmp_path: Path) -> 
 
             shot = tmp_path / "review.png"
             page.screenshot(path=str(shot), full_page=True)
-            browser.close()
     finally:
         server.stop()
     assert problems == [] and dialogs == []
