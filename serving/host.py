@@ -314,6 +314,7 @@ class ModelHost:
             self.metrics.batch_queries.observe(len(texts))
             row = 0
             served: list[int] = []  # rows of routed requests: what the drift tally counts
+            tops: list[str] = []  # their category answers, as the predictions already ranked them
             for i, routed_by in routed:
                 req = requests[i]
                 n = len(req.texts)
@@ -324,17 +325,18 @@ class ModelHost:
                     results[i] = Answer(adapter.version, routed_by, preds)
                     self.metrics.predictions.labels(routed_by).inc(n)
                     served.extend(range(row, row + n))
+                    tops.extend(p.labels[0][0] for p in preds if p.labels)
                 row += n
-            self._tally(adapter, scores, served)
+            self._tally(adapter, scores, served, tops)
         self.metrics.batch_requests.observe(len(requests))
         return results
 
-    def _tally(self, adapter: Adapter, scores: Scores, rows: list[int]) -> None:
-        """What ``rows`` of a model call were answered, every head's, once per call for the drift job."""
+    def _tally(self, adapter: Adapter, scores: Scores, rows: list[int], tops: list[str]) -> None:
+        """What ``rows`` of a model call were answered (``tops``: their category answers), every
+        head's, once per call for the drift job; an explanation's rows are not traffic."""
         if not rows:
             return
-        tops = scores.probs[rows].argmax(axis=1)
-        self.tally.add(adapter.version, [adapter.labels[int(j)] for j in tops])
+        self.tally.add(adapter.version, tops)
         for dimension, probs in scores.heads.items():  # every head answered every text
             labels = adapter.module.head_labels[dimension]
             self.tally.add(
