@@ -12,6 +12,11 @@ due stays due. Holding the lock, it does at most one of, in this order:
    when the run starts, so a request made during the run asks for another one;
 3. the **cron refresh**, when its fire time has passed (``INTENTLOOP_TRAIN__SCHEDULE``, UTC).
 
+Before a drift or cron refresh the labels are brought up to date with an incremental ``labels
+aggregate`` (``INTENTLOOP_TRAIN__AGGREGATE_FIRST``): cheap once its statistics exist, and without it a
+deployment whose only scheduled job is this one would train on whatever labels someone last
+aggregated by hand. A failed aggregation is logged and the refresh trains on the stored labels.
+
 Every refresh goes through the gate and promotes only a blessed candidate; a failed run is logged,
 recorded as failed, and never touches the champion. SIGTERM stops the scheduler: a run in progress
 is recorded ``interrupted`` with its checkpoint, and the next scheduler resumes it.
@@ -30,7 +35,7 @@ from croniter import croniter
 
 from intentloop.jobs import runs_dir, train_and_maybe_promote
 from intentloop.runtime import Runtime
-from store.exceptions import TrainingLockedError
+from store.exceptions import IntentloopError, TrainingLockedError
 from store.training import INTERRUPTED, TrainingLock, latest_run, mark_dead_runs
 from trainer.snapshot import ROWS_FILE
 
@@ -124,6 +129,8 @@ class Scheduler:
                 self.next_fire = next_fire(self.expression, now)
             else:
                 return TickResult("idle")
+            if action != "resume" and self.rt.settings.train.aggregate_first:
+                self.refresh_labels()
             log.info("starting a %s training run", action)
             try:
                 result = train_and_maybe_promote(
@@ -144,6 +151,30 @@ class Scheduler:
             return TickResult(action, result=result, detail=kwargs)
         finally:
             lock.release()
+
+    def refresh_labels(self) -> int | None:
+        """An incremental aggregation of every label dimension; its category report id, or None when
+        it could not run (nothing to label, the store unreachable): the refresh goes on regardless."""
+        from streams.labels_incremental import run_incremental
+
+        try:
+            result = run_incremental(
+                self.rt.db,
+                self.rt.settings.labels,
+                dimensions=self.rt.settings.taxonomy.dimensions,
+                progress=self.progress,
+            )
+        except IntentloopError as exc:
+            log.warning("labels not aggregated before the refresh (%s): training on the stored labels", exc)
+            return None
+        summary = result.summary()
+        log.info(
+            "labels aggregated before the refresh: %s of %s queries labelled (report %s)",
+            summary["labelled"],
+            summary["queries"],
+            result.report_id,
+        )
+        return result.report_id
 
     def run_forever(self) -> None:
         """Tick until :meth:`stop`; sleeps until the next poll or cron fire, whichever is first."""

@@ -30,6 +30,8 @@ _PR_SET_KEEPCAPS = 8
 _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE = 47, 2
 _CAP_DAC_READ_SEARCH = 2
 _CAPABILITY_VERSION_3 = 0x20080522
+_CLONE_NEWNET = 0x40000000
+NETNS_DIR = Path("/run/netns")  # where `ip netns add` puts a named network namespace
 
 # Children spawned by this process: polling them reaps zombies, which would otherwise look alive.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -74,6 +76,43 @@ def demote_to_unprivileged() -> Callable[[], None]:
             libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, _CAP_DAC_READ_SEARCH, 0, 0)
 
     return demote
+
+
+def enter_netns(name: str) -> Callable[[], None]:
+    """A ``preexec_fn`` that moves the child into the named network namespace (``ip netns add``).
+
+    A ``preexec_fn`` rather than an ``ip netns exec`` prefix: PostgreSQL is demoted to ``nobody``
+    in the same child, and ``ip netns exec`` needs root, so entering must come first. Needs root.
+    """
+    path = NETNS_DIR / name
+    if not path.exists():
+        raise StackError(f"no network namespace {name!r} ({path} is missing): create it with `ip netns add`")
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def enter() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if libc.setns(fd, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into network namespace {name}")
+        finally:
+            os.close(fd)
+
+    return enter
+
+
+def _preexec(*, demote: bool, netns: str | None) -> Callable[[], None] | None:
+    """What a child runs before exec: the namespace first (needs root), then dropping root."""
+    steps = [enter_netns(netns)] if netns else []
+    if demote:
+        steps.append(demote_to_unprivileged())
+    if not steps:
+        return None
+
+    def run() -> None:
+        for step in steps:
+            step()
+
+    return run
 
 
 def reachable_by_others(path: Path) -> bool:
@@ -155,10 +194,12 @@ def run_logged(cmd: list[str], log_path: Path, *, demote: bool, timeout_s: float
     return done.returncode
 
 
-def spawn_detached(cmd: list[str], log_path: Path, *, demote: bool = False) -> int:
-    """Start a server in its own session so it survives this process and its terminal; its pid."""
-    _log_header(log_path, f"starting {' '.join(cmd)}")
-    preexec = demote_to_unprivileged() if demote else None
+def spawn_detached(cmd: list[str], log_path: Path, *, demote: bool = False, netns: str | None = None) -> int:
+    """Start a server in its own session so it survives this process and its terminal; its pid.
+    ``netns``: the named network namespace it runs in (see :func:`enter_netns`)."""
+    where = f" in network namespace {netns}" if netns else ""
+    _log_header(log_path, f"starting {' '.join(cmd)}{where}")
+    preexec = _preexec(demote=demote, netns=netns)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             cmd,

@@ -6,6 +6,7 @@ that a later process can find and stop it. Configured URLs are never started, on
 """
 
 import contextlib
+import ipaddress
 import shutil
 import signal
 import time
@@ -21,6 +22,24 @@ from intentloop.settings import Settings, StackPorts
 HOST = "127.0.0.1"
 PG_USER = "postgres"
 PG_DATABASE = "intentloop"
+
+
+# initdb's pg_hba.conf trusts loopback only; bound to another address the embedded server is a
+# "host" of a test network (network namespaces) and trusts the subnets it is directly on.
+_HBA_SUBNET = "host all all samenet trust  # intentloop stack: bound to a non-loopback address\n"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, not an address
+        return host == "localhost"
+
+
+def _trust_own_subnet(hba: Path) -> None:
+    text = hba.read_text()
+    if _HBA_SUBNET not in text:
+        hba.write_text(text + _HBA_SUBNET)
 
 
 @dataclass(frozen=True)
@@ -75,9 +94,17 @@ class LocalStack:
         postgres_url: str | None = None,
         redis_url: str | None = None,
         ports: StackPorts = StackPorts(),
+        host: str = HOST,
+        netns: str | None = None,
     ) -> None:
+        """``host``: the address every embedded server binds to and advertises (Tansu's listener);
+        ``netns``: a named network namespace (``ip netns``) the servers run in, the address being
+        one of that namespace's, so a stack can stand in for a separate host (the multi-host tests).
+        """
         self.root = Path(state_dir) / "stack"
         self.ports = ports
+        self.host = host
+        self.netns = netns
         self._configured = {"kafka": kafka_bootstrap, "postgres": postgres_url, "redis": redis_url}
 
     @classmethod
@@ -162,14 +189,14 @@ class LocalStack:
             return configured
         port = port or self._port(name)
         return {
-            "kafka": f"{HOST}:{port}",
-            "postgres": f"postgresql+psycopg://{PG_USER}@{HOST}:{port}/{PG_DATABASE}",
-            "redis": f"redis://{HOST}:{port}/0",
+            "kafka": f"{self.host}:{port}",
+            "postgres": f"postgresql+psycopg://{PG_USER}@{self.host}:{port}/{PG_DATABASE}",
+            "redis": f"redis://{self.host}:{port}/0",
         }[name]
 
     def _maintenance_url(self) -> str:
         """The always-present ``postgres`` database: healthy before ``intentloop`` is created."""
-        return f"postgresql://{PG_USER}@{HOST}:{self._port('postgres')}/postgres"
+        return f"postgresql://{PG_USER}@{self.host}:{self._port('postgres')}/postgres"
 
     # ------------------------------------------------------------ lifecycle
     def _live(self, svc: _Service) -> tuple[int, int] | None:
@@ -194,7 +221,9 @@ class LocalStack:
 
     def _check_port_free(self, svc: _Service) -> None:
         port = self._port(svc.name)
-        if not procs.port_free(port, HOST):
+        if self.netns is not None:  # a namespace of its own: nothing of ours can hold the port there
+            return
+        if not procs.port_free(port, self.host):
             raise StackError(
                 f"port {port} for the embedded {svc.name} is already in use by another process: set "
                 f"{svc.port_env} to a free port, or set {svc.url_env} to use that server instead"
@@ -205,7 +234,7 @@ class LocalStack:
         port = self._port(svc.name)
         demote = False
         if svc.name == "kafka":
-            url = f"tcp://{HOST}:{port}"
+            url = f"tcp://{self.host}:{port}"
             cmd = [
                 procs.tansu_bin(svc.url_env),
                 "broker",
@@ -221,7 +250,7 @@ class LocalStack:
             cmd = [
                 str(binary),
                 "--bind",
-                HOST,
+                self.host,
                 "--port",
                 str(port),
                 "--save",
@@ -235,7 +264,7 @@ class LocalStack:
             ]
         else:
             cmd, demote = self._prepare_postgres(svc, port), procs.is_root()
-        pid = procs.spawn_detached(cmd, self._log(svc), demote=demote)
+        pid = procs.spawn_detached(cmd, self._log(svc), demote=demote, netns=self.netns)
         procs.write_pidfile(self._pidfile(svc), pid, port)
         return pid
 
@@ -270,6 +299,8 @@ class LocalStack:
                 raise StackError(self._failure(svc, f"initdb failed (exit {code})", offset))
         elif procs.is_root() and data.stat().st_uid != procs.unprivileged_ids()[0]:
             procs.chown_tree(data, *procs.unprivileged_ids())
+        if not _is_loopback(self.host):
+            _trust_own_subnet(data / "pg_hba.conf")
         return [
             str(bin_dir / "postgres"),
             "-D",
@@ -277,7 +308,7 @@ class LocalStack:
             "-p",
             str(port),
             "-c",
-            f"listen_addresses={HOST}",
+            f"listen_addresses={self.host}",
             "-c",
             "unix_socket_directories=",
         ]

@@ -37,15 +37,25 @@ def free_port() -> int:
 
 
 class WorkerProcess:
-    """``intentloop worker ...`` as a child process with its log in a file."""
+    """``intentloop worker ...`` as a child process with its log in a file.
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    ``netns``: a named network namespace to run it in (``ip netns exec``, which needs root and
+    execs the worker in place, so :attr:`pid` is the worker's own): a worker on another "host".
+    """
+
+    def __init__(
+        self, args: list[str], env: dict[str, str], log_path: Path, *, netns: str | None = None
+    ) -> None:
         self.args = args
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
+        prefix = ["ip", "netns", "exec", netns] if netns else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "intentloop", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT
+            [*prefix, sys.executable, "-m", "intentloop", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     @property

@@ -153,6 +153,7 @@ def create_api(
         max_wait_s=settings.batch_wait_ms / 1000,
     )
     api.state.batcher = batcher
+    api.state.draining = False  # set by ``drain`` when the worker starts shutting down
     api.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]  # narrower exc
     # Route groups are added to the app itself, not through ``APIRouter``/``include_router``: this
     # FastAPI dispatches included routers through an extra matching layer that cost ~30-40 us of
@@ -163,6 +164,15 @@ def create_api(
     _add_admin_routes(api, admin)
     api.add_middleware(_MetricsMiddleware, host=host)
     return api
+
+
+def drain(api: FastAPI) -> None:
+    """Shutdown has begun: ``/readyz`` answers 503 from now on while every other route still serves.
+
+    Load balancers that poll readiness stop sending new requests to a draining worker before its
+    listener closes; requests already sent, and the ones still arriving meanwhile, are answered.
+    """
+    api.state.draining = True
 
 
 def _lifespan(
@@ -424,9 +434,12 @@ def _add_probes(api: FastAPI, host: ModelHost, worker_id: str) -> None:
         """Alive (answers even before an adapter is loaded)."""
         return {"status": "ok", "worker": worker_id}
 
-    @api.get("/readyz", responses={503: {"description": "no adapter loaded yet"}})
+    @api.get("/readyz", responses={503: {"description": "no adapter loaded yet, or shutting down"}})
     async def readyz() -> dict[str, Any]:
-        """Ready once the default market's champion adapter is loaded; names every served version."""
+        """Ready once the default market's champion adapter is loaded, until shutdown begins
+        (``drain``); names every served version."""
+        if api.state.draining:
+            raise HTTPException(503, "shutting down")
         info = host.describe()
         if info["version"] is None:
             raise HTTPException(503, "no adapter loaded yet")

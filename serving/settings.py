@@ -88,6 +88,13 @@ class ServeSettings(BaseModel):
         default=3, ge=1, le=50, description="labels returned per query when a request gives no top_k"
     )
     max_batch: int = Field(default=64, ge=1, description="queries one request may carry (413 above)")
+    drain_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="after SIGTERM, seconds /readyz answers 503 while requests are still served, before the "
+        "listener closes (for load balancers that poll readiness; Kubernetes' preStop sleep does this job)",
+    )
     max_query_chars: int = Field(default=512, ge=1, description="characters per query (422 above)")
     reconcile_interval_s: float = Field(
         default=2.0,

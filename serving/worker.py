@@ -3,13 +3,16 @@
 import gc
 import logging
 import os
+import signal
 import socket
 import threading
+from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from serving.adapters import SharedBase
-from serving.api import Admin, create_api
+from serving.api import Admin, create_api, drain
 from serving.host import ModelHost
 from serving.metrics import ServingMetrics
 from serving.settings import ServeSettings
@@ -20,6 +23,13 @@ from store.registry import RedisRegistry
 from trainer.settings import ModelSettings
 
 log = logging.getLogger(__name__)
+
+# After SIGTERM, how long the requests in flight may take to finish before uvicorn cancels them, in
+# seconds. An intent request takes milliseconds and an explanation is bounded by its budget, so only
+# a stuck one ever reaches it; it bounds the exit, which must come before the SIGKILL: Kubernetes'
+# terminationGracePeriodSeconds > preStop sleep + this (deploy/k8s/base/inference.yaml, tested).
+GRACEFUL_TIMEOUT_S = 25
+_STARTUP_FAILURE = 3  # uvicorn.run's exit status when the server never started (port taken...)
 
 
 def default_worker_id() -> str:
@@ -115,6 +125,63 @@ def run_serve(
     api = create_api(host, serve, worker_id=wid, admin=admin, on_shutdown=watcher.stop)
     log.info("worker %s listening on %s:%d", wid, serve.host, serve.port)
     try:
-        uvicorn.run(api, host=serve.host, port=serve.port, log_level="warning", access_log=False)
+        serve_http(api, serve.host, serve.port, drain_s=serve.drain_s)
     finally:
         watcher.stop()
+
+
+def serve_http(
+    api: FastAPI,
+    host: str,
+    port: int,
+    *,
+    drain_s: float = 0.0,
+    graceful_timeout_s: int = GRACEFUL_TIMEOUT_S,
+) -> None:
+    """Run ``api`` under uvicorn until a signal, then shut down without dropping a request.
+
+    On SIGTERM ``/readyz`` answers 503 at once (``serving.api.drain``); after ``drain_s`` seconds
+    of still serving everything (0: at once) uvicorn closes the listener, lets the requests in
+    flight finish for at most ``graceful_timeout_s``, runs the app's shutdown (the watcher's last
+    flush of served-prediction counts) and re-raises the signal. Under Kubernetes the pod's preStop
+    sleep plays the part of ``drain_s``: the endpoints leave the Service before SIGTERM arrives.
+    """
+    config = uvicorn.Config(
+        api,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=graceful_timeout_s,
+    )
+    server = _DrainingServer(config, api, drain_s=drain_s)
+    server.run()
+    if not server.started:
+        raise SystemExit(_STARTUP_FAILURE)  # uvicorn has logged why (as uvicorn.run does)
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server, withdrawing readiness the moment shutdown starts.
+
+    ``handle_exit`` is uvicorn's signal handler: it marks the app draining, then hands over to
+    uvicorn's own graceful shutdown, delayed by ``drain_s`` for the first SIGTERM. A second signal,
+    or SIGINT (Ctrl-C at a terminal), does not wait.
+    """
+
+    def __init__(self, config: uvicorn.Config, api: FastAPI, *, drain_s: float) -> None:
+        super().__init__(config)
+        self._api = api
+        self._drain_s = drain_s
+        self._delayed: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        drain(self._api)
+        if sig == signal.SIGTERM and self._drain_s > 0 and self._delayed is None:
+            log.info("SIGTERM: not ready; draining for %.1f s before closing the listener", self._drain_s)
+            self._delayed = threading.Timer(self._drain_s, super().handle_exit, (sig, frame))
+            self._delayed.daemon = True
+            self._delayed.start()
+            return
+        if self._delayed is not None:
+            self._delayed.cancel()
+        super().handle_exit(sig, frame)

@@ -19,6 +19,11 @@ from store.models import DeadLetter, FeedbackEvent, SearchQuery, WeakLabel
 
 # Resolves pending feedback whose query is now known: decides its status, then adds its vote.
 # ``weight = 0`` means no labeling function fired. Runs for the query ids a batch touched.
+# The UPDATE finds its rows by primary key only: ``todo`` locked them FOR UPDATE, which re-checks
+# ``status = 'pending'`` against any concurrent commit, so they are still pending. Repeating that
+# filter in the UPDATE let the planner (which believes the partial pending index holds ~1 row, as it
+# did at the last ANALYZE) scan every pending row for every todo row: 12M comparisons and 8 s for a
+# batch of 3k, a minute at times, seen as label latency in `bench ingest` (issue 17).
 _RESOLVE_SQL = text(
     """
     WITH todo AS (
@@ -35,7 +40,7 @@ _RESOLVE_SQL = text(
                              WHEN f.weight = 0 OR todo.label IS NULL THEN 'no_vote'
                              ELSE 'voted' END
           FROM todo
-         WHERE f.event_id = todo.event_id AND f.status = 'pending'
+         WHERE f.event_id = todo.event_id
      RETURNING todo.norm_text, f.label, f.weight, f.ts, f.status
     ), agg AS (
         SELECT norm_text, label, sum(weight) AS votes, count(*) AS events, max(ts) AS last_ts

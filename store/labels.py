@@ -5,12 +5,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import Row, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from store.dimensions import CATEGORY
 from store.evaluations import query_frequencies
+from store.label_stats import copy_rows
 from store.models import GoldLabel, LabelDistribution, LabelingReport, Product, SearchQuery, WeakLabel
 
 # Per normalised query: the winning label, its share of positive votes (confidence) and the evidence.
@@ -208,10 +210,21 @@ def replace_label_distributions(
     """Swap in a new aggregation of ``dimension`` atomically (readers see the old one until
     commit); the other dimensions' rows stay."""
     session.execute(delete(LabelDistribution).where(LabelDistribution.dimension == dimension))
-    data = [row | {"dimension": dimension} for row in rows]
-    for start in range(0, len(data), 5000):
-        session.execute(insert(LabelDistribution), data[start : start + 5000])
+    if not rows:
+        return 0
+    # COPY: an aggregation writes a row per query of the window (executemany took ~5 s per 16k rows)
+    columns = [c for c in rows[0] if c != "dimension"]
+    copy_rows(
+        session,
+        "label_distributions",
+        ["dimension", *columns],
+        ([dimension, *(_copyable(row[c]) for c in columns)] for row in rows),
+    )
     return len(rows)
+
+
+def _copyable(value: Any) -> Any:
+    return Jsonb(value) if isinstance(value, dict) else value
 
 
 def record_labeling_report(session: Session, report: dict[str, Any], dimension: str = CATEGORY) -> int:

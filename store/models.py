@@ -401,3 +401,63 @@ class ReviewDecision(Base):
             postgresql_where="undone_at IS NULL",
         ),
     )
+
+
+class LabelFoldState(Base):
+    """Which time bucket of searches a shard of incremental aggregation has folded into
+    ``label_stats``, and against what: ``fingerprint`` (the bucket's searches and feedback, counted
+    and hashed) and ``config`` (settings, labeling functions and catalog). A bucket is refolded
+    when either differs (streams.labels_incremental)."""
+
+    __tablename__ = "label_fold_state"
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    n_shards: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    config: Mapped[str] = mapped_column(Text)
+    folded_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LabelStat(Base):
+    """One per-query sufficient statistic of one time bucket (streams.weak.incremental): summed
+    over buckets, rescaled for decay and evaluated under the fitted propensity it gives exactly the
+    vote table a full aggregation computes. ``qhash`` (md5 of the query) assigns it to a shard."""
+
+    __tablename__ = "label_stats"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    bucket: Mapped[int] = mapped_column(BigInteger)
+    qhash: Mapped[int] = mapped_column(BigInteger)
+    dimension: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    norm_text: Mapped[str] = mapped_column(Text)
+    lf: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(Text)
+    basis: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_label_stats_bucket", "bucket", "qhash"),)
+
+
+class LabelFoldRecord(Base):
+    """A search kept whole by incremental aggregation: its votes are not linear in the propensity
+    (streams.weak.symbolic), so it is tabulated at the end with the fitted one. Rare."""
+
+    __tablename__ = "label_fold_records"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    bucket: Mapped[int] = mapped_column(BigInteger)
+    qhash: Mapped[int] = mapped_column(BigInteger)
+    weight: Mapped[float] = mapped_column(Float)
+    record: Mapped[dict[str, Any]] = mapped_column()
+
+    __table_args__ = (Index("ix_label_fold_records_bucket", "bucket", "qhash"),)
+
+
+# Incremental aggregation's lookups on search_queries, chosen for their cost on ingestion's write
+# path (bench ingest, 1M events: btree indexes on session, time and feedback's query id cut ingest
+# throughput by 28%, hash/BRIN ones by 13%; docs/decisions.md). A hash index keeps a 4-byte hash
+# and never compares text under a collation: a search's session neighbours (few rows, sorted after
+# the lookup). BRIN keeps one summary per range of table blocks, nearly free to maintain, and
+# searches are appended in about time order: a time bucket's range read. feedback_events, seven
+# rows a search, gets no index: the fold reads all its buckets' feedback in one hash join.
+Index("ix_search_queries_session", SearchQuery.session_id, postgresql_using="hash")
+Index("ix_search_queries_ts", SearchQuery.ts, postgresql_using="brin")

@@ -52,7 +52,8 @@ class Feedback(_Event):
     type: FeedbackType
     product_id: str = Field(min_length=1, max_length=128)
     position: int = Field(ge=0, le=10_000, description="0-based rank in the shown list")
-    dwell_ms: int | None = Field(default=None, ge=0)
+    # The store keeps dwell in an int4 column, whose binary COPY would wrap a larger value silently.
+    dwell_ms: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 class Product(_Event):

@@ -106,6 +106,8 @@ class AggregationResult:
     ``report_id``, ``report`` and ``distributions``), as before dimensions existed."""
 
     dimensions: dict[str, DimensionResult]
+    # what an incremental run folded (streams.labels_incremental.FoldSummary.as_dict); None: full run
+    fold: dict[str, Any] | None = None
 
     @property
     def category(self) -> DimensionResult:
@@ -131,7 +133,8 @@ class AggregationResult:
         """The headline numbers (the CLI's JSON line): the category's, and each other dimension's
         under ``dimensions``."""
         others = {d: r.summary() for d, r in self.dimensions.items() if d != CATEGORY}
-        return self.category.summary() | ({"dimensions": others} if others else {})
+        head = self.category.summary() | {"mode": "full" if self.fold is None else "incremental"}
+        return head | ({"dimensions": others} if others else {}) | ({"fold": self.fold} if self.fold else {})
 
 
 def run_aggregation(
@@ -193,9 +196,21 @@ def run_aggregation(
                 window=(since, newest),
                 progress=progress,
             )
+    return write_results(db, labelled, started=started, n_searches=len(records))
+
+
+def write_results(
+    db: Database,
+    labelled: Mapping[str, tuple[dict[str, LabelDistribution], dict[str, Any]]],
+    *,
+    started: float,
+    n_searches: int,
+) -> AggregationResult:
+    """Step 6, shared by the full and the incremental run: every dimension's distributions
+    replaced and its report added, in one transaction (readers never see a mix)."""
     wall_s = round(time.monotonic() - started, 2)
     results: dict[str, DimensionResult] = {}
-    with db.session() as session:  # every dimension in one transaction: readers never see a mix
+    with db.session() as session:
         for dimension, (chosen, report_body) in labelled.items():
             method = report_body["method"]
             rows_out = [d.to_dict() | {"method": method} for d in chosen.values()]
@@ -207,7 +222,7 @@ def run_aggregation(
     for dimension, r in results.items():
         log.info(
             "aggregated %d searches into %d queries of %s (%d labelled, method %s) in %.1fs: report %d",
-            len(records),
+            n_searches,
             r.report["queries"],
             dimension,
             r.report["labelled"],
@@ -233,7 +248,8 @@ def label_records(
     distribution per query and the report. Time decay counts back from the newest record.
     ``reviewed``: the part of ``gold`` people labelled on the review page (reported apart)."""
     table, propensity = vote_table(records, catalog, settings, lfs=lfs, progress=progress)
-    return _label_table(table, records, lfs, gold, settings, window, propensity.theta, reviewed or {})
+    window = window or (min(r.ts for r in records), max(r.ts for r in records))
+    return label_table(table, len(records), lfs, gold, settings, window, propensity.theta, reviewed or {})
 
 
 def label_type_records(
@@ -253,27 +269,29 @@ def label_type_records(
     table = tabulate_types(
         records, kinds, lfs, now=newest, half_life_s=settings.half_life_s, progress=progress
     )
-    return _label_table(table, records, lfs, gold, settings, window, (), reviewed or {})
+    window = window or (min(r.ts for r in records), newest)
+    return label_table(table, len(records), lfs, gold, settings, window, (), reviewed or {})
 
 
-def _label_table(
+def label_table(
     table: VoteTable,
-    records: Sequence[SearchRecord],
+    n_searches: int,
     lfs: Sequence[AnalysedFunction],
     gold: Mapping[str, str],
     settings: LabelSettings,
-    window: tuple[datetime, datetime] | None,
+    window: tuple[datetime, datetime],
     theta: Sequence[float],
     reviewed: Mapping[str, str],
 ) -> tuple[dict[str, LabelDistribution], dict[str, Any]]:
-    """Steps 4-5 and the report on a tabulated dimension: policy, label-model choice on gold."""
+    """Steps 4-5 and the report on a tabulated dimension: policy, label-model choice on gold
+    (the full and the incremental run share it from the vote table on)."""
     policy = label_policy(table, settings)
     voted = label_all(table, policy)
     chosen, comparison, model_info = _choose(table, voted, gold, settings, policy)
     report_body = build_report(
         settings=settings,
-        window=window or (min(r.ts for r in records), max(r.ts for r in records)),
-        n_searches=len(records),
+        window=window,
+        n_searches=n_searches,
         distributions=chosen,
         method=comparison["use"],
         theta=theta,

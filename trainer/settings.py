@@ -306,6 +306,11 @@ class TrainSettings(BaseModel):
     poll_s: float = Field(
         default=30.0, gt=0, description="how often `train schedule` looks for a drift refresh request"
     )
+    aggregate_first: bool = Field(
+        default=True,
+        description="`train schedule` runs an incremental `labels aggregate` before each cron or drift "
+        "refresh, so the refresh trains on labels of today's behaviour (a resume keeps its snapshot)",
+    )
     seed: int = Field(
         default=13, description="random seed of a run: same seed and rows, same weights_sha256 on CPU"
     )

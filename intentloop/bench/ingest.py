@@ -4,12 +4,16 @@ Phases, all against the same broker and database:
 
 1. produce the whole simulated stream (not measured), so the worker is never waiting on a producer;
 2. raw baseline: plain aiokafka batch consume + COPY of the same records (``raw.py``);
-3. throughput: one ``intentloop worker ingest`` process from an empty group to the last record,
-   timed from its first commit to its last (the consumer-group join is excluded), RSS sampled;
-4. latency: fresh events sent at ``--rate`` (default half the measured maximum), each stamped with
-   its send time; latency = commit time of its vote - stamp.
+3. throughput ("backlog max"): one ``intentloop worker ingest`` process from an empty group to the
+   last record, timed from its first commit to its last (the consumer-group join is excluded);
+4. loaded max: fresh events offered by a paced producer at 1.2x the backlog max for ``loaded_s`` s;
+   what the worker commits meanwhile is the rate it holds with a producer beside it on the machine
+   (a producer costs CPU, and on a small machine the worker, Postgres and the broker share it);
+5. latency: fresh events sent at ``--rate`` (default half the loaded max), each stamped with its
+   send time; latency = commit time of its vote - stamp.
 
-The raw baseline runs before the worker starts, so neither sees the other's CPU use.
+The raw baseline runs before the worker starts, so neither sees the other's CPU use. Every phase
+with a producer reports the producer's own CPU, the worker's, and the whole machine's busy cores.
 """
 
 import shutil
@@ -20,16 +24,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from intentloop.bench.measure import (
     SENTINEL,
     SENTINEL_TS,
+    Latency,
+    MachineCpu,
     PacedProducer,
     Sample,
     Watch,
     Window,
     commit_window,
+    committed_between,
     conninfo,
     cpu_percent,
     label_latency,
@@ -55,15 +63,22 @@ Echo = Callable[[str], None]
 EVENTS_PER_SEARCH = 7.9  # what the easy shop produces (impressions, clicks, carts, ...): the series since
 # issue 3 is measured on it; realistic shoppers change the texts, not the work per event
 _MALFORMED, _UNKNOWN_PRODUCT = 25, 10
+_WARMUP_S = 2.0  # of the loaded phase, left out of its rate: the producer and the fetches ramping up
+_LOADED_OFFER = 1.2  # x the backlog max: more than the worker takes, so what it commits is its maximum
+MAX_DEFINITION = (
+    "loaded max: events/s the worker committed while a paced producer on the same machine offered "
+    "{offer}x the backlog max (first {warmup:.0f}s left out); the latency rate is half of it"
+)
 
 
 @dataclass(frozen=True)
 class BenchOptions:
     events: int = 1_000_000
     seed: int = 11
-    rate: float | None = None  # events/s in the latency phase; None: half the measured maximum
+    rate: float | None = None  # events/s in the latency phase; None: half the loaded max
     latency_s: float = 25.0
     keep_stack: bool = False
+    loaded_s: float = 10.0  # length of the loaded-max phase
 
 
 def run_ingest_bench(settings: Settings, opts: BenchOptions, echo: Echo) -> dict[str, Any]:
@@ -91,12 +106,15 @@ def run_ingest_bench(settings: Settings, opts: BenchOptions, echo: Echo) -> dict
         phase = watch.until(pg, worker, sent.total, desc="ingest", timeout_s=300 + sent.total / 500)
         window = commit_window(pg)
 
-        rate = opts.rate or max(100.0, window.events_per_s / 2)
-        echo(f"bench: {window.events_per_s:,.0f} events/s; latency phase at {rate:,.0f} events/s ...")
-        latency, latency_cpu = _latency_phase(pg, worker, watch, eps, opts, rate, start=phase[-1][1])
-        run = _Measured(
-            sent, produce_s, raw, spawned, window, watch, phase, latency, latency_cpu, stored_rows(pg)
-        )
+        echo(f"bench: backlog max {window.events_per_s:,.0f} events/s; loaded max (producer beside it) ...")
+        start = phase[-1][1]
+        offered = _LOADED_OFFER * window.events_per_s
+        loaded = _paced_phase(pg, worker, watch, eps, opts.seed + 1, offered, opts.loaded_s, start)
+        rate = opts.rate or max(100.0, loaded.held_events_per_s / 2)
+        echo(f"bench: loaded max {loaded.held_events_per_s:,.0f} events/s; latency phase at {rate:,.0f} ...")
+        start += loaded.sent
+        latency = _paced_phase(pg, worker, watch, eps, opts.seed + 2, rate, opts.latency_s, start)
+        run = _Measured(sent, produce_s, raw, spawned, window, watch, phase, loaded, latency, stored_rows(pg))
     finally:
         if worker is not None:
             worker.stop()
@@ -110,6 +128,21 @@ def run_ingest_bench(settings: Settings, opts: BenchOptions, echo: Echo) -> dict
 
 
 @dataclass(frozen=True)
+class _Paced:
+    """One phase with a paced producer: what was asked, what was sent, and what each process used."""
+
+    rate_asked: float
+    sent: int
+    rate_achieved: float  # by the producer
+    producer_cpu_pct: float
+    held_events_per_s: float  # committed by the worker while the producer sent (warm-up left out)
+    saturated: bool  # the worker fell behind the producer: ``held`` is its maximum, not the rate asked
+    worker_cpu_pct: float
+    machine_busy_cores: float
+    latency: Latency
+
+
+@dataclass(frozen=True)
 class _Measured:
     """What one run measured, phase by phase."""
 
@@ -120,8 +153,8 @@ class _Measured:
     window: Window  # first to last commit of the throughput phase
     watch: Watch
     phase: list[Sample]  # the throughput phase's samples
-    latency: dict[str, Any]
-    latency_cpu: float
+    loaded: _Paced
+    latency: _Paced
     total_stored: int
 
 
@@ -144,16 +177,35 @@ def _produce_stream(
 
 def _summary(settings: Settings, opts: BenchOptions, bench_dir: Path, run: _Measured) -> dict[str, Any]:
     """The result line the CLI prints as JSON."""
-    sent, raw, window, phase = run.sent, run.raw, run.window, run.phase
+    sent, raw, window, phase, loaded, lat = run.sent, run.raw, run.window, run.phase, run.loaded, run.latency
     return {
         "events": sent.total,
         "events_per_s": round(window.events_per_s, 1),
         "raw_events_per_s": raw.events_per_s,
         "ratio_vs_raw": round(window.events_per_s / raw.events_per_s, 3) if raw.events_per_s else None,
-        **run.latency,
+        "max_definition": MAX_DEFINITION.format(offer=_LOADED_OFFER, warmup=_WARMUP_S),
+        "loaded_max_events_per_s": round(loaded.held_events_per_s, 1),
+        "loaded_max_saturated": loaded.saturated,
+        "loaded_rate_asked_events_per_s": round(loaded.rate_asked, 1),
+        "loaded_rate_achieved_events_per_s": round(loaded.rate_achieved, 1),
+        "latency_rate_asked_events_per_s": round(lat.rate_asked, 1),
+        "latency_rate_achieved_events_per_s": round(lat.rate_achieved, 1),
+        "latency_rate_held_events_per_s": round(lat.held_events_per_s, 1),
+        "label_latency_p50_ms": round(lat.latency.p50_ms, 1),
+        "label_latency_p95_ms": round(lat.latency.p95_ms, 1),
+        "label_latency_p99_ms": round(lat.latency.p99_ms, 1),
+        "label_latency_max_ms": round(lat.latency.max_ms, 1),
+        "latency_events_voted": lat.latency.n,
+        "producer_cpu_pct": {"loaded": loaded.producer_cpu_pct, "latency": lat.producer_cpu_pct},
+        "worker_cpu_pct": {
+            "throughput": cpu_percent(phase, 0, sent.total),
+            "loaded": loaded.worker_cpu_pct,
+            "latency": lat.worker_cpu_pct,
+        },
+        "machine_busy_cores": {"loaded": loaded.machine_busy_cores, "latency": lat.machine_busy_cores},
+        "machine_cores": psutil.cpu_count(),
         "peak_rss_mb": round(run.watch.peak_rss_mb, 1),
         "rss_mb_by_progress": rss_by_progress(phase, 0, sent.total),
-        "worker_cpu_pct": {"throughput": cpu_percent(phase, 0, sent.total), "latency": run.latency_cpu},
         "ingest_wall_s": round(window.t1 - window.t0, 2),
         "worker_start_to_first_commit_s": round(window.t0 - run.spawned, 2),
         "raw_wall_s": raw.wall_s,
@@ -167,46 +219,54 @@ def _summary(settings: Settings, opts: BenchOptions, bench_dir: Path, run: _Meas
     }
 
 
-def _latency_phase(
+def _paced_phase(
     pg: psycopg.Connection,
     worker: WorkerProcess,
     watch: Watch,
     eps: Endpoints,
-    opts: BenchOptions,
+    seed: int,
     rate: float,
-    *,
+    seconds: float,
     start: int,
-) -> tuple[dict[str, Any], float]:
-    """Fresh events at ``rate`` while the worker keeps up; latency = vote commit time - send time.
+) -> _Paced:
+    """Fresh events at ``rate`` for ``seconds``, until the worker has stored them all.
 
-    Returns the summary's latency fields and the worker's CPU use during the phase.
+    The worker's held rate counts the rows it committed while the producer was sending, the
+    warm-up left out; it is the worker's maximum when it fell behind (``saturated``), and about
+    ``rate`` when it kept up. Label latency covers this phase's voted events (stamped after ``since``).
     """
-    fresh = _latency_records(opts.seed + 1, rate * opts.latency_s)
+    fresh = _fresh_records(seed, rate * seconds)
     since = datetime.now(UTC)
     producer = PacedProducer(eps.kafka_bootstrap, fresh, rate)
+    machine = MachineCpu()
     producer.start()
     samples = watch.until(
         pg,
         worker,
         start + len(fresh),
         start=start,
-        desc="latency",
-        timeout_s=opts.latency_s + 300,
-        extra=lambda: not producer.is_alive(),
+        desc=f"paced {rate:,.0f}/s",
+        timeout_s=seconds + 300,
+        extra=producer.done,
     )
+    busy = machine.busy_cores()
     producer.join()
     if producer.error is not None:
-        raise IntentloopError(f"latency producer failed: {producer.error}") from producer.error
-    n, p50, p99, max_ms = label_latency(pg, since)
-    fields = {
-        "label_latency_p50_ms": round(p50, 1),
-        "label_latency_p99_ms": round(p99, 1),
-        "label_latency_max_ms": round(max_ms, 1),
-        "latency_events_voted": n,
-        "latency_rate_events_per_s": round(rate, 1),
-        "latency_achieved_rate_events_per_s": round(len(fresh) / producer.elapsed_s, 1),
-    }
-    return fields, cpu_percent(samples, start, start + len(fresh))
+        raise IntentloopError(f"paced producer failed: {producer.error}") from producer.error
+    t0 = producer.started + min(_WARMUP_S, producer.elapsed_s / 4)
+    held_s = producer.finished - t0
+    held = committed_between(pg, t0, producer.finished) / held_s if held_s > 0 else 0.0
+    return _Paced(
+        rate_asked=rate,
+        sent=len(fresh),
+        rate_achieved=producer.achieved_rate,
+        producer_cpu_pct=producer.cpu_percent,
+        held_events_per_s=held,
+        saturated=held < 0.9 * producer.achieved_rate,
+        worker_cpu_pct=cpu_percent(samples, start, start + len(fresh)),
+        machine_busy_cores=busy,
+        latency=label_latency(pg, since),
+    )
 
 
 def _fresh_stack(settings: Settings, bench_dir: Path) -> LocalStack:
@@ -253,7 +313,7 @@ def _require_empty(pg: psycopg.Connection, eps: Endpoints) -> None:
         )
 
 
-def _latency_records(seed: int, n_events: float) -> list[tuple[str, str, bytes]]:
+def _fresh_records(seed: int, n_events: float) -> list[tuple[str, str, bytes]]:
     """New events (another seed: new ids) encoded with a sentinel timestamp the producer replaces."""
     sim = simulate(SimConfig.easy(seed=seed, n_searches=max(1, round(n_events / EVENTS_PER_SEARCH))))
     out = [(t, k, encode(e.model_copy(update={"timestamp": SENTINEL_TS}))) for t, k, e in sim.events()]
@@ -272,9 +332,18 @@ def _print_summary(s: dict[str, Any], echo: Echo) -> None:
     )
     echo(f"  raw consume + COPY   {s['raw_events_per_s']:>10,.0f} events/s  ratio {s['ratio_vs_raw']}")
     echo(
+        f"  loaded max           {s['loaded_max_events_per_s']:>10,.0f} events/s  producer beside it "
+        f"(producer {s['producer_cpu_pct']['loaded']:.0f}% CPU, worker {s['worker_cpu_pct']['loaded']:.0f}%)"
+    )
+    cpu = (
+        f"producer {s['producer_cpu_pct']['latency']:.0f}% CPU, "
+        f"worker {s['worker_cpu_pct']['latency']:.0f}%, "
+        f"machine {s['machine_busy_cores']['latency']} of {s['machine_cores']} cores busy"
+    )
+    echo(
         f"  label latency        p50 {s['label_latency_p50_ms']:.0f} ms, "
-        f"p99 {s['label_latency_p99_ms']:.0f} ms "
+        f"p95 {s['label_latency_p95_ms']:.0f} ms, p99 {s['label_latency_p99_ms']:.0f} ms "
         f"(max {s['label_latency_max_ms']:.0f}) over {s['latency_events_voted']} votes at "
-        f"{s['latency_achieved_rate_events_per_s']:,.0f} events/s"
+        f"{s['latency_rate_achieved_events_per_s']:,.0f} events/s ({cpu})"
     )
     echo(f"  worker RSS           peak {s['peak_rss_mb']:.0f} MB; by progress: {rss}")

@@ -39,10 +39,15 @@ _COMMITS_SQL = (
 )
 # A voted event's current row version was written by the transaction that added its vote.
 _LATENCY_SQL = """
-SELECT count(*), percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY ms), max(ms)
+SELECT count(*), percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY ms), max(ms)
   FROM (SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - ts)::float8 * 1000 AS ms
           FROM feedback_events WHERE ts >= %s AND status = 'voted') AS l
 """
+_COMMITTED_BETWEEN_SQL = (
+    "SELECT count(*) FROM ("
+    + " UNION ALL ".join(f"SELECT pg_xact_commit_timestamp(xmin) AS t FROM {t}" for t in INGEST_TABLES)
+    + ") c WHERE c.t >= to_timestamp(%s) AND c.t < to_timestamp(%s)"
+)
 Sample = tuple[float, int, float, float]
 SENTINEL_TS = datetime(1999, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
 SENTINEL = b'"timestamp":"1999-01-01T00:00:00.123456Z"'  # how the codec writes SENTINEL_TS
@@ -81,12 +86,44 @@ def commit_window(pg: psycopg.Connection) -> Window:
     return Window(rows=int(row[2]), first_commit_rows=int(row[3]), t0=float(row[0]), t1=float(row[1]))
 
 
-def label_latency(pg: psycopg.Connection, since: datetime) -> tuple[int, float, float, float]:
-    """``(n, p50_ms, p99_ms, max_ms)`` over voted feedback stamped at or after ``since``."""
+@dataclass(frozen=True)
+class Latency:
+    """Label latency over the voted feedback of a phase: vote commit time - send stamp, in ms."""
+
+    n: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def label_latency(pg: psycopg.Connection, since: datetime) -> Latency:
+    """Over voted feedback stamped at or after ``since``."""
     row = pg.execute(_LATENCY_SQL, (since,)).fetchone()
     if row is None or not row[0]:
-        return 0, 0.0, 0.0, 0.0
-    return int(row[0]), float(row[1][0]), float(row[1][1]), float(row[2])
+        return Latency(0, 0.0, 0.0, 0.0, 0.0)
+    p50, p95, p99 = (float(v) for v in row[1])
+    return Latency(int(row[0]), p50, p95, p99, float(row[2]))
+
+
+def committed_between(pg: psycopg.Connection, t0: float, t1: float) -> int:
+    """Stored rows whose current version committed in ``[t0, t1)`` (epoch seconds)."""
+    row = pg.execute(_COMMITTED_BETWEEN_SQL, (t0, t1)).fetchone()
+    return int(row[0]) if row else 0
+
+
+class MachineCpu:
+    """Busy cores of the whole machine between :meth:`start` and :meth:`stop`: the bench's own
+    processes, the servers and anything else running (on a shared machine, other people's work)."""
+
+    def __init__(self) -> None:
+        self._t0 = psutil.cpu_times()
+        self._w0 = time.monotonic()
+
+    def busy_cores(self) -> float:
+        t1, wall = psutil.cpu_times(), time.monotonic() - self._w0
+        idle = (t1.idle + getattr(t1, "iowait", 0.0)) - (self._t0.idle + getattr(self._t0, "iowait", 0.0))
+        return round(max(0.0, psutil.cpu_count() - idle / wall), 2) if wall > 0 else 0.0
 
 
 @dataclass
@@ -173,7 +210,8 @@ class PacedProducer:
 
     def __init__(self, bootstrap: str, records: list[tuple[str, str, bytes]], rate: float) -> None:
         self.bootstrap, self.records, self.rate = bootstrap, records, rate
-        self.elapsed_s = 0.0
+        self.started = self.finished = 0.0  # epoch seconds of the first and the last send
+        self.cpu_s = 0.0  # the producer process's own CPU time (user + system) while sending
         self.error: BaseException | None = None
         self._proc: multiprocessing.process.BaseProcess | None = None
         self._result: Connection | None = None
@@ -192,18 +230,43 @@ class PacedProducer:
     def is_alive(self) -> bool:
         return self._proc is not None and self._proc.is_alive()
 
+    def done(self) -> bool:
+        """Whether every event was sent; raises at once if the producer failed (no waiting for rows
+        that will never come)."""
+        if self.is_alive():
+            return False
+        self.join(timeout_s=5)
+        if self.error is not None:
+            raise IntentloopError(f"paced producer failed: {self.error}") from self.error
+        return True
+
     def join(self, timeout_s: float = 60) -> None:
         if self._proc is None or self._result is None:
             return
         if self._result.poll(timeout_s):
             ok, value = self._result.recv()
             if ok:
-                self.elapsed_s = float(value)
+                self.started, self.finished, self.cpu_s = value
             else:
                 self.error = IntentloopError(str(value))
         else:
             self.error = IntentloopError("the paced producer did not report back")
         self._proc.join(timeout_s)
+        self._result.close()
+        self._result = None  # joined: a second join returns at once
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.finished - self.started
+
+    @property
+    def achieved_rate(self) -> float:
+        return len(self.records) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def cpu_percent(self) -> float:
+        """The producer's CPU use while sending (100 = one core): what it took from the worker's machine."""
+        return round(100 * self.cpu_s / self.elapsed_s, 1) if self.elapsed_s > 0 else 0.0
 
 
 def _paced_child(p: PacedProducer, out: Connection) -> None:
@@ -216,11 +279,14 @@ def _paced_child(p: PacedProducer, out: Connection) -> None:
         os._exit(0)
 
 
-async def _paced_send(bootstrap: str, records: list[tuple[str, str, bytes]], rate: float) -> float:
+async def _paced_send(
+    bootstrap: str, records: list[tuple[str, str, bytes]], rate: float
+) -> tuple[float, float, float]:
     """Batches built by hand (``create_batch``), partitioned like the default partitioner would.
 
     One ``send()`` per event costs ~20 us of Python; at the latency phase's rate that alone would
-    take half a core from the machine the worker is measured on.
+    take half a core from the machine the worker is measured on. Returns the epoch seconds of the
+    first and last send and the CPU seconds this process spent in between.
     """
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=1024 * 1024)
     await producer.start()
@@ -228,26 +294,33 @@ async def _paced_send(bootstrap: str, records: list[tuple[str, str, bytes]], rat
         partitions = {t: sorted(await producer.partitions_for(t)) for t in {r[0] for r in records}}
         partitioner = DefaultPartitioner()
         t0, sent, n = time.monotonic(), 0, len(records)
+        epoch0, cpu0 = time.time(), time.process_time()
         while sent < n:
             due = min(n, int((time.monotonic() - t0) * rate) + 1)
             now = datetime.now(UTC)
             stamp = b'"timestamp":"%s"' % now.strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
             ms = int(now.timestamp() * 1000)
             batches: dict[tuple[str, int], Any] = {}
+            full: list[tuple[tuple[str, int], Any]] = []
             for topic, key, raw in records[sent:due]:
                 k = key.encode()
-                part = partitioner(k, partitions[topic], partitions[topic])
-                batch = batches.get((topic, part))
-                if batch is None:
-                    batch = batches[(topic, part)] = producer.create_batch()
-                batch.append(timestamp=ms, key=k, value=raw.replace(SENTINEL, stamp, 1))
+                at = (topic, partitioner(k, partitions[topic], partitions[topic]))
+                value = raw.replace(SENTINEL, stamp, 1)
+                batch = batches.get(at)
+                if batch is not None and batch.append(timestamp=ms, key=k, value=value) is not None:
+                    continue
+                if batch is not None:  # full (append returned None): it goes as it is
+                    full.append((at, batch))
+                batch = batches[at] = producer.create_batch()
+                if batch.append(timestamp=ms, key=k, value=value) is None:
+                    raise IntentloopError(f"an event of {len(value)} bytes does not fit a producer batch")
             acks = []
-            for (topic, part), batch in batches.items():
+            for (topic, part), batch in [*full, *batches.items()]:
                 batch.close()
                 acks.append(await producer.send_batch(batch, topic, partition=part))
             await asyncio.gather(*acks)
             sent = due
             await asyncio.sleep(0.005)
-        return time.monotonic() - t0
+        return epoch0, time.time(), time.process_time() - cpu0
     finally:
         await producer.stop()

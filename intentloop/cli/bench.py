@@ -23,11 +23,24 @@ def bench() -> None:
 @bench.command("ingest")
 @click.option("--events", default=1_000_000, show_default=True, help="Approximate stream size.")
 @click.option("--seed", default=11, show_default=True)
-@click.option("--rate", type=float, default=None, help="Latency phase events/s [default: half the max].")
+@click.option(
+    "--rate", type=float, default=None, help="Latency phase events/s [default: half the loaded max]."
+)
 @click.option("--latency-seconds", default=25.0, show_default=True, help="Length of the latency phase.")
+@click.option(
+    "--loaded-seconds",
+    default=10.0,
+    show_default=True,
+    help="Length of the loaded-max phase (a producer offering 1.2x the backlog max beside the worker).",
+)
 @click.option("--keep-stack", is_flag=True, help="Leave the benchmark's servers running afterwards.")
 def bench_ingest(
-    events: int, seed: int, rate: float | None, latency_seconds: float, keep_stack: bool
+    events: int,
+    seed: int,
+    rate: float | None,
+    latency_seconds: float,
+    loaded_seconds: float,
+    keep_stack: bool,
 ) -> None:
     """End-to-end ingest speed vs a raw consume + COPY baseline, label latency and worker memory.
 
@@ -36,7 +49,7 @@ def bench_ingest(
     """
     from intentloop.bench.ingest import BenchOptions, run_ingest_bench
 
-    opts = BenchOptions(events, seed, rate, latency_seconds, keep_stack)
+    opts = BenchOptions(events, seed, rate, latency_seconds, keep_stack, loaded_seconds)
     summary = run_ingest_bench(load_settings(), opts, echo=click.echo)
     click.echo(json.dumps(summary, default=str))
 
@@ -364,6 +377,47 @@ def bench_swap(swaps: int, rate: float, interval: float, seed: int) -> None:
 
     opts = SwapBenchOptions(swaps=swaps, rate=rate, interval_s=interval, seed=seed)
     click.echo(json.dumps(run_swap_bench(load_settings(), opts, echo=click.echo), default=str))
+
+
+@bench.command("aggregate")
+@click.option(
+    "--searches", type=click.IntRange(min=1000), default=60_000, show_default=True, help="Simulated searches."
+)
+@click.option(
+    "--days", type=float, default=90.0, show_default=True, help="Days the searches span (the default window)."
+)
+@click.option(
+    "--increment",
+    type=click.FloatRange(0.001, 0.5),
+    default=0.05,
+    show_default=True,
+    help="Share of the newest searches written after the first runs (the incremental run's work).",
+)
+@click.option(
+    "--shards", type=click.IntRange(min=2), default=2, show_default=True, help="Shard processes to compare."
+)
+@click.option("--seed", default=23, show_default=True)
+@click.option(
+    "--traffic",
+    type=click.Choice(["long_tail", "head"]),
+    default="long_tail",
+    show_default=True,
+    help="long_tail: most queries searched once (the incremental run's worst case); head: queries "
+    "repeat, as at production volume.",
+)
+def bench_aggregate(
+    searches: int, days: float, increment: float, shards: int, seed: int, traffic: str
+) -> None:
+    """Label aggregation: searches/s of a full run vs an incremental one after new searches, and of
+    one vs several shard processes, with a check that every way gives the same labels.
+
+    Uses a new database on INTENTLOOP_POSTGRES__URL's server (dropped afterwards), else an
+    embedded Postgres of its own; INTENTLOOP_LABELS__* configure the runs.
+    """
+    from intentloop.bench.aggregate import AggregateBenchOptions, run_aggregate_bench
+
+    opts = AggregateBenchOptions(searches, days, increment, shards, seed, traffic)
+    click.echo(json.dumps(run_aggregate_bench(load_settings(), opts, echo=click.echo), default=str))
 
 
 def _slices(_ctx: click.Context, _param: click.Parameter, specs: tuple[str, ...]) -> tuple["Slice", ...]:

@@ -18,7 +18,19 @@ def labels() -> None:
 
 @labels.command("aggregate")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def labels_aggregate(quiet: bool) -> None:
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Recompute from every search of the window in this process (the earlier behaviour) "
+    "instead of the default incremental run; same labels, slower on big windows.",
+)
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Only fold the statistics of the queries of shard I of N (md5 of the query mod N) and exit; "
+    "run all N (e.g. an indexed Kubernetes Job), then a plain `labels aggregate` to combine.",
+)
+def labels_aggregate(quiet: bool, full: bool, shard: str | None) -> None:
     """Re-label every query of the window from stored behaviour (INTENTLOOP_LABELS__*), in every
     label dimension (INTENTLOOP_TAXONOMY__DIMENSIONS: category, intent type).
 
@@ -26,14 +38,34 @@ def labels_aggregate(quiet: bool) -> None:
     query (or an abstention), replacing the previous ones; training reads them from then on. A
     Dawid-Skene label model replaces the majority vote only where it wins on gold labels. Prints a
     summary, then one JSON line.
+
+    By default the run is incremental: per-query statistics are kept in Postgres per time bucket
+    (INTENTLOOP_LABELS__BUCKET_HOURS) and only buckets whose searches or feedback changed are
+    re-read; the labels equal a --full run's (docs/labeling.md, "Incremental and sharded runs").
     """
     from intentloop.labels_report import summary_lines
+    from streams.labels_incremental import Shard, fold, run_incremental
     from streams.labels_job import run_aggregation
 
+    if full and shard:
+        raise click.UsageError("--full recomputes in one process: it takes no --shard")
+    try:
+        parsed = Shard.parse(shard) if shard else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--shard") from None
     rt = runtime()
     db = rt.ready_db()
     dimensions = rt.settings.taxonomy.dimensions
-    result = run_aggregation(db, rt.settings.labels, dimensions=dimensions, progress=not quiet)
+    if parsed is not None:
+        summary = fold(db, rt.settings.labels, shard=parsed, dimensions=dimensions, progress=not quiet)
+        click.echo(
+            f"shard {summary.shard}: folded {summary.folded_buckets} bucket(s), {summary.folded_searches} "
+            f"searches ({summary.current_buckets} already current) in {summary.wall_s:.1f}s"
+        )
+        click.echo(json.dumps(summary.as_dict()))
+        return
+    run = run_aggregation if full else run_incremental
+    result = run(db, rt.settings.labels, dimensions=dimensions, progress=not quiet)
     for dimension, r in result.dimensions.items():
         if len(dimensions) > 1:
             click.echo(f"{dimension}:")

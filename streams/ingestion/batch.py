@@ -17,7 +17,7 @@ from store.events import BatchCounts, write_batch
 from store.exceptions import StoreUnavailableError
 from store.taxonomy import normalise_query
 from streams import topics
-from streams.codec import decode_feedback, decode_query
+from streams.codec import WireFeedback, WireQuery, decode_feedback_wire, decode_query_wire
 from streams.events import Feedback, SearchQuery
 from streams.exceptions import MalformedEventError
 from streams.ingestion.votes import vote_weight
@@ -76,22 +76,22 @@ def decode_batch(records: Iterable[Record], settings: IngestSettings, now: datet
         except MalformedEventError as exc:
             out.dead.append(DeadLetter(rec, exc.reason))
             continue
-        if isinstance(event, SearchQuery):
+        if isinstance(event, WireQuery):
             out.queries.append(query_row(event))
         else:
             out.feedback.append(feedback_row(event))
     return out
 
 
-def _decode(rec: Record, max_bytes: int) -> SearchQuery | Feedback:
+def _decode(rec: Record, max_bytes: int) -> WireQuery | WireFeedback:
     if rec.topic == topics.QUERIES:
-        return decode_query(rec.value or b"", max_bytes=max_bytes)
+        return decode_query_wire(rec.value or b"", max_bytes=max_bytes)
     if rec.topic == topics.FEEDBACK:
-        return decode_feedback(rec.value or b"", max_bytes=max_bytes)
+        return decode_feedback_wire(rec.value or b"", max_bytes=max_bytes)
     raise MalformedEventError(f"unexpected_topic:{rec.topic}")
 
 
-def query_row(q: SearchQuery) -> dict[str, Any]:
+def query_row(q: SearchQuery | WireQuery) -> dict[str, Any]:
     return {
         "query_id": q.query_id,
         "session_id": q.session_id,
@@ -103,12 +103,12 @@ def query_row(q: SearchQuery) -> dict[str, Any]:
     }
 
 
-def feedback_row(f: Feedback) -> dict[str, Any]:
+def feedback_row(f: Feedback | WireFeedback) -> dict[str, Any]:
     return {
         "event_id": f.event_id,
         "query_id": f.query_id,
         "ts": _utc(f.timestamp),
-        "type": f.type.value,
+        "type": str(f.type),  # a StrEnum's str() is its value, without the slow ``.value`` property
         "product_id": f.product_id,
         "position": f.position,
         "dwell_ms": f.dwell_ms,

@@ -34,7 +34,17 @@ from streams.events import FeedbackType, ItemKind
 from streams.weak.records import SearchRecord
 from streams.weak.vote_table import VoteTable, decay
 
-__all__ = ["ASK", "BROWSE", "BUY", "HELP", "INTENT_TYPES", "TypeVote", "tabulate_types", "type_votes"]
+__all__ = [
+    "ASK",
+    "BROWSE",
+    "BUY",
+    "HELP",
+    "INTENT_TYPES",
+    "TypeTally",
+    "TypeVote",
+    "tabulate_types",
+    "type_votes",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,32 +261,60 @@ def tabulate_types(
     which would over-count the pages and words that fire strongly. There are no votes against and
     no position bias to correct here: a purchase says *buy* wherever the product was shown.
     """
-    net: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
-    support: dict[str, float] = defaultdict(float)
-    actions: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    shares: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    searches: dict[str, int] = defaultdict(int)
-    lf_searches = dict.fromkeys((lf.name for lf in lfs), 0)
     if now is None and records:
         now = max(r.ts for r in records)
+    tally = TypeTally(kinds, lfs)
     for rec in tqdm(records, desc="intent-type functions", unit="search", disable=not progress, leave=False):
+        tally.add(rec, decay((now - rec.ts).total_seconds(), half_life_s) if now is not None else 1.0)
+    return tally.table()
+
+
+class TypeTally:
+    """The running sums of :func:`tabulate_types`, one search at a time (``w``: its decay weight).
+    Incremental aggregation folds searches through it with a weight of its own anchor."""
+
+    def __init__(
+        self,
+        kinds: Mapping[str, ItemKind],
+        lfs: Sequence[IntentTypeFunction],
+        *,
+        per_query_counts: bool = False,
+    ) -> None:
+        self.kinds, self.lfs = kinds, lfs
+        # query -> function -> searches voted on (= votes): what incremental aggregation stores per query
+        self.lf_counts: dict[str, dict[str, int]] | None = (
+            defaultdict(lambda: defaultdict(int)) if per_query_counts else None
+        )
+        self.net: dict[str, dict[str, dict[str, float]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(float))
+        )
+        self.support: dict[str, float] = defaultdict(float)
+        self.actions: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.shares: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.searches: dict[str, int] = defaultdict(int)
+        self.lf_searches = dict.fromkeys((lf.name for lf in lfs), 0)
+
+    def add(self, rec: SearchRecord, w: float) -> None:
         q = rec.norm_text
-        searches[q] += 1
-        w = decay((now - rec.ts).total_seconds(), half_life_s) if now is not None else 1.0
-        votes = type_votes(rec, kinds, lfs)
+        self.searches[q] += 1
+        votes = type_votes(rec, self.kinds, self.lfs)
         total = sum(v.weight for v in votes)
         for vote in votes:
-            net[q][vote.lf][vote.label] += vote.weight * w
-            support[q] += vote.weight * w
-            actions[q][vote.label] += vote.weight / total
-            shares[q][vote.label] += vote.weight * w
-            lf_searches[vote.lf] += 1
-    return VoteTable(
-        {q: {lf: dict(labels) for lf, labels in per_lf.items()} for q, per_lf in net.items()},
-        dict(support),
-        dict(searches),
-        lf_searches,
-        dict(lf_searches),  # one vote per search at most: votes and searches coincide
-        {q: dict(v) for q, v in actions.items()},
-        {q: dict(v) for q, v in shares.items()},
-    )
+            self.net[q][vote.lf][vote.label] += vote.weight * w
+            self.support[q] += vote.weight * w
+            self.actions[q][vote.label] += vote.weight / total
+            self.shares[q][vote.label] += vote.weight * w
+            self.lf_searches[vote.lf] += 1
+            if self.lf_counts is not None:
+                self.lf_counts[q][vote.lf] += 1
+
+    def table(self) -> VoteTable:
+        return VoteTable(
+            {q: {lf: dict(labels) for lf, labels in per_lf.items()} for q, per_lf in self.net.items()},
+            dict(self.support),
+            dict(self.searches),
+            dict(self.lf_searches),
+            dict(self.lf_searches),  # one vote per search at most: votes and searches coincide
+            {q: dict(v) for q, v in self.actions.items()},
+            {q: dict(v) for q, v in self.shares.items()},
+        )

@@ -172,6 +172,12 @@ def fit_harvest(impressions: Impressions, max_weight: float = 10.0) -> Propensit
     cell = imp.pair * n_ranks + imp.rank
     shown = np.bincount(cell, minlength=n_pairs * n_ranks).astype(np.float64).reshape(n_pairs, n_ranks)
     clicks = np.bincount(cell, weights=imp.clicked, minlength=n_pairs * n_ranks).reshape(n_pairs, n_ranks)
+    return _harvest_matrices(shown, clicks, max_weight)
+
+
+def _harvest_matrices(shown: np.ndarray, clicks: np.ndarray, max_weight: float) -> Propensity:
+    """Harvesting on (pair x rank) impression and click counts of the informative pairs."""
+    n_ranks = shown.shape[1]
     rows, targets, weights = _ratio_equations(shown, clicks)
     log_theta = np.zeros(n_ranks)
     if rows:
@@ -179,7 +185,7 @@ def fit_harvest(impressions: Impressions, max_weight: float = 10.0) -> Propensit
         sw = np.sqrt(np.asarray(weights))
         solution, *_ = np.linalg.lstsq(design * sw[:, None], np.asarray(targets) * sw, rcond=None)
         log_theta[1:] = solution
-    seen = np.bincount(imp.rank, minlength=n_ranks) > 0
+    seen = shown.sum(axis=0) > 0
     return _propensity(np.exp(log_theta), seen, max_weight)
 
 
@@ -235,3 +241,60 @@ def estimate_propensity(
     if method == "pbm":
         return fit_pbm(impressions, max_weight=max_weight)
     return fit_harvest(impressions, max_weight=max_weight)
+
+
+@dataclass(frozen=True, slots=True)
+class ImpressionCounts:
+    """Impressions summed per cell: pair id, rank, times shown there, times clicked there.
+
+    The estimators' sufficient statistics: both depend on the log only through these counts, so
+    counts kept per (query, product, rank) and summed over any split of the searches give the
+    propensity of all of them (what incremental and sharded aggregation rely on).
+    """
+
+    pair: np.ndarray
+    rank: np.ndarray
+    shown: np.ndarray
+    clicks: np.ndarray
+
+
+def fit_counts(counts: ImpressionCounts, method: Method = "harvest", max_weight: float = 10.0) -> Propensity:
+    """:func:`estimate_propensity` from summed impression counts instead of records (same estimate,
+    up to the order of floating-point sums)."""
+    if len(counts.rank) == 0:
+        return Propensity((), max_weight)
+    n_ranks, n_pairs = int(counts.rank.max()) + 1, int(counts.pair.max()) + 1
+    cell = counts.pair * n_ranks + counts.rank
+    shown = np.bincount(cell, weights=counts.shown, minlength=n_pairs * n_ranks).reshape(n_pairs, n_ranks)
+    clicks = np.bincount(cell, weights=counts.clicks, minlength=n_pairs * n_ranks).reshape(n_pairs, n_ranks)
+    informative = np.count_nonzero(shown, axis=1) >= 2
+    shown, clicks = shown[informative], clicks[informative]
+    if shown.size == 0:
+        return Propensity((), max_weight)
+    # ranks beyond the deepest informative impression are not in the records' fit either
+    deepest = int(np.flatnonzero(shown.sum(axis=0) > 0).max()) + 1
+    shown, clicks = shown[:, :deepest], clicks[:, :deepest]
+    if method == "pbm":
+        return _pbm_matrices(shown, clicks, max_weight)
+    return _harvest_matrices(shown, clicks, max_weight)
+
+
+def _pbm_matrices(
+    shown: np.ndarray, clicks: np.ndarray, max_weight: float, n_iter: int = 200, tol: float = 1e-4
+) -> Propensity:
+    """:func:`fit_pbm`'s EM with every impression of a (pair, rank) cell handled at once."""
+    per_rank, per_pair = shown.sum(axis=0), shown.sum(axis=1)
+    theta, gamma = np.full(shown.shape[1], 0.5), np.full(shown.shape[0], 0.5)
+    for _ in range(n_iter):
+        t, g = theta[None, :], gamma[:, None]
+        denom = np.maximum(1.0 - t * g, _EPS)
+        unclicked = shown - clicks
+        examined = clicks + unclicked * t * (1.0 - g) / denom
+        attractive = clicks + unclicked * (1.0 - t) * g / denom
+        new_theta = np.clip(examined.sum(axis=0) / np.maximum(per_rank, 1.0), _EPS, 1.0)
+        gamma = np.clip(attractive.sum(axis=1) / np.maximum(per_pair, 1.0), _EPS, 1.0 - _EPS)
+        moved = float(np.max(np.abs(new_theta / new_theta[0] - theta / theta[0])))
+        theta = new_theta
+        if moved < tol:
+            break
+    return _propensity(theta / theta[0], per_rank > 0, max_weight)

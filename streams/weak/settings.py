@@ -72,6 +72,17 @@ class LabelSettings(BaseModel):
         le=1,
         description="accuracy on gold labels the label model must gain over majority vote to be used",
     )
+    bucket_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="incremental aggregation (the default of `labels aggregate`) keeps per-query "
+        "statistics per time bucket of this many hours: a bucket whose searches or feedback changed "
+        "is refolded whole, the bucket the window starts in is recomputed every run",
+    )
+
+    @property
+    def bucket_s(self) -> float:
+        return self.bucket_hours * 3600.0
 
     @property
     def window_s(self) -> float | None:

@@ -31,6 +31,21 @@ NetVotes = dict[str, dict[str, dict[str, float]]]
 LFOutputs = dict[str, dict[str, tuple[str, int]]]
 # query text -> label -> weight
 LabelWeights = dict[str, dict[str, float]]
+Weighted = tuple[str, float]  # (label, weight)
+# Votes that cancel (a click for and a skip against one label) leave a float residue (~1e-17) whose
+# sign depends on the order of the sums; a summed weight within NOISE of zero is zero, so that
+# answers and label sets do not hang on it (the incremental run sums in another order). Evidence
+# that small would be 40 half-lives old.
+NOISE = 1e-12
+_TIE = 1e-9  # relative: weights this close are a tie (equal skips summed in another order differ ~1e-13)
+
+
+def top_label(weights: Mapping[str, float]) -> tuple[str, float]:
+    """The largest weight's label, ties (within ``_TIE``) broken by name: a float residue of the
+    order of the sums must not pick the label."""
+    best = max(weights.values())
+    label = min(k for k, w in weights.items() if w >= best - _TIE * max(abs(best), NOISE))
+    return label, weights[label]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +124,8 @@ class _Tally:
         catalog: Mapping[str, str | None],
         lfs: Sequence[LabelingFunction],
         propensity: Propensity | None,
+        *,
+        per_query_counts: bool = False,
     ) -> None:
         self.catalog, self.lfs, self.propensity = catalog, lfs, propensity
         self.net: NetVotes = defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
@@ -118,41 +135,59 @@ class _Tally:
         self.searches: dict[str, int] = defaultdict(int)
         self.lf_searches: dict[str, int] = dict.fromkeys((lf.name for lf in lfs), 0)
         self.lf_votes: dict[str, int] = dict.fromkeys((lf.name for lf in lfs), 0)
+        # query -> function -> [searches voted on, votes]: what incremental aggregation stores per query
+        self.lf_counts: dict[str, dict[str, list[int]]] | None = (
+            defaultdict(lambda: defaultdict(lambda: [0, 0])) if per_query_counts else None
+        )
 
     def add(self, rec: SearchRecord, w: float) -> None:
-        """Every function's counted votes on ``rec``, then its actions (each once)."""
+        """Every function's counted votes on ``rec``, then its actions (each once).
+
+        All or nothing: everything is computed before anything is added, so a search whose votes
+        cannot be compared (``streams.weak.symbolic.Undetermined``) leaves the sums as they were.
+        """
         q, catalog = rec.norm_text, self.catalog
+        per_lf = [
+            (lf.name, [v for v in lf.votes(rec, self.propensity) if catalog.get(v.product_id) is not None])
+            for lf in self.lfs
+        ]
+        counted_votes = [v for _, counted in per_lf for v in counted]
+        positive = [max(v.weight * w, 0.0) for v in counted_votes]
+        actions, shares = self._actions(counted_votes, w)
         self.searches[q] += 1
         net, support = self.net, self.support
-        counted_votes: list[Vote] = []
-        for lf in self.lfs:
-            counted = [v for v in lf.votes(rec, self.propensity) if catalog.get(v.product_id) is not None]
-            for v in counted:
-                label = catalog[v.product_id]
-                assert label is not None
-                net[q][lf.name][label] += v.weight * w
-                support[q] += max(v.weight * w, 0.0)
-            self.lf_searches[lf.name] += bool(counted)
-            self.lf_votes[lf.name] += len(counted)
-            counted_votes.extend(counted)
-        self._add_actions(q, counted_votes, w)
+        for (name, counted), i in zip(per_lf, _starts(per_lf), strict=True):
+            for k, v in enumerate(counted):
+                net[q][name][catalog[v.product_id]] += v.weight * w  # type: ignore[index]
+                support[q] += positive[i + k]
+            self.lf_searches[name] += bool(counted)
+            self.lf_votes[name] += len(counted)
+            if self.lf_counts is not None and counted:
+                mine = self.lf_counts[q][name]
+                mine[0] += 1
+                mine[1] += len(counted)
+        for label, value in actions:
+            self.actions[q][label] += value
+        for label, value in shares:
+            self.shares[q][label] += value
 
-    def _add_actions(self, q: str, counted_votes: list[Vote], w: float) -> None:
+    def _actions(self, counted_votes: list[Vote], w: float) -> tuple[list[Weighted], list[Weighted]]:
         """One search's actions per label (each product once) and its decayed share of them."""
+        actions: list[Weighted] = []
         chosen: dict[str, float] = defaultdict(float)  # label -> IPS-weighted actions of this search
         passed: dict[str, float] = defaultdict(float)  # label -> evidence against (skips, returns)
         for product_id, (strength, ips, against) in _per_product(counted_votes).items():
             label = self.catalog[product_id]
             assert label is not None
             if strength > 0:
-                self.actions[q][label] += max(strength + against, 0.0)
+                actions.append((label, max(strength + against, 0.0)))
                 chosen[label] += strength * ips + against
             else:
                 passed[label] += against
         # A skipped product counts against its label only if the shopper chose nothing of that label
         # in this search: passing over two shoes to click a third is a choice of shoes.
-        for label in {*chosen, *passed}:
-            self.shares[q][label] += (chosen[label] if label in chosen else passed[label]) * w
+        shares = [(lab, (chosen[lab] if lab in chosen else passed[lab]) * w) for lab in {*chosen, *passed}]
+        return actions, shares
 
     def table(self) -> VoteTable:
         return VoteTable(
@@ -164,6 +199,15 @@ class _Tally:
             {q: dict(v) for q, v in self.actions.items()},
             {q: dict(v) for q, v in self.shares.items()},
         )
+
+
+def _starts(per_lf: Sequence[tuple[str, list[Vote]]]) -> list[int]:
+    """Where each function's votes start in the search's flat list of votes."""
+    out, at = [], 0
+    for _, counted in per_lf:
+        out.append(at)
+        at += len(counted)
+    return out
 
 
 def _plain(net: NetVotes) -> NetVotes:
@@ -190,10 +234,12 @@ def lf_outputs(table: VoteTable) -> LFOutputs:
 
 
 def _answer(labels: Mapping[str, float]) -> tuple[str, int] | None:
-    ranked = sorted(labels.items(), key=lambda kv: (-kv[1], kv[0]))
-    if ranked and ranked[0][1] > 0:
-        return ranked[0][0], 1
-    against = sorted(labels.items(), key=lambda kv: (kv[1], kv[0]))
-    if against and against[0][1] < 0:
-        return against[0][0], -1
+    if not labels:
+        return None
+    label, weight = top_label(labels)
+    if weight > NOISE:
+        return label, 1
+    label, weight = top_label({k: -w for k, w in labels.items()})
+    if weight > NOISE:
+        return label, -1
     return None

@@ -1,10 +1,10 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from store.catalog import load_catalog
-from store.events import ingest_stats, resolve_all_pending, write_batch
+from store.events import _RESOLVE_SQL, ingest_stats, resolve_all_pending, write_batch
 from store.labels import upsert_gold, weak_label_snapshot
 from store.models import WeakLabel
 from store.settings import TaxonomySettings
@@ -153,3 +153,24 @@ def test_gold_labels_upsert(db):
             ("red shoes", "fashion"),
             ("usb", "office"),
         ]
+
+
+def test_pending_feedback_is_resolved_by_primary_key_whatever_the_statistics_say(db, catalog):
+    """Issue 17: with statistics from a moment when nothing was pending, the planner believed the
+    partial pending index held one row and compared every pending row with every row to resolve
+    (8 s to a minute for one batch, seen as label latency). The UPDATE must find its rows by key."""
+    with db.session() as s:
+        write_batch(s, [q(f"k{i}") for i in range(2000)], [fb(f"d{i}", f"k{i}") for i in range(2000)])
+    with db.session() as s:
+        s.execute(text("ANALYZE feedback_events"))  # nothing pending now: the misleading estimate
+    with db.session() as s:
+        write_batch(s, [], [fb(f"e{i}", f"q{i}") for i in range(1000)])
+    ids = [f"q{i}" for i in range(1000)]
+    with db.session() as s:
+        plan = [r[0] for r in s.execute(text("EXPLAIN " + _RESOLVE_SQL.text), {"query_ids": ids})]
+    update = plan[next(i for i, line in enumerate(plan) if "Update on feedback_events" in line) :]
+    assert any("Index Scan using pk_feedback_events" in line for line in update)
+    assert not any("Join Filter" in line and "event_id" in line for line in update)
+    with db.session() as s:
+        write_batch(s, [q(f"q{i}") for i in range(1000)], [])
+        assert ingest_stats(s).feedback_by_status == {"voted": 3000}

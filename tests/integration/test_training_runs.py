@@ -20,7 +20,7 @@ from intentloop.schedule import Scheduler
 from intentloop.settings import Settings
 from intentloop.stack import Endpoints
 from store.exceptions import TrainingLockedError
-from store.labels import upsert_gold
+from store.labels import latest_labeling_report, upsert_gold
 from store.models import SearchQuery, TrainingRun, WeakLabel
 from store.registry import RedisRegistry
 from store.training import TrainingLock
@@ -324,6 +324,11 @@ def test_scheduler_runs_on_a_drift_request_on_cron_and_resumes_interrupted_runs(
     assert registry.pending_refresh() is None  # claimed when the run started
     run = _run(db, drift.result["run_id"])
     assert run.trigger == "drift" and run.status == "succeeded"
+    # The refresh aggregated the labels first (INTENTLOOP_TRAIN__AGGREGATE_FIRST): a report over the
+    # 90 searches; none had feedback, so every query abstained and training kept the weak labels.
+    with db.session() as s:
+        report = latest_labeling_report(s)
+    assert report is not None and report.report["searches"] == 90 and report.report["labelled"] == 0
     assert run.snapshot["trigger"]["request"]["reason"] == "label drift js=0.31 > 0.2"
     assert drift.result["promoted"] and registry.get_alias("champion") == drift.result["version"]
     assert scheduler.tick().action == "idle"  # one request, one run

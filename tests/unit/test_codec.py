@@ -221,3 +221,16 @@ def test_feedback_types_are_documented():
         assert f"`{kind.value}`" in doc
     for reason in {r.split(":")[0] for r in EXPECTED_REASON.values()}:
         assert reason in doc
+
+
+@pytest.mark.parametrize("dwell", [2**31, 2**40 + 5])
+def test_a_dwell_beyond_the_stored_int4_is_refused_not_wrapped(dwell):
+    """The store keeps dwell_ms in an int4 column whose binary COPY would store 2**40 + 5 as 5."""
+    raw = json.dumps(
+        {"event_id": "e", "query_id": "q", "timestamp": "2025-01-01T00:00:00Z", "type": "click",
+         "product_id": "p", "position": 0, "dwell_ms": dwell}
+    ).encode()
+    with pytest.raises(MalformedEventError) as info:
+        decode_feedback(raw)
+    assert info.value.reason == "schema: dwell_ms: less_than_equal"
+    assert decode_feedback(raw.replace(str(dwell).encode(), str(2**31 - 1).encode())).dwell_ms == 2**31 - 1
