@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,7 @@ from store.events import write_batch
 from store.migrate import upgrade
 from store.models import LabelDistribution, LabelFoldRecord, LabelFoldState, LabelStat
 from store.settings import TaxonomySettings
-from store.taxonomy import normalise_query
-from streams.events import Feedback, SearchQuery
-from streams.ingestion.votes import vote_weight
+from streams.ingestion.batch import feedback_row, query_row
 from streams.labels_incremental import run_incremental
 from streams.labels_job import AggregationResult, run_aggregation
 from streams.simulator import SimConfig, Simulation, simulate
@@ -194,36 +192,11 @@ def _rate(timed: dict[str, Any], n: int) -> dict[str, Any]:
 def _write(db: Database, sim: Simulation, keep: Callable[[datetime], bool], desc: str) -> None:
     # by event time: what had happened by the cut comes first (feedback on older searches, late
     # returns above all, then arrives with the increment)
-    queries = [_query_row(q) for q in sim.queries if keep(q.timestamp)]
-    feedback = [_feedback_row(f) for f in sim.feedback if keep(f.timestamp)]
+    queries = [query_row(q) for q in sim.queries if keep(q.timestamp)]
+    feedback = [feedback_row(f) for f in sim.feedback if keep(f.timestamp)]
     for start in tqdm(range(0, max(len(queries), len(feedback)), _CHUNK), desc=desc, leave=False):
         with db.session() as s:
             write_batch(s, queries[start : start + _CHUNK], feedback[start : start + _CHUNK])
-
-
-def _query_row(q: SearchQuery) -> dict[str, Any]:
-    return {
-        "query_id": q.query_id,
-        "session_id": q.session_id,
-        "ts": q.timestamp.astimezone(UTC),
-        "text": q.query,
-        "norm_text": normalise_query(q.query),
-        "locale": q.locale,
-        "shown": list(q.shown),
-    }
-
-
-def _feedback_row(f: Feedback) -> dict[str, Any]:
-    return {
-        "event_id": f.event_id,
-        "query_id": f.query_id,
-        "ts": f.timestamp.astimezone(UTC),
-        "type": f.type.value,
-        "product_id": f.product_id,
-        "position": f.position,
-        "dwell_ms": f.dwell_ms,
-        "weight": vote_weight(f),
-    }
 
 
 def _stored(db: Database) -> dict[tuple[str, str], dict[str, Any]]:
