@@ -164,8 +164,11 @@ class Scheduler:
                 dimensions=self.rt.settings.taxonomy.dimensions,
                 progress=self.progress,
             )
-        except IntentloopError as exc:
+        except IntentloopError as exc:  # nothing to label, the store unreachable: expected, one line
             log.warning("labels not aggregated before the refresh (%s): training on the stored labels", exc)
+            return None
+        except Exception:  # anything else must not cost the refresh its claimed request or cron slot
+            log.exception("labels not aggregated before the refresh: training on the stored labels")
             return None
         summary = result.summary()
         log.info(

@@ -195,6 +195,12 @@ def _shard_filter(column: Any, shard: int, n_shards: int) -> Any:
     return column % n_shards == shard
 
 
+# One lock per bucket, held to the end of the transaction that swaps its statistics.
+_BUCKET_LOCK_SQL = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended('intentloop.label_stats.' || :bucket, 0))"
+)
+
+
 def replace_bucket(
     session: Session,
     *,
@@ -208,7 +214,12 @@ def replace_bucket(
 ) -> None:
     """Swap in one shard's statistics of one bucket (its previous ones, whichever shard count
     wrote them, are deleted: queries partition the same way for any count) and record the fold.
-    ``records``: searches kept whole, as (JSON, query, anchored weight)."""
+    ``records``: searches kept whole, as (JSON, query, anchored weight).
+
+    Serialised per bucket by a transaction-scoped advisory lock: two folds of one bucket at once
+    (a shard pod retried, the refresh CronJob beside ``train schedule``) would otherwise both
+    delete what was there before either inserted, and both inserts would stay, counted twice."""
+    session.execute(_BUCKET_LOCK_SQL, {"bucket": bucket})
     session.execute(
         delete(LabelStat).where(LabelStat.bucket == bucket, _shard_filter(LabelStat.qhash, shard, n_shards))
     )

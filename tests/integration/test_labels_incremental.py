@@ -9,6 +9,7 @@ the incremental run's distributions and report must equal a full run's on the sa
 
 import json
 import math
+import threading
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from test_labels_job import _feedback_row, _query_row, run_cli, seed
 
 from store.db import Database
 from store.dimensions import CATEGORY, INTENT_TYPE
+from store.label_stats import replace_bucket
 from store.labels import latest_labeling_report
 from store.models import LabelDistribution, LabelFoldState, LabelStat
 from streams.labels_incremental import Shard, fold, run_incremental
@@ -183,3 +185,40 @@ def seed_catalog(db: Database, sim: Simulation) -> None:
 
     with db.session() as s:
         load_catalog(s, [p.model_dump() for p in sim.catalog], TaxonomySettings())
+
+
+def test_two_folds_of_one_bucket_at_once_leave_one_set_of_statistics(db):
+    """A retried shard pod and the refresh beside each other: the second fold of a bucket waits
+    for the first one's transaction and then replaces its rows, instead of adding to them."""
+    def fold(session, value: float) -> None:
+        replace_bucket(
+            session,
+            bucket=7,
+            shard=0,
+            n_shards=1,
+            fingerprint="f",
+            config="c",
+            stats={(CATEGORY, "votes", "red shoe", "clicked", "fashion", "1"): value},
+            records=[],
+        )
+
+    first_holds_the_lock = threading.Event()
+    second_done = threading.Event()
+
+    def second() -> None:
+        first_holds_the_lock.wait(10)
+        with db.session() as s:
+            fold(s, 2.0)
+        second_done.set()
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    with db.session() as s:
+        fold(s, 1.0)
+        first_holds_the_lock.set()
+        assert not second_done.wait(1.0)  # blocked on the bucket's lock while this one is open
+    worker.join(10)
+    assert second_done.is_set()
+    with db.session() as s:
+        rows = s.execute(select(func.count(), func.sum(LabelStat.value)).where(LabelStat.bucket == 7)).one()
+    assert tuple(rows) == (1, 2.0)

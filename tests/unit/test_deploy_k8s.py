@@ -6,6 +6,7 @@ No cluster is needed: ``kubectl kustomize`` only renders. Skipped, saying so, wh
 not on PATH (CI and this machine have it at /usr/bin/kubectl).
 """
 
+import base64
 import copy
 import os
 import re
@@ -480,3 +481,19 @@ def test_a_deployment_overlay_replaces_the_placeholder_secret(rendered, tmp_path
     assert secret["metadata"]["name"] != placeholder  # a new hash: the workloads roll
     for doc, c in containers(docs):
         assert {"secretRef": {"name": secret["metadata"]["name"]}} in c["envFrom"], doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_placeholder_secret_fails_closed(rendered, overlay):
+    """Left in place, the committed placeholders must open nothing: no bearer token or signing key
+    anyone can read in the repository (``null`` turns /admin off and gives each dashboard a random
+    key), and the URLs point at a host that does not exist."""
+    (secret,) = [
+        d
+        for d in of_kind(rendered[overlay], "Secret")
+        if d["metadata"]["name"].startswith("intentloop-secrets")
+    ]
+    values = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert values["INTENTLOOP_SERVE__ADMIN_TOKEN"] == "null"
+    assert values["INTENTLOOP_REVIEW__SECRET"] == "null"
+    assert all("REPLACE-ME" in values[k] for k in ("INTENTLOOP_POSTGRES__URL", "INTENTLOOP_REDIS__URL"))
