@@ -100,7 +100,14 @@ class LocalStack:
         """``host``: the address every embedded server binds to and advertises (Tansu's listener);
         ``netns``: a named network namespace (``ip netns``) the servers run in, the address being
         one of that namespace's, so a stack can stand in for a separate host (the multi-host tests).
+        Outside a namespace only loopback is allowed: the servers trust their clients (Postgres
+        without a password, Redis without auth), which is only safe where nothing else can reach them.
         """
+        if netns is None and not _is_loopback(host):
+            raise StackError(
+                f"the embedded servers trust every client: bind them to loopback, not {host} "
+                "(other hosts reach real servers: set INTENTLOOP_POSTGRES__URL and the like)"
+            )
         self.root = Path(state_dir) / "stack"
         self.ports = ports
         self.host = host

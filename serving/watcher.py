@@ -21,6 +21,10 @@ from store.versions import reconcile_aliases
 
 log = logging.getLogger(__name__)
 
+# How long a stopping worker waits for the watcher's last flush of prediction counts: part of the
+# shutdown budget that Kubernetes' grace period and Compose's stop_grace_period must cover.
+FINAL_FLUSH_TIMEOUT_S = 10.0
+
 
 class AliasWatcher(threading.Thread):
     def __init__(
@@ -113,7 +117,7 @@ class AliasWatcher(threading.Thread):
             except Exception as exc:  # already broken: nothing to release
                 log.debug("closing pub/sub: %s", exc)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = FINAL_FLUSH_TIMEOUT_S) -> None:
         """Stop and wait for the last flush of the prediction counts."""
         self._stop_event.set()
         if self.is_alive() and threading.current_thread() is not self:

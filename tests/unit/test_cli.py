@@ -101,3 +101,14 @@ def test_unhealthy_stack_lists_every_server_then_exits_3_without_an_error_line(m
         ["DOWN", "redis"],
     ]
     assert err == ""
+
+
+def test_the_embedded_stack_refuses_a_non_loopback_address_outside_a_namespace(tmp_path):
+    """Its servers trust every client (no passwords): on a reachable address that is an open door."""
+    from intentloop.exceptions import StackError
+    from intentloop.stack import LocalStack
+
+    with pytest.raises(StackError, match="loopback"):
+        LocalStack(tmp_path, host="0.0.0.0")
+    assert LocalStack(tmp_path, host="127.0.0.1").host == "127.0.0.1"
+    assert LocalStack(tmp_path, host="10.77.0.3", netns="h-postgres").netns == "h-postgres"

@@ -363,3 +363,15 @@ def test_proxy_and_prometheus_reach_the_workers(compose):
     assert s["dashboard"]["command"] == ["dashboard", "--host", "0.0.0.0"]
     grafana = environment(s["grafana"])
     assert grafana["PROMETHEUS_URL"] == "http://prometheus:9090"
+
+
+def test_an_inference_worker_is_never_killed_mid_drain(compose):
+    """`docker compose stop` waits stop_grace_period after SIGTERM before SIGKILL: it must cover
+    the requests in flight and the last flush of the served-prediction counts."""
+    from serving.watcher import FINAL_FLUSH_TIMEOUT_S
+    from serving.worker import GRACEFUL_TIMEOUT_S
+
+    grace = services(compose)["serve"]["stop_grace_period"]
+    match = re.fullmatch(r"(\d+)s", grace)
+    assert match, grace
+    assert int(match.group(1)) > GRACEFUL_TIMEOUT_S + FINAL_FLUSH_TIMEOUT_S

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from intentloop.cli import cli
 from intentloop.config_reference import sections
 from intentloop.settings import Settings
+from serving.watcher import FINAL_FLUSH_TIMEOUT_S
 from serving.worker import GRACEFUL_TIMEOUT_S
 
 REPO = Path(__file__).resolve().parents[2]
@@ -334,7 +335,9 @@ def test_inference_is_gated_on_readyz_and_drains_before_it_is_killed(docs):
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pre_stop > 0
-    assert spec["terminationGracePeriodSeconds"] > pre_stop + GRACEFUL_TIMEOUT_S
+    drain = float(config_data(docs)["INTENTLOOP_SERVE__DRAIN_S"])
+    budget = pre_stop + drain + GRACEFUL_TIMEOUT_S + FINAL_FLUSH_TIMEOUT_S
+    assert spec["terminationGracePeriodSeconds"] > budget
     assert "replicas" not in deployment["spec"]  # the autoscaler owns it
     threads = int(config_data(docs)["INTENTLOOP_SERVE__TORCH_THREADS"])
     assert 0 < threads <= quantity(c["resources"]["limits"]["cpu"])
