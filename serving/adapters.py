@@ -17,12 +17,14 @@ this worker's settings say: one worker serves adapters trained with different fo
 """
 
 import hashlib
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from serving.exceptions import AdapterRefusedError, RefusalKind
 from store.dimensions import CATEGORY
@@ -31,8 +33,35 @@ from trainer.classifier import FrozenBase, IntentClassifier, head_probabilities,
 from trainer.exceptions import CorruptAdapterError, IncompatibleAdapterError, ModelError
 from trainer.fused_artifact import FusedMembers, Scores
 from trainer.inputs import InputFormat
+from trainer.onnx_graph import (
+    GRAPH,
+    GRAPH_INT8,
+    INT8_LOAD_TOLERANCE,
+    SECTION,
+    GraphOptions,
+    OnnxGraph,
+    check_graph,
+    graph_probabilities,
+    widths_of,
+)
+
+log = logging.getLogger(__name__)
 
 WARMUP = ["warm up query", "a second, longer warm up query for the tokenizer"]
+# A loaded fp32 graph must answer the probe queries within this of PyTorch: the export held it to
+# 1e-3 on the CPU; a CUDA provider's kernels may differ more, a graph of another version by far more.
+FP32_LOAD_TOLERANCE = 1e-2
+BackendName = Literal["torch", "onnx"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What runs a worker's versions: PyTorch eager, or the version's ONNX graph (int8 when asked
+    for and published, else fp32) in ONNX Runtime with ``graphs``' threads and device."""
+
+    kind: BackendName = "torch"
+    int8: bool = False
+    graphs: GraphOptions = field(default_factory=GraphOptions)
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +74,8 @@ class Adapter:
     module: IntentClassifier
     manifest: dict[str, Any] = field(repr=False)
     fused: FusedMembers | None = field(default=None, repr=False)  # None: a plain version
+    graph: OnnxGraph | None = field(default=None, repr=False)  # None: PyTorch answers
+    backend: str = "torch"  # what answers: torch, onnx-fp32 or onnx-int8
 
     @property
     def input_format(self) -> InputFormat:
@@ -67,15 +98,28 @@ def _refusal_kind(exc: ModelError) -> RefusalKind:
 
 
 class SharedBase(FrozenBase):
-    """The base encoder and tokenizer of a worker, loaded once; builds and runs adapters on top."""
+    """The base encoder and tokenizer of a worker, loaded once; builds and runs adapters on top.
+
+    With the ONNX backend each version also gets its graph, checked against its own PyTorch module
+    on probe queries before it may serve (the module stays: it is the reference, and ``embed``'s).
+    """
+
+    def __init__(
+        self, base_dir: Path | None, device: str | torch.device | None = None, backend: Backend | None = None
+    ) -> None:
+        super().__init__(base_dir, device)
+        self.backend = backend or Backend()
 
     def build(self, version: str, path: Path, manifest: dict[str, Any]) -> Adapter:
         """Verify ``manifest`` and the tensors in ``path`` against this base and load them, or refuse."""
         try:
             module, fused = load_version(self, path, manifest)
+            graph, backend = self._graph(version, path, manifest, module)
         except ModelError as exc:
             raise AdapterRefusedError(version, _refusal_kind(exc), str(exc)) from exc
-        adapter = Adapter(version, tuple(module.labels), module.max_length, module, manifest, fused)
+        adapter = Adapter(
+            version, tuple(module.labels), module.max_length, module, manifest, fused, graph, backend
+        )
         scores = self.score(adapter, WARMUP)
         for dimension, labels in adapter.dimensions.items():
             probs = scores.probs if dimension == CATEGORY else scores.heads.get(dimension)
@@ -85,12 +129,47 @@ class SharedBase(FrozenBase):
                 )
         return adapter
 
+    def _graph(
+        self, version: str, path: Path, manifest: dict[str, Any], module: IntentClassifier
+    ) -> tuple[OnnxGraph | None, str]:
+        """The version's checked graph under the ONNX backend (int8 first when asked for), and
+        what answers; ``(None, "torch")`` for the torch backend or a version published without one."""
+        if self.backend.kind != "onnx":
+            return None, "torch"
+        published = manifest.get("files") or {}
+        names = [GRAPH_INT8, GRAPH] if self.backend.int8 else [GRAPH]
+        present = [n for n in names if n in published and (path / n).is_file()]
+        record = manifest.get(SECTION) or {}
+        if self.backend.int8 and GRAPH_INT8 not in present and GRAPH in present:
+            why = (record.get("int8") or {}).get("reason", "the export did not write one")
+            log.warning("version %s has no int8 graph (%s): served by its fp32 graph", version, why)
+        if not present:
+            why = (record.get("fp32") or {}).get("reason", "published without ONNX export")
+            log.warning("version %s has no ONNX graph (%s): served by PyTorch", version, why)
+            return None, "torch"
+        name = present[0]
+        graph = OnnxGraph(path / name, widths_of(module), self.backend.graphs)
+        if name == GRAPH_INT8:
+            probe = (record.get("int8") or {}).get("probe")
+            if probe is None:
+                raise IncompatibleAdapterError(f"{GRAPH_INT8} has no recorded probe answers to check it by")
+            check_graph(graph, module, self.tokenizer, self.tokenizer_lock, INT8_LOAD_TOLERANCE, probe)
+        else:
+            check_graph(graph, module, self.tokenizer, self.tokenizer_lock, FP32_LOAD_TOLERANCE)
+        return graph, "onnx-int8" if name == GRAPH_INT8 else "onnx-fp32"
+
     def score(self, adapter: Adapter, texts: list[str]) -> Scores:
         """The version's probabilities, one row per text (one tokenizer call, one forward pass), for
-        a fused version every member's on the same rows, and every extra head's (same pass)."""
-        heads = head_probabilities(
-            adapter.module, self.tokenizer, texts, device=self.device, lock=self.tokenizer_lock
-        )
+        a fused version every member's on the same rows, and every extra head's (same pass): from
+        its graph under the ONNX backend, from PyTorch otherwise."""
+        if adapter.graph is not None:
+            heads = graph_probabilities(
+                adapter.graph, self.tokenizer, texts, adapter.input_format, lock=self.tokenizer_lock
+            )
+        else:
+            heads = head_probabilities(
+                adapter.module, self.tokenizer, texts, device=self.device, lock=self.tokenizer_lock
+            )
         probs = heads.pop(CATEGORY)
         scores = Scores(probs) if adapter.fused is None else adapter.fused.score(texts, probs)
         return replace(scores, heads=heads) if heads else scores

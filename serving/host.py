@@ -174,6 +174,7 @@ class ModelHost:
             "labels": list(champion.labels) if champion else [],
             "aliases": self.served(),
             "warm": self.warm_versions(),
+            "backends": {v: a.backend for v, a in sorted(self._cache.items())},  # torch, onnx-fp32, onnx-int8
             "markets": [m for m in self.markets if m is not None],
             "canary_share": self.canary_share,
             "swaps": self.swaps,
@@ -227,7 +228,7 @@ class ModelHost:
         self.refused.pop(version, None)
         self._cache[version] = adapter
         self.loads += 1
-        log.info("loaded adapter %s in %.0f ms", version, (time.monotonic() - t) * 1000)
+        log.info("loaded adapter %s (%s) in %.0f ms", version, adapter.backend, (time.monotonic() - t) * 1000)
         return adapter
 
     def _refuse(self, exc: AdapterRefusedError) -> None:

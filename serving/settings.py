@@ -124,6 +124,21 @@ class ServeSettings(BaseModel):
     refused_retry_s: float = Field(default=60.0, gt=0, description="when a refused version is tried again")
     admin_token: SecretStr | None = Field(default=None, description="bearer token of /admin/*; unset: off")
     torch_threads: int = Field(default=0, ge=0, description="intra-op threads of the model; 0: every core")
+    backend: Literal["torch", "onnx"] = Field(
+        default="onnx",
+        description="what answers: each version's ONNX graph in ONNX Runtime (CPU provider; on a CUDA "
+        "machine the CUDA provider in fp32 when onnxruntime-gpu is installed, else PyTorch on CUDA), or "
+        "PyTorch eager. A version published without a graph is served by PyTorch either way; a corrupt "
+        "graph, or one that does not answer like its adapter, is refused (docs/serving-backends.md)",
+    )
+    int8: bool = Field(
+        default=True,
+        description="with the onnx backend, serve a version's int8 graph when it has one (published "
+        "only within train.export.max_int8_f1_loss of the fp32 graph), else its fp32 graph",
+    )
+    onnx_threads: int = Field(
+        default=0, ge=0, description="intra-op threads of ONNX Runtime per model call; 0: every core"
+    )
     explain: ExplainSettings = Field(default_factory=ExplainSettings)
     omp_passive: bool = Field(
         default=True, description="OMP_WAIT_POLICY=PASSIVE in workers: idle model threads yield the CPU"

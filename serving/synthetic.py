@@ -9,6 +9,7 @@ a lexical model and a behaviour memory of generated queries, and a fusion fitted
 import random
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,21 @@ import torch
 
 from store.artifacts import ArtifactStore
 from trainer.artifact import save_adapter
-from trainer.classifier import IntentClassifier, build_classifier, class_probabilities, resolve_base_dir
+from trainer.classifier import (
+    FrozenBase,
+    IntentClassifier,
+    build_classifier,
+    class_probabilities,
+    resolve_base_dir,
+)
 from trainer.dataset import Example
 from trainer.fused_artifact import ADAPTER, DEFAULT_NAMES, LEXICAL, MEMORY, FusedParts
 from trainer.fusion import RowFeatures, fit_fusion
+from trainer.inputs import tokenize
 from trainer.members.lexical import train_lexical
 from trainer.members.memory import build_memory
-from trainer.settings import TrainSettings
+from trainer.onnx_graph import export_version
+from trainer.settings import ExportSettings, TrainSettings
 
 DEFAULT_LABELS = ["electronics", "fashion", "grocery", "home", "sports", "toys"]
 _WORDS = ("best", "cheap", "new", "gift", "sale", "set", "pro", "mini", "kit", "blue", "red", "large")
@@ -36,14 +45,51 @@ def synthetic_adapter(
     labels: list[str] | None = None,
     max_length: int = 32,
     heads: dict[str, list[str]] | None = None,
+    export: ExportSettings | None = None,
+    fit: Sequence[tuple[str, str]] = (),
+    held_out: Sequence[tuple[str, str]] = (),
 ) -> str:
     """Publish an adapter with seeded random LoRA weights on ``base_dir``; returns its version.
-    ``heads``: extra label dimensions (dimension -> labels), each a random head on the same adapter."""
+    ``heads``: extra label dimensions (dimension -> labels), each a random head on the same adapter.
+    ``export``: also export its ONNX graphs (checked on ``held_out`` (text, label) rows, else on
+    generated queries against the fp32 graph's answers). ``fit``: (text, label) rows the category
+    head is fitted to (on the random encoder's encodings): a version whose answers mean something,
+    for measuring what int8 costs in accuracy (a random head's near-uniform answers flip easily)."""
     labels = list(labels or DEFAULT_LABELS)
-    model, _, base = _random_classifier(base_dir, labels, seed)
+    model, tokenizer, base = _random_classifier(base_dir, labels, seed)
     for dimension, head_labels in (heads or {}).items():
         model.add_head(dimension, head_labels)  # seeded: _random_classifier seeded torch
-    return _publish(artifacts, model, base, labels, seed, max_length, None)
+    if fit:
+        _fit_head(model, tokenizer, fit, labels)
+    return _publish(artifacts, model, base, labels, seed, max_length, None, export, held_out)
+
+
+def _fit_head(
+    model: IntentClassifier, tokenizer: Any, rows: Sequence[tuple[str, str]], labels: list[str]
+) -> None:
+    """Fit the category head to ``rows`` by L-BFGS on the frozen encodings (seconds, deterministic)."""
+    model.eval()
+    with torch.no_grad():
+        x = torch.cat(
+            [
+                model.encode(**{k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")})
+                for enc in (
+                    tokenize(tokenizer, [t for t, _ in rows[i : i + 256]], model.input_format, batch=True)
+                    for i in range(0, len(rows), 256)
+                )
+            ]
+        )
+    y = torch.tensor([labels.index(label) for _, label in rows])
+    head = model.head
+    optimiser = torch.optim.LBFGS(head.parameters(), max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(x), y) + 1e-3 * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
 
 
 def synthetic_fused_adapter(
@@ -53,6 +99,7 @@ def synthetic_fused_adapter(
     seed: int,
     labels: list[str] | None = None,
     max_length: int = 32,
+    export: ExportSettings | None = None,
 ) -> str:
     """Publish a fused version: a random adapter as :func:`synthetic_adapter`'s, a lexical member and
     a memory of generated queries, and a log-linear fusion fitted on held-out generated queries.
@@ -77,7 +124,7 @@ def synthetic_fused_adapter(
     }
     fusion = fit_fusion(probs, RowFeatures.of_queries(texts, memory), y, labels, "loglinear", seed=seed)
     parts = FusedParts(lexical, memory, fusion)
-    return _publish(artifacts, model, base, labels, seed, max_length, parts)
+    return _publish(artifacts, model, base, labels, seed, max_length, parts, export)
 
 
 def _random_classifier(
@@ -112,6 +159,8 @@ def _publish(
     seed: int,
     max_length: int,
     fused: FusedParts | None,
+    export: ExportSettings | None = None,
+    held_out: Sequence[tuple[str, str]] = (),
 ) -> str:
     with tempfile.TemporaryDirectory(prefix="intentloop-synthetic-") as tmp:
         save_adapter(
@@ -124,4 +173,7 @@ def _publish(
             max_length=max_length,
             fused=fused,
         )
+        if export is not None and export.onnx:
+            rows = list(held_out) or [(q, "") for q, _ in _queries(labels, seed + 2, 20)]
+            export_version(Path(tmp), FrozenBase(base, "cpu"), rows, export)
         return artifacts.publish(Path(tmp))

@@ -11,7 +11,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from serving.adapters import SharedBase
+from serving.adapters import Backend, SharedBase
 from serving.api import Admin, create_api, drain
 from serving.host import ModelHost
 from serving.metrics import ServingMetrics
@@ -20,6 +20,7 @@ from serving.watcher import AliasWatcher
 from store.artifacts import ArtifactStore
 from store.db import Database
 from store.registry import RedisRegistry
+from trainer.onnx_graph import GraphOptions
 from trainer.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,34 @@ def configure_torch(serve: ServeSettings) -> None:
     torch.set_num_threads(serve.torch_threads or max(1, os.cpu_count() or 1))
 
 
+def backend_of(serve: ServeSettings) -> Backend:
+    """The backend the settings ask for, as this machine can run it. ONNX Runtime's idle threads
+    sleep when OpenMP's do (``omp_passive``). On a CUDA machine the graph runs on ONNX Runtime's
+    CUDA provider in fp32 (dynamically quantised int8 kernels are CPU kernels); without that
+    provider (the CPU ``onnxruntime`` package) PyTorch on CUDA answers rather than the graph on
+    the CPU beside an idle GPU."""
+    import onnxruntime as ort
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    kind, int8 = serve.backend, serve.int8
+    if kind == "onnx" and device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            log.warning(
+                "CUDA is present but ONNX Runtime has no CUDA provider (install onnxruntime-gpu): "
+                "serving with PyTorch on CUDA"
+            )
+            kind = "torch"
+        int8 = False
+    graphs = GraphOptions(threads=serve.onnx_threads, spin=not serve.omp_passive, device=device)
+    return Backend(kind, int8, graphs)
+
+
 def build_host(artifacts: ArtifactStore, model: ModelSettings, serve: ServeSettings) -> ModelHost:
     """The model host a worker (HTTP or stream) serves with, configured from the settings."""
     return ModelHost(
         artifacts,
-        SharedBase(model.base_dir),
+        SharedBase(model.base_dir, backend=backend_of(serve)),
         markets=serve.markets,
         canary_share=serve.canary_share,
         keep_warm=serve.keep_warm,

@@ -32,7 +32,9 @@ def sha256_file(path: Path) -> str:
 # Manifest fields that decide what the adapter answers (hashed into its version). Provenance such as
 # metrics, created_at or the training run is not: the same weights trained twice stay one version.
 # ``fusion``: a fused version's members, method, temperature and label order (its members' files
-# are top-level files, hashed like the adapter's).
+# are top-level files, hashed like the adapter's). Not ``onnx``: the ONNX graphs are files (hashed),
+# the section records how the export checked them on the exporting machine (differences, probe
+# answers, runtime version), which would give the same weights another id on another machine.
 CONTENT_FIELDS = ("format", "labels", "base_model", "peft", "max_length", "input_format", "fusion")
 # Content fields added after artifacts were first published: hashed only when present, so an older
 # manifest (which lacks them and means their default) keeps the meta hash, hence the id, it had.

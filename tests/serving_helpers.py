@@ -102,3 +102,64 @@ class Load:
 
     def failures(self) -> list[dict]:
         return [r for r in self.records if r["status"] != 200]
+
+
+# --- ONNX backend (issue 18) -------------------------------------------------------------------
+_QUERY_WORDS = ("best", "cheap", "new", "gift", "sale", "set", "pro", "mini", "kit", "blue", "red", "large")
+
+
+def labelled_queries(labels: list[str], seed: int, per_label: int) -> list[tuple[str, str]]:
+    """(text, label) rows naming their label between two random words: a head fitted to them on the
+    tiny random encoder answers decisively, so int8 has a real accuracy to keep (or lose)."""
+    import random
+
+    rng = random.Random(seed)
+    return [
+        (f"{rng.choice(_QUERY_WORDS)} {label} {rng.choice(_QUERY_WORDS)}", label)
+        for _ in range(per_label)
+        for label in labels
+    ]
+
+
+def make_exported_versions(
+    store: ArtifactStore, base_dir: Path, seeds: list[int], max_length: int = 16
+) -> list[str]:
+    """Versions with fitted heads and both graphs published (fp32, and int8 within the F1 budget)."""
+    from trainer.settings import ExportSettings
+
+    return [
+        synthetic_adapter(
+            store,
+            base_dir,
+            seed=s,
+            labels=LABELS,
+            max_length=max_length,
+            export=ExportSettings(),
+            fit=labelled_queries(LABELS, s, 10),
+            held_out=labelled_queries(LABELS, s + 1000, 5),
+        )
+        for s in seeds
+    ]
+
+
+def republish_with_files(
+    store: ArtifactStore, version: str, tmp: Path, files: dict[str, bytes | None], **changes: object
+) -> str:
+    """A copy of ``version`` with some files' bytes replaced (``None``: removed) and the hashes
+    resealed: an artifact the store accepts (``fetch`` verifies it) whose content is damaged, such as a
+    garbage graph or another version's graph."""
+    import tempfile
+
+    src = Path(tempfile.mkdtemp(prefix=f"files-{version}-", dir=tmp))
+    shutil.copytree(store.path(version), src, dirs_exist_ok=True)
+    for name, data in files.items():
+        if data is None:
+            (src / name).unlink()
+        else:
+            (src / name).write_bytes(data)
+    manifest = json.loads((src / MANIFEST).read_text())
+    for key in ("version", "files", "meta_sha256"):
+        manifest.pop(key, None)
+    manifest.update(changes)
+    (src / MANIFEST).write_text(json.dumps(manifest))
+    return store.publish(src)

@@ -124,11 +124,19 @@ def with_max_length(fmt: InputFormat, max_length: int | None) -> InputFormat:
     return fmt if max_length is None or max_length == fmt.max_length else replace(fmt, max_length=max_length)
 
 
-def tokenize(tokenizer: Any, texts: Sequence[str], fmt: InputFormat, *, batch: bool) -> Any:
+def tokenize(
+    tokenizer: Any,
+    texts: Sequence[str],
+    fmt: InputFormat,
+    *,
+    batch: bool,
+    tensors: Literal["pt", "np"] = "pt",
+) -> Any:
     """The one tokenizer call of training, evaluation and serving: template, then truncation.
 
-    ``batch``: padded ``input_ids``/``attention_mask`` tensors (inference); otherwise ragged id lists
-    that the trainer pads per batch itself (texts are tokenised once, batches vary).
+    ``batch``: padded ``input_ids``/``attention_mask`` arrays (inference: torch tensors, or numpy
+    arrays with ``tensors="np"`` for an ONNX graph); otherwise ragged id lists that the trainer pads
+    per batch itself (texts are tokenised once, batches vary).
     """
     if batch:
         return tokenizer(
@@ -136,7 +144,7 @@ def tokenize(tokenizer: Any, texts: Sequence[str], fmt: InputFormat, *, batch: b
             padding="longest",
             truncation=True,
             max_length=fmt.max_length,
-            return_tensors="pt",
+            return_tensors=tensors,
         )
     return tokenizer(fmt.apply(texts), truncation=True, max_length=fmt.max_length, padding=False)
 

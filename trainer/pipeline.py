@@ -292,6 +292,8 @@ def _publish(
             max_length=job.model.max_length,
             fused=fused.parts,
         )
+        if job.train.export.onnx:
+            _export(job, Path(tmp), data)
         version = job.artifacts.publish(Path(tmp))
     version_dir, manifest = job.artifacts.fetch(version)
     metrics = {**result.metrics, "fusion": fused.report, "duration_s": round(time.monotonic() - started, 3)}
@@ -308,6 +310,19 @@ def _publish(
             device=f"{result.metrics['device']}/{result.metrics['dtype']}",
         )
     return version, version_dir, metrics
+
+
+def _export(job: _Run, adapter_dir: Path, data: Snapshot) -> None:
+    """The version's ONNX graphs, checked on the validation rows, into the unpublished artifact
+    (so the manifest's hashes cover them): :mod:`trainer.onnx_graph`."""
+    from trainer.classifier import FrozenBase
+    from trainer.onnx_graph import export_version
+
+    t = time.monotonic()
+    base = FrozenBase(job.base_dir, "cpu")  # the reference is fp32 PyTorch, what the graph computes
+    section = export_version(adapter_dir, base, [(e.text, e.label) for e in data.val], job.train.export)
+    published = [k for k in ("fp32", "int8") if (section.get(k) or {}).get("published")]
+    log.info("ONNX export in %.1fs: %s published", time.monotonic() - t, published or "nothing")
 
 
 def _record_failure(job: _Run, exc: BaseException, started: float) -> None:

@@ -172,6 +172,40 @@ class FusionSettings(BaseModel):
     )
 
 
+class ExportSettings(BaseModel):
+    """The ONNX graphs a published version carries for the inference workers' ONNX backend."""
+
+    onnx: bool = Field(
+        default=True,
+        description="export the merged model (encoder with its adapter merged, pooling, every head) as "
+        "an ONNX graph into each published version; ONNX Runtime served it at 2.3x eager PyTorch "
+        "(docs/serving-backends.md). Off: the version serves on the torch backend only",
+    )
+    int8: bool = Field(
+        default=True,
+        description="also publish a dynamically quantised int8 graph when it passes max_int8_f1_loss "
+        "on the held-out rows: every MatMul int8 first, else with the feed-forward down projections "
+        "kept fp32; neither passing, none, and the reason is recorded in the manifest",
+    )
+    fp32_tolerance: float = Field(
+        default=1e-3,
+        gt=0,
+        le=0.1,
+        description="largest difference between the fp32 graph's probabilities and PyTorch's on the "
+        "held-out rows; above it no graph is published and the reason is recorded",
+    )
+    max_int8_f1_loss: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="macro-F1 the int8 graph may lose against the fp32 graph on the held-out rows "
+        "(0.005 = half a point); more and the int8 graph is not published",
+    )
+    parity_rows: int = Field(
+        default=2000, ge=10, description="held-out rows (validation split) the export checks itself on"
+    )
+
+
 PeftMethod = Literal["lora", "adalora", "ia3"]
 InitFrom = Literal["champion", "base"]
 
@@ -319,6 +353,7 @@ class TrainSettings(BaseModel):
     )
     gate: GateSettings = Field(default_factory=GateSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
 
     @field_validator("schedule")
     @classmethod

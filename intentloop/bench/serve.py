@@ -1,23 +1,44 @@
-"""`intentloop bench serve`: HTTP inference throughput and latency against the model's own limit.
+"""`intentloop bench serve`: HTTP inference throughput and latency per serving backend, against
+each backend's own model limit and against raw eager PyTorch (issue 18).
 
-Phases, all in one run on the same adapter (a synthetic one: random non-zero LoRA and head on the
-configured encoder, default all-MiniLM-L6-v2; serving cost does not depend on what it learned):
+The adapter is a *fitted* synthetic one (``serving.synthetic.synthetic_adapter(fit=...)``: seeded
+random LoRA on the configured encoder, default all-MiniLM-L6-v2, its category head fitted to half
+of the simulator's labelled queries, the other half held out; alternate rows of the sorted
+(query, category) items), published with its ONNX graphs: fp32, and int8 when the export's F1
+check on the held-out rows passes it. Load queries are the simulator's (``bench_queries``).
 
-1. raw: this process loads the adapter the way a worker does (``serving.adapters``) and calls it
-   directly on batches of ``batch_max_queries`` queries for ``--seconds``: ``raw_qps``, the limit;
-2. batch1: one client, one query per request, one request at a time: ``batch1_p50_ms``;
-3. max: ``--clients`` concurrent clients, closed loop, one query per request: ``qps``;
+Per backend (``--backends``, default ``torch,onnx_fp32,onnx_int8``, one after another, never two
+at once; ``onnx_int8`` reports nulls and the manifest's reason when int8 was not published):
+
+1. raw, in a fresh child process in the worker's environment (``intentloop.bench.backends``): the
+   worker's own ``SharedBase`` and threads, called directly on batches of ``batch_max_queries``
+   queries for ``--seconds``: ``raw_qps`` (for ``torch`` this is "raw eager PyTorch",
+   ``raw_eager_qps``, measured at PyTorch's own defaults, OpenMP threads spinning rather than the
+   workers' passive ones: the strongest eager baseline, against which the torch backend's ratio
+   and the ONNX speed-up are judged), ``macro_f1`` on the held-out rows and its loss in points against raw
+   eager PyTorch (``f1_loss_pt``), and ``rss_per_extra_version_mb`` (two more versions loaded);
+2. a real ``intentloop worker serve`` process with ``INTENTLOOP_SERVE__BACKEND`` /
+   ``INTENTLOOP_SERVE__INT8`` set (``served_by``: what its ``/readyz`` says serves the version):
+   batch1: one client, one query per request, one request at a time: ``batch1_p50_ms``;
+3. max: ``--clients`` concurrent clients, closed loop, one query per request: ``qps`` and
+   ``ratio_vs_raw`` (``qps / raw_qps`` of the same backend);
 4. half rate: requests sent on a fixed schedule at half of ``qps`` (open loop, so a slow answer
-   cannot slow the sender down and hide its own latency): ``p50_ms``, ``p99_ms``;
-5. fused (``--fused``, the default): a fused version of the same encoder (adapter + TF-IDF member +
-   behaviour memory + fusion, ``serving.synthetic.synthetic_fused_adapter``) is promoted on the same
-   worker and phase 3 runs three more times: fused, encoder-only, fused (so drift over the run biases
-   neither side): ``fused_qps``, ``fused_encoder_only_qps`` and their ratio ``fused_vs_encoder_only``
-   (issue 13: >= 0.9);
-6. heads (``--heads``, the default): a version of the same adapter with a second head (the intent
-   type, ``serving.synthetic.synthetic_adapter(heads=...)``), every answer carrying both
-   dimensions, against the single-head version, in the same multi, single, multi order:
-   ``heads_qps``, ``heads_single_head_qps`` and ``heads_vs_single_head`` (issue 14: >= 0.9);
+   cannot slow the sender down and hide its own latency): ``p50_ms``, ``p99_ms``.
+
+On the main backend's worker (the configured ``serve.backend``/``serve.int8``, onnx + int8 by
+default, else the first one asked for) three more phases run; every version in them is exported
+too, so they run on ONNX:
+
+5. fused (``--fused``, the default): a fused version (adapter + TF-IDF member + behaviour memory +
+   fusion, ``serving.synthetic.synthetic_fused_adapter``) and its encoder-only twin (same seed:
+   same weights, so the same graphs pass the export's checks and one backend serves both); phase 3
+   runs three more times: fused, encoder-only, fused (so drift over the run biases neither side):
+   ``fused_qps``, ``fused_encoder_only_qps`` and their ratio ``fused_vs_encoder_only`` (issue 13:
+   >= 0.9), with what served each side (``fused_served_by``, ``fused_encoder_only_served_by``);
+6. heads (``--heads``, the default): the measured version with a second head (the intent type,
+   ``synthetic_adapter(heads=...)``), every answer carrying both dimensions, against the
+   single-head version, in the same multi, single, multi order: ``heads_qps``,
+   ``heads_single_head_qps`` and ``heads_vs_single_head`` (issue 14: >= 0.9);
 7. explain (``--explain-clients``, 2 by default; 0 skips it): phase 4 again, the same open loop at
    half rate, while that many clients ask ``/v1/explain`` back to back (the worker's default method
    and limits; a 429 is answered by waiting 50 ms, as a polite client does): ``explain_p50_ms`` /
@@ -25,9 +46,16 @@ configured encoder, default all-MiniLM-L6-v2; serving cost does not depend on wh
    (429) and their latency. Explanations queue their model calls between micro-batches, so the
    intent p99 may grow by about one explanation chunk, never by a whole explanation.
 
-The worker is a real ``intentloop worker serve`` process. The clients speak minimal HTTP/1.1 over
-keep-alive connections (a few microseconds of CPU per request instead of a general HTTP client's
-hundreds): on a 2-core machine the load generator shares the cores with the worker.
+The summary keeps the main backend's figures under the bench's old keys (``qps``, ``p50_ms``,
+``p99_ms``, ``raw_qps``, ``ratio_vs_raw``, ``batch1_p50_ms``, ..., ``backend`` names it), every
+backend's under ``backends``, and issue 18's targets under ``targets``: ``best_onnx`` (the fastest
+served ONNX backend within 0.5 point of eager macro-F1, else the fastest) >= 2x ``raw_eager_qps``
+within 0.5 point; every backend's ``ratio_vs_raw`` >= 0.8 and half-rate ``p99_ms`` < 50 (the swap
+targets are `bench swap`'s).
+
+The clients speak minimal HTTP/1.1 over keep-alive connections (a few microseconds of CPU per
+request instead of a general HTTP client's hundreds): on a 2-core machine the load generator
+shares the cores with the worker.
 
 Servers: configured Postgres gets a scratch database (created and dropped here) and configured
 Redis a unique key prefix, so no real alias history is touched; unset URLs get embedded servers
@@ -39,7 +67,6 @@ import contextlib
 import os
 import shutil
 import statistics
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,7 +75,21 @@ from typing import Any
 
 import psycopg
 
-from intentloop.bench.http_client import Conn, percentile
+from intentloop.bench.backends import (
+    BACKEND_KEYS,
+    BACKENDS,
+    RawRequest,
+    RawResult,
+    backend_env,
+    backend_name,
+    compare,
+    export_settings,
+    fitted_versions,
+    labelled_queries,
+    measure_raw,
+)
+from intentloop.bench.http_client import percentile
+from intentloop.bench.load import Explained, batch1, batch_mean, closed_loop, mixed, open_loop
 from intentloop.settings import Settings, StackPorts
 from intentloop.stack import Endpoints, LocalStack
 from intentloop.worker_processes import (
@@ -80,6 +121,8 @@ class ServeBenchOptions:
     fused: bool = True  # phase 5: the same worker on a fused version
     heads: bool = True  # phase 6: the same worker on a version with an intent-type head
     explain_clients: int = 2  # phase 7: clients asking /v1/explain during the half-rate loop (0: skip)
+    backends: tuple[str, ...] = tuple(BACKENDS)  # measured one after another, in this order
+    max_int8_f1_loss: float | None = None  # the export's int8 budget (None: train.export's default)
 
 
 # ---------------------------------------------------------------- servers and adapters
@@ -104,10 +147,10 @@ class BenchEnv:
     def promote(self, version: str, reason: str) -> None:
         promote(self.db, self.registry, version, actor="bench", reason=reason)
 
-    def worker(self, name: str, port: int) -> WorkerProcess:
+    def worker(self, name: str, port: int, extra_env: dict[str, str] | None = None) -> WorkerProcess:
         w = WorkerProcess(
             ["worker", "serve", "--port", str(port), "--worker-id", name],
-            self.env,
+            {**self.env, **(extra_env or {})},
             self.work_dir / f"{name}.log",
         )
         wait_until(http_ready(f"http://127.0.0.1:{port}/healthz"), timeout_s=180, what=f"{name} up", proc=w)
@@ -191,156 +234,10 @@ def bench_queries(seed: int, n: int = 2000) -> list[str]:
 
 
 # ---------------------------------------------------------------- phases
-def raw_phase(env: BenchEnv, version: str, queries: list[str], batch: int, seconds: float) -> float:
-    """Queries/s of the adapter called directly, in batches, in this process (no HTTP)."""
-    import torch
-
-    from serving.adapters import SharedBase
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    path, manifest = env.artifacts.fetch(version)
-    base_dir = env.env.get("INTENTLOOP_MODEL__BASE_DIR")
-    base = SharedBase(Path(base_dir) if base_dir else None)
-    adapter = base.build(version, path, manifest)
-    done, i, t0 = 0, 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        chunk = [queries[(i + j) % len(queries)] for j in range(batch)]
-        base.predict_proba(adapter, chunk)
-        done += batch
-        i += batch
-    return done / (time.perf_counter() - t0)
-
-
-async def _batch1(port: int, queries: list[str], n: int) -> list[float]:
-    conn, lat = Conn(port), []
-    for i in range(n):
-        t = time.perf_counter()
-        status, _ = await conn.post("/v1/intent", {"query": queries[i % len(queries)]})
-        if status == 200:
-            lat.append((time.perf_counter() - t) * 1000)
-    await conn.close()
-    return lat
-
-
-async def _closed_loop(
-    port: int, queries: list[str], clients: int, seconds: float
-) -> tuple[int, int, list[float]]:
-    stop = time.perf_counter() + seconds
-    lat: list[float] = []
-    failed = 0
-
-    async def client(k: int) -> None:
-        nonlocal failed
-        conn, i = Conn(port), k
-        while time.perf_counter() < stop:
-            t = time.perf_counter()
-            status, _ = await conn.post("/v1/intent", {"query": queries[i % len(queries)]})
-            i += clients
-            if status == 200:
-                lat.append((time.perf_counter() - t) * 1000)
-            else:
-                failed += 1
-        await conn.close()
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client(k) for k in range(clients)))
-    return len(lat), failed, lat if time.perf_counter() - t0 > 0 else []
-
-
-@dataclass(frozen=True)
-class _Explained:
-    """Phase 7: the intent answers at half rate while explanations ran, and the explanations."""
-
-    intent_ms: list[float]
-    intent_failed: int
-    explain_ms: list[float]
-    busy: int  # 429: every explanation slot taken
-    failed: int  # any other non-200
-
-
-async def _mixed(
-    port: int, queries: list[str], rate: float, seconds: float, pool: int, clients: int
-) -> _Explained:
-    """The half-rate open loop with ``clients`` explanation clients running beside it."""
-    short = [q for q in queries if len(q.split()) <= 8] or queries
-    stop = time.perf_counter() + seconds
-    lat: list[float] = []
-    counts = {"busy": 0, "failed": 0}
-
-    async def explainer(k: int) -> None:
-        conn, i = Conn(port), k
-        while time.perf_counter() < stop:
-            t = time.perf_counter()
-            status, _ = await conn.post("/v1/explain", {"query": short[i % len(short)]})
-            i += clients
-            if status == 200:
-                lat.append((time.perf_counter() - t) * 1000)
-            else:  # 429: every slot busy; anything else is a failure; either way, back off a little
-                counts["busy" if status == 429 else "failed"] += 1
-                await asyncio.sleep(0.05)
-        await conn.close()
-
-    explaining = [asyncio.create_task(explainer(k)) for k in range(clients)]
-    intent_ms, intent_failed = await _open_loop(port, queries, rate, seconds, pool)
-    await asyncio.gather(*explaining)
-    return _Explained(intent_ms, intent_failed, lat, counts["busy"], counts["failed"])
-
-
-async def _open_loop(
-    port: int, queries: list[str], rate: float, seconds: float, pool: int
-) -> tuple[list[float], int]:
-    """Requests sent on a fixed schedule (``rate``/s), each on a free connection of ``pool``."""
-    conns: asyncio.Queue[Conn] = asyncio.Queue()
-    for _ in range(pool):
-        conns.put_nowait(Conn(port))
-    lat: list[float] = []
-    failed = 0
-
-    async def one(i: int, scheduled: float) -> None:
-        nonlocal failed
-        conn = await conns.get()
-        status, _ = await conn.post("/v1/intent", {"query": queries[i % len(queries)]})
-        conns.put_nowait(conn)
-        if status == 200:
-            lat.append((time.perf_counter() - scheduled) * 1000)  # from when it should have been sent
-        else:
-            failed += 1
-
-    tasks = []
-    start = time.perf_counter()
-    n = int(rate * seconds)
-    for i in range(n):
-        scheduled = start + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i, scheduled)))
-    await asyncio.gather(*tasks)
-    while not conns.empty():
-        await conns.get_nowait().close()
-    return lat, failed
-
-
-def _batch_mean(port: int) -> float | None:
-    import httpx
-
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    values = {}
-    for line in text.splitlines():
-        if line.startswith("intentloop_batch_queries_sum ") or line.startswith(
-            "intentloop_batch_queries_count "
-        ):
-            name, value = line.split(" ")
-            values[name] = float(value)
-    count = values.get("intentloop_batch_queries_count", 0.0)
-    return round(values.get("intentloop_batch_queries_sum", 0.0) / count, 2) if count else None
-
-
 @dataclass(frozen=True)
 class _ServeResults:
-    """What the phases measured, in the order they ran."""
+    """What one worker's phases measured, in the order they ran."""
 
-    raw_qps: float
     batch1_ms: list[float]
     max_done: int
     max_failed: int
@@ -349,74 +246,211 @@ class _ServeResults:
     half_latencies_ms: list[float]
     half_failed: int
     mean_batch_queries: float | None
-    explained: _Explained | None
+    explained: Explained | None
+    served_by: str | None  # Adapter.backend as the worker's /readyz reports it
+
+
+@dataclass(frozen=True)
+class _Versions:
+    """The measured version (fitted head, ONNX graphs), the two loaded only for RSS, the held-out rows."""
+
+    version: str
+    extra: list[str]
+    held_out: list[tuple[str, str]]
+    int8_reason: str | None  # why the int8 graph was not published (None: it was)
 
 
 def run_serve_bench(settings: Settings, opts: ServeBenchOptions, echo: Echo) -> dict[str, Any]:
-    """Every phase against one worker process; returns the summary (the CLI prints it as JSON)."""
+    """Every backend's raw and worker phases, one worker at a time, then the fused, heads and
+    explain phases on the main backend's worker; returns the summary (the CLI prints it as JSON)."""
+    per_backend: dict[str, dict[str, Any]] = {}
+    main_results: tuple[_ServeResults, Any, Any] | None = None
+    with bench_env(settings, "bench-serve") as env:
+        echo(f"bench serve: publishing fitted synthetic adapters with ONNX graphs (seed {opts.seed}) ...")
+        v = _publish(env, settings, opts)
+        queries = bench_queries(opts.seed)
+        skipped = {"onnx_int8"} if v.int8_reason is not None else set()
+        main = _main_backend(settings, [b for b in opts.backends if b not in skipped])
+        for name in opts.backends:
+            if name == "onnx_int8" and v.int8_reason is not None:
+                echo(f"bench serve: onnx_int8 skipped, no int8 graph: {v.int8_reason}")
+                per_backend[name] = {**dict.fromkeys(BACKEND_KEYS), "reason": v.int8_reason}
+                continue
+            echo(f"bench serve: {name}: raw model, batches of {settings.serve.batch_max_queries} ...")
+            raw = measure_raw(
+                RawRequest(
+                    str(env.artifacts.root),
+                    v.version,
+                    v.extra,
+                    queries,
+                    v.held_out,
+                    settings.serve.batch_max_queries,
+                    opts.seconds,
+                ),
+                {**env.env, **backend_env(name)},
+                # Raw eager PyTorch at its own defaults (OpenMP threads spinning): the strongest
+                # eager baseline (523 against 431 queries/s with the workers' passive threads, 2026-12-04).
+                settings.serve.omp_passive and name != "torch",
+            )
+            echo(f"bench serve: {name}: raw {raw.raw_qps:,.0f} queries/s, macro-F1 {raw.macro_f1:.4f}")
+            results, fused, heads = _on_worker(
+                env, settings, opts, v.version, queries, name, name == main, echo
+            )
+            per_backend[name] = _backend_summary(raw, results, opts)
+            if name == main:
+                main_results = (results, fused, heads)
+    summary = _summary(settings, opts, v.version, main, per_backend)
+    if main_results is None:
+        return summary
+    m, fused, heads = main_results
+    return {
+        **summary,
+        "max_p50_ms": round(percentile(m.max_latencies_ms, 50), 2),
+        "max_p99_ms": round(percentile(m.max_latencies_ms, 99), 2),
+        "mean_batch_queries": m.mean_batch_queries,
+        **_pair_summary("fused", "encoder_only", fused),
+        **_pair_summary("heads", "single_head", heads),
+        **_explain_summary(m.explained, percentile(m.half_latencies_ms, 99), opts.seconds),
+    }
+
+
+def _main_backend(settings: Settings, runnable: list[str]) -> str | None:
+    """The backend the top-level figures and the fused/heads/explain phases are measured on: the
+    configured one (``serve.backend`` / ``serve.int8``) when it runs; for int8 without an int8
+    graph, fp32 (what such a worker serves instead); else the first that runs."""
+    configured = backend_name(settings.serve.backend, settings.serve.int8)
+    if configured in runnable:
+        return configured
+    if configured == "onnx_int8" and "onnx_fp32" in runnable:
+        return "onnx_fp32"
+    return runnable[0] if runnable else None
+
+
+def _publish(env: BenchEnv, settings: Settings, opts: ServeBenchOptions) -> _Versions:
+    """The measured version and two more (other seeds, for RSS), each with a category head fitted
+    to half the simulator's labelled queries, so that int8 has decisive answers to keep."""
+    from trainer.onnx_graph import SECTION
+
+    data = labelled_queries(opts.seed)
+    versions = fitted_versions(env.artifacts, settings, opts.seed, 3, opts.max_int8_f1_loss)
+    env.record(versions[0])
+    _, manifest = env.artifacts.fetch(versions[0])
+    int8 = (manifest.get(SECTION) or {}).get("int8") or {"reason": "the export wrote no int8 record"}
+    reason = None if int8.get("published") else str(int8.get("reason"))
+    return _Versions(versions[0], versions[1:], data.held_out, reason)
+
+
+def _on_worker(
+    env: BenchEnv,
+    settings: Settings,
+    opts: ServeBenchOptions,
+    version: str,
+    queries: list[str],
+    name: str,
+    main: bool,
+    echo: Echo,
+) -> tuple[_ServeResults, "_PairResults | None", "_PairResults | None"]:
+    """One worker on backend ``name``: its phases, and on the main backend the paired ones."""
+    port = free_port()
+    echo(f"bench serve: {name}: starting a worker on :{port} ...")
+    worker = env.worker(f"bench-serve-{name}", port, backend_env(name))
+    fused = heads = None
+    try:
+        env.promote(version, f"bench serve: {name}")
+        _serving(port, version, worker)
+        results = _phases(opts, queries, port, opts.explain_clients if main else 0, echo)
+        if main and opts.fused:
+            fused = _paired_phase(env, opts, queries, port, worker, _fused_pair(env, settings, opts), echo)
+        if main and opts.heads:
+            heads = _paired_phase(
+                env, opts, queries, port, worker, _heads_pair(env, settings, opts, version), echo
+            )
+    finally:
+        worker.stop()
+    return results, fused, heads
+
+
+def _fused_pair(env: BenchEnv, settings: Settings, opts: ServeBenchOptions) -> tuple[str, str]:
+    """A fused version and its encoder-only twin (same seed: the same encoder and head weights, so
+    the same graphs pass the same export checks and both are served by the same backend)."""
     from serving.synthetic import synthetic_adapter, synthetic_fused_adapter
 
-    with bench_env(settings, "bench-serve") as env:
-        version = synthetic_adapter(
-            env.artifacts, settings.model.base_dir, seed=opts.seed, max_length=settings.model.max_length
-        )
-        env.record(version)
-        queries = bench_queries(opts.seed)
-        port = free_port()
-        echo(f"bench serve: adapter {version}; starting a worker on :{port} ...")
-        worker = env.worker("bench-serve", port)
-        try:
-            env.promote(version, "bench serve")
-            wait_until(
-                lambda: served_version(port) == version, timeout_s=120, what="adapter loaded", proc=worker
-            )
-            m = _phases(env, settings, opts, version, queries, port, echo)
-            fused = None
-            if opts.fused:
-                fused_version = synthetic_fused_adapter(
-                    env.artifacts,
-                    settings.model.base_dir,
-                    seed=opts.seed,
-                    max_length=settings.model.max_length,
-                )
-                env.record(fused_version)
-                pair = (version, fused_version)
-                fused = _paired_phase(env, opts, queries, port, worker, pair, echo)
-            heads = None
-            if opts.heads:
-                multi = synthetic_adapter(
-                    env.artifacts,
-                    settings.model.base_dir,
-                    seed=opts.seed,
-                    max_length=settings.model.max_length,
-                    heads={INTENT_TYPE: list(INTENT_TYPES)},
-                )
-                env.record(multi)
-                heads = _paired_phase(env, opts, queries, port, worker, (version, multi), echo)
-        finally:
-            worker.stop()
+    kw: dict[str, Any] = {"seed": opts.seed, "max_length": settings.model.max_length}
+    twin = synthetic_adapter(
+        env.artifacts, settings.model.base_dir, export=export_settings(opts.max_int8_f1_loss), **kw
+    )
+    fused = synthetic_fused_adapter(
+        env.artifacts, settings.model.base_dir, export=export_settings(opts.max_int8_f1_loss), **kw
+    )
+    env.record(twin)
+    env.record(fused)
+    return twin, fused
+
+
+def _heads_pair(env: BenchEnv, settings: Settings, opts: ServeBenchOptions, single: str) -> tuple[str, str]:
+    """The measured version and the same one (seed, fitted head) with an intent-type head added."""
+    from serving.synthetic import synthetic_adapter
+
+    data = labelled_queries(opts.seed)
+    multi = synthetic_adapter(
+        env.artifacts,
+        settings.model.base_dir,
+        seed=opts.seed,
+        labels=data.labels,
+        max_length=settings.model.max_length,
+        heads={INTENT_TYPE: list(INTENT_TYPES)},
+        export=export_settings(opts.max_int8_f1_loss),
+        fit=data.fit,
+        held_out=data.held_out,
+    )
+    env.record(multi)
+    return single, multi
+
+
+def _backend_summary(raw: RawResult, m: _ServeResults, opts: ServeBenchOptions) -> dict[str, Any]:
+    """One backend's figures (``f1_loss_pt``: see ``backends.compare``), ``BACKEND_KEYS`` all of them."""
     qps = m.max_done / opts.seconds
+    rss_void = f"RSS not measured: the extra versions were served by {', '.join(raw.extra_served_by)}"
+    return {
+        "raw_qps": raw.raw_qps,
+        "qps": round(qps, 1),
+        "ratio_vs_raw": round(qps / raw.raw_qps, 3) if raw.raw_qps else None,
+        "p50_ms": round(percentile(m.half_latencies_ms, 50), 2),
+        "p99_ms": round(percentile(m.half_latencies_ms, 99), 2),
+        "half_rate_qps": round(m.half_rate, 1),
+        "batch1_p50_ms": round(statistics.median(m.batch1_ms), 2) if m.batch1_ms else None,
+        "macro_f1": raw.macro_f1,
+        "f1_loss_pt": None,
+        "failed_requests": m.max_failed + m.half_failed + (opts.batch1_requests - len(m.batch1_ms)),
+        "rss_per_extra_version_mb": raw.rss_per_extra_version_mb,
+        "served_by": m.served_by,
+        "raw_served_by": raw.served_by,
+        "reason": None if raw.rss_per_extra_version_mb is not None else rss_void,
+    }
+
+
+def _summary(
+    settings: Settings,
+    opts: ServeBenchOptions,
+    version: str,
+    main: str | None,
+    per_backend: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The main backend's figures under the keys the bench always had, every backend's, the targets."""
+    m = per_backend.get(main or "") or dict.fromkeys(BACKEND_KEYS)
     return {
         "bench": "serve",
         "encoder": str(settings.model.base_dir or "all-MiniLM-L6-v2"),
         "cores": os.cpu_count(),
         "clients": opts.clients,
         "seconds": opts.seconds,
-        "qps": round(qps, 1),
-        "p50_ms": round(percentile(m.half_latencies_ms, 50), 2),
-        "p99_ms": round(percentile(m.half_latencies_ms, 99), 2),
-        "half_rate_qps": round(m.half_rate, 1),
-        "max_p50_ms": round(percentile(m.max_latencies_ms, 50), 2),
-        "max_p99_ms": round(percentile(m.max_latencies_ms, 99), 2),
-        "raw_qps": round(m.raw_qps, 1),
-        "ratio_vs_raw": round(qps / m.raw_qps, 3) if m.raw_qps else None,
-        "batch1_p50_ms": round(statistics.median(m.batch1_ms), 2) if m.batch1_ms else None,
-        "mean_batch_queries": m.mean_batch_queries,
-        "failed_requests": m.max_failed + m.half_failed + (opts.batch1_requests - len(m.batch1_ms)),
+        "backend": main,
+        **{k: m[k] for k in ("qps", "p50_ms", "p99_ms", "half_rate_qps", "raw_qps", "ratio_vs_raw")},
+        "batch1_p50_ms": m["batch1_p50_ms"],
+        "failed_requests": m["failed_requests"],
         "version": version,
-        **_pair_summary("fused", "encoder_only", fused),
-        **_pair_summary("heads", "single_head", heads),
-        **_explain_summary(m.explained, percentile(m.half_latencies_ms, 99), opts.seconds),
+        "max_int8_f1_loss": export_settings(opts.max_int8_f1_loss).max_int8_f1_loss,
+        **compare(per_backend),
     }
 
 
@@ -438,21 +472,32 @@ def _paired_phase(
     """
     reference, measured = versions
     answered: dict[str, list[int]] = {reference: [], measured: []}
+    served_by: dict[str, str | None] = {}
     failed = 0
     for version in (measured, reference, measured):
         env.promote(version, "bench serve: paired phase")
         _serving(port, version, worker)
+        served_by[version] = _served_by(port, version)
         echo(f"bench serve: {version}, {opts.clients} concurrent clients, {opts.seconds:.0f}s ...")
-        done, n_failed, _ = asyncio.run(_closed_loop(port, queries, opts.clients, opts.seconds))
+        done, n_failed, _ = asyncio.run(closed_loop(port, queries, opts.clients, opts.seconds))
         answered[version].append(done)
         failed += n_failed
     qps = statistics.mean(answered[measured]) / opts.seconds
     reference_qps = statistics.mean(answered[reference]) / opts.seconds
-    return _PairResults(measured, qps, reference_qps, failed)
+    return _PairResults(measured, qps, reference_qps, failed, (served_by[measured], served_by[reference]))
 
 
 def _serving(port: int, version: str, worker: WorkerProcess) -> None:
-    wait_until(lambda: served_version(port) == version, timeout_s=120, what=version, proc=worker)
+    wait_until(lambda: served_version(port) == version, timeout_s=180, what=version, proc=worker)
+
+
+def _served_by(port: int, version: str) -> str | None:
+    """What the worker says serves ``version`` (``/readyz`` ``backends``), if it says."""
+    import httpx
+
+    backends = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json().get("backends") or {}
+    value = backends.get(version)
+    return str(value) if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -461,51 +506,53 @@ class _PairResults:
     qps: float
     reference_qps: float  # measured between the two loops of the measured version
     failed: int
+    served_by: tuple[str | None, str | None]  # the measured version's backend, the reference's
 
 
 def _pair_summary(prefix: str, other: str, result: _PairResults | None) -> dict[str, Any]:
     """A paired phase's figures: ``<prefix>_qps`` against ``<prefix>_<other>_qps`` measured between
-    its two loops, their ratio ``<prefix>_vs_<other>`` (nulls when the phase did not run)."""
-    keys = ("version", "qps", f"{other}_qps", f"vs_{other}", "failed")
+    its two loops, their ratio ``<prefix>_vs_<other>``, what served each side (nulls when the phase
+    did not run)."""
+    keys = ("version", "qps", f"{other}_qps", f"vs_{other}", "failed", "served_by", f"{other}_served_by")
     if result is None:
         return {f"{prefix}_{k}": None for k in keys}
     ratio = round(result.qps / result.reference_qps, 3) if result.reference_qps else None
-    values = (result.version, round(result.qps, 1), round(result.reference_qps, 1), ratio, result.failed)
+    values = (
+        result.version,
+        round(result.qps, 1),
+        round(result.reference_qps, 1),
+        ratio,
+        result.failed,
+        *result.served_by,
+    )
     return {f"{prefix}_{k}": v for k, v in zip(keys, values, strict=True)}
 
 
 def _phases(
-    env: BenchEnv,
-    settings: Settings,
-    opts: ServeBenchOptions,
-    version: str,
-    queries: list[str],
-    port: int,
-    echo: Echo,
+    opts: ServeBenchOptions, queries: list[str], port: int, explainers: int, echo: Echo
 ) -> _ServeResults:
-    """Raw model, batch-1 latency, closed-loop maximum, open loop at half of it: in that order."""
-    batch = settings.serve.batch_max_queries
-    echo(f"bench serve: raw model, batches of {batch}, {opts.seconds:.0f}s ...")
-    raw_qps = raw_phase(env, version, queries, batch, opts.seconds)
-    echo(f"bench serve: raw {raw_qps:,.0f} queries/s; batch-1 latency, {opts.batch1_requests} requests")
-    b1 = asyncio.run(_batch1(port, queries, opts.batch1_requests))
+    """Batch-1 latency, closed-loop maximum, open loop at half of it (and with ``explainers``
+    explanation clients beside it): in that order, on the worker at ``port``."""
+    served_by = _served_by(port, served_version(port) or "")
+    echo(f"bench serve: served by {served_by}; batch-1 latency, {opts.batch1_requests} requests")
+    b1 = asyncio.run(batch1(port, queries, opts.batch1_requests))
     echo(f"bench serve: {opts.clients} concurrent clients, {opts.seconds:.0f}s ...")
-    done, failed_max, lat_max = asyncio.run(_closed_loop(port, queries, opts.clients, opts.seconds))
+    done, failed_max, lat_max = asyncio.run(closed_loop(port, queries, opts.clients, opts.seconds))
     qps = done / opts.seconds
     half = qps / 2
     echo(f"bench serve: max {qps:,.0f} queries/s; open loop at {half:,.0f}/s, {opts.seconds:.0f}s ...")
-    lat_half, failed_half = asyncio.run(_open_loop(port, queries, half, opts.seconds, pool=opts.clients))
-    batch_mean = _batch_mean(port)
+    lat_half, failed_half = asyncio.run(open_loop(port, queries, half, opts.seconds, pool=opts.clients))
+    mean_batch = batch_mean(port)
     explained = None
-    if opts.explain_clients:
-        echo(f"bench serve: open loop at {half:,.0f}/s with {opts.explain_clients} explanation clients ...")
-        explained = asyncio.run(_mixed(port, queries, half, opts.seconds, opts.clients, opts.explain_clients))
+    if explainers:
+        echo(f"bench serve: open loop at {half:,.0f}/s with {explainers} explanation clients ...")
+        explained = asyncio.run(mixed(port, queries, half, opts.seconds, opts.clients, explainers))
     return _ServeResults(
-        raw_qps, b1, done, failed_max, lat_max, half, lat_half, failed_half, batch_mean, explained
+        b1, done, failed_max, lat_max, half, lat_half, failed_half, mean_batch, explained, served_by
     )
 
 
-def _explain_summary(e: _Explained | None, half_p99: float, seconds: float) -> dict[str, Any]:
+def _explain_summary(e: Explained | None, half_p99: float, seconds: float) -> dict[str, Any]:
     """Phase 7's figures (nulls when it did not run)."""
     keys = (
         "p50_ms",

@@ -253,6 +253,19 @@ def bench_review(
     click.echo(json.dumps(run_review_bench(load_settings(), opts, echo=click.echo), default=str))
 
 
+_SERVE_BACKENDS = ("torch", "onnx_fp32", "onnx_int8")  # intentloop.bench.backends.BACKENDS, unimported
+
+
+def _backend_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    unknown = [n for n in names if n not in _SERVE_BACKENDS]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"{', '.join(unknown) or 'none given'}; choose from {', '.join(_SERVE_BACKENDS)}"
+        )
+    return names
+
+
 @bench.command("serve")
 @click.option("--clients", default=32, show_default=True, help="Concurrent HTTP clients (max-rate phase).")
 @click.option("--seconds", default=10.0, show_default=True, help="Length of each timed phase.")
@@ -276,6 +289,21 @@ def bench_review(
     show_default=True,
     help="Clients asking /v1/explain during a second half-rate loop (0: skip that phase).",
 )
+@click.option(
+    "--backends",
+    "backends",
+    default="torch,onnx_fp32,onnx_int8",
+    show_default=True,
+    callback=_backend_list,
+    help="Serving backends to measure, one worker after another (comma-separated).",
+)
+@click.option(
+    "--max-int8-f1-loss",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Macro-F1 the synthetic versions' int8 graphs may lose at export, a fraction [default: "
+    "train.export's default, 0.005]; a looser one publishes int8 graphs to measure.",
+)
 def bench_serve(
     clients: int,
     seconds: float,
@@ -284,14 +312,18 @@ def bench_serve(
     fused: bool,
     heads: bool,
     explain_clients: int,
+    backends: tuple[str, ...],
+    max_int8_f1_loss: float | None,
 ) -> None:
-    """HTTP inference speed of one worker vs the same adapter called directly in batches.
+    """HTTP inference speed of one worker per serving backend vs the same adapter called directly.
 
-    Prints qps (max, concurrent clients), p50/p99 at half that rate, raw_qps, ratio_vs_raw,
-    batch1_p50_ms, (--fused) the fused version's qps against the encoder-only one and (--heads) a
-    two-head version's against the single-head one, and (--explain-clients) the intent latency at
-    half rate with explanation traffic mixed in (explain_p99_ms against p99_ms). Configured
-    Postgres gets a scratch database; unset URLs get embedded servers.
+    Per backend (torch, onnx_fp32, onnx_int8): raw_qps (called in batches), qps (max, concurrent
+    clients), ratio_vs_raw, p50/p99 at half that rate, batch1_p50_ms, macro-F1 on held-out queries
+    and its loss vs raw eager PyTorch, RSS per extra loaded version; issue 18's targets. On the
+    configured backend's worker also (--fused) the fused version's qps against the encoder-only
+    one, (--heads) a two-head version's against the single-head one, and (--explain-clients) the
+    intent latency at half rate with explanation traffic mixed in. Configured Postgres gets a
+    scratch database; unset URLs get embedded servers.
     """
     from intentloop.bench.serve import ServeBenchOptions, run_serve_bench
 
@@ -303,6 +335,8 @@ def bench_serve(
         fused=fused,
         heads=heads,
         explain_clients=explain_clients,
+        backends=backends,
+        max_int8_f1_loss=max_int8_f1_loss,
     )
     click.echo(json.dumps(run_serve_bench(load_settings(), opts, echo=click.echo), default=str))
 
@@ -371,11 +405,36 @@ def bench_explain(
 @click.option("--rate", default=100.0, show_default=True, help="Requests/s to each of the two workers.")
 @click.option("--interval", default=3.0, show_default=True, help="Seconds between promotions.")
 @click.option("--seed", default=21, show_default=True)
-def bench_swap(swaps: int, rate: float, interval: float, seed: int) -> None:
+@click.option(
+    "--backend",
+    type=click.Choice(["onnx", "torch"]),
+    default="onnx",
+    show_default=True,
+    help="Workers' backend.",
+)
+@click.option(
+    "--int8/--no-int8", default=True, show_default=True, help="With --backend onnx: serve the int8 graphs."
+)
+@click.option(
+    "--max-int8-f1-loss",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Macro-F1 the synthetic versions' int8 graphs may lose at export, a fraction [default: "
+    "train.export's default, 0.005]; a looser one publishes int8 graphs to measure.",
+)
+def bench_swap(
+    swaps: int,
+    rate: float,
+    interval: float,
+    seed: int,
+    backend: str,
+    int8: bool,
+    max_int8_f1_loss: float | None,
+) -> None:
     """Two workers under steady load while new adapters are promoted: swap latency, failures, mixing."""
     from intentloop.bench.swap import SwapBenchOptions, run_swap_bench
 
-    opts = SwapBenchOptions(swaps=swaps, rate=rate, interval_s=interval, seed=seed)
+    opts = SwapBenchOptions(swaps, rate, interval, seed, backend, int8, max_int8_f1_loss)
     click.echo(json.dumps(run_swap_bench(load_settings(), opts, echo=click.echo), default=str))
 
 
