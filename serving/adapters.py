@@ -147,16 +147,34 @@ class SharedBase(FrozenBase):
             why = (record.get("fp32") or {}).get("reason", "published without ONNX export")
             log.warning("version %s has no ONNX graph (%s): served by PyTorch", version, why)
             return None, "torch"
-        name = present[0]
-        graph = OnnxGraph(path / name, widths_of(module), self.backend.graphs)
-        if name == GRAPH_INT8:
-            probe = (record.get("int8") or {}).get("probe")
-            if probe is None:
-                raise IncompatibleAdapterError(f"{GRAPH_INT8} has no recorded probe answers to check it by")
-            check_graph(graph, module, self.tokenizer, self.tokenizer_lock, INT8_LOAD_TOLERANCE, probe)
-        else:
-            check_graph(graph, module, self.tokenizer, self.tokenizer_lock, FP32_LOAD_TOLERANCE)
-        return graph, "onnx-int8" if name == GRAPH_INT8 else "onnx-fp32"
+        if present[0] == GRAPH_INT8:
+            try:
+                return self._int8(path, module, record), "onnx-int8"
+            except IncompatibleAdapterError as exc:
+                if GRAPH not in present:
+                    raise
+                # Not this version's int8 graph, or another CPU's int8 kernels answer it otherwise
+                # than the exporter's did: its fp32 graph, checked against PyTorch, serves instead.
+                log.warning("version %s: %s; served by its fp32 graph", version, exc)
+        graph = OnnxGraph(path / GRAPH, widths_of(module), self.backend.graphs)
+        check_graph(graph, module, self.tokenizer, self.tokenizer_lock, FP32_LOAD_TOLERANCE)
+        self._log_provider(version, graph)
+        return graph, "onnx-fp32"
+
+    def _int8(self, path: Path, module: IntentClassifier, record: dict[str, Any]) -> OnnxGraph:
+        """The version's int8 graph, held to PyTorch loosely and to its export's probe answers;
+        an unreadable file is a :class:`CorruptAdapterError` (the artifact is damaged: refused)."""
+        graph = OnnxGraph(path / GRAPH_INT8, widths_of(module), self.backend.graphs)
+        probe = (record.get("int8") or {}).get("probe")
+        if probe is None:
+            raise IncompatibleAdapterError(f"{GRAPH_INT8} has no recorded probe answers to check it by")
+        check_graph(graph, module, self.tokenizer, self.tokenizer_lock, INT8_LOAD_TOLERANCE, probe)
+        return graph
+
+    def _log_provider(self, version: str, graph: OnnxGraph) -> None:
+        """Say when the graph runs elsewhere than asked (CUDA requested, the CPU provider taken)."""
+        if self.backend.graphs.device.startswith("cuda") and graph.provider != "CUDAExecutionProvider":
+            log.warning("version %s: its graph runs on %s, not CUDA", version, graph.provider)
 
     def score(self, adapter: Adapter, texts: list[str]) -> Scores:
         """The version's probabilities, one row per text (one tokenizer call, one forward pass), for

@@ -19,13 +19,11 @@ with dynamic batch and sequence axes, and its graphs are byte-for-byte reproduci
 weights still give the same version id (``store.artifacts``).
 """
 
-import contextlib
-import io
 import logging
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ import numpy as np
 import torch
 
 from store.dimensions import CATEGORY
-from trainer.classifier import FrozenBase, IntentClassifier, head_probabilities
+from trainer.classifier import FrozenBase, IntentClassifier
 from trainer.exceptions import CorruptAdapterError, IncompatibleAdapterError, ModelError
 from trainer.inputs import InputFormat, tokenize
 from trainer.metrics import macro_f1
@@ -90,12 +88,7 @@ def export_graph(module: IntentClassifier, tokenizer: Any, path: Path) -> None:
     outputs = output_names(module)
     dynamic = {name: {0: "batch", 1: "tokens"} for name in INPUTS} | {name: {0: "batch"} for name in outputs}
     wrapper = _Probabilities(module).to("cpu").eval()
-    with (
-        warnings.catch_warnings(),
-        torch.inference_mode(False),
-        torch.no_grad(),
-        contextlib.redirect_stdout(io.StringIO()),
-    ):
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # The tracer warns about data-dependent Python branches in transformers' mask helpers (they
         # are constant for an encoder given a mask) and that the exporter is the legacy one.
         warnings.simplefilter("ignore")
@@ -118,17 +111,20 @@ def quantize_graph(src: Path, dst: Path, *, keep_fp32: Sequence[str] = ()) -> No
     the nodes named in ``keep_fp32`` stay fp32."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().disabled, was = True, logging.getLogger().disabled  # "consider pre-processing"
+    root = logging.getLogger()
+    root.addFilter(_not_preprocessing_advice)
     try:
         quantize_dynamic(
-            str(src),
-            str(dst),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            nodes_to_exclude=list(keep_fp32),
+            str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=[*keep_fp32]
         )
     finally:
-        logging.getLogger().disabled = was
+        root.removeFilter(_not_preprocessing_advice)
+
+
+def _not_preprocessing_advice(record: logging.LogRecord) -> bool:
+    """The quantiser logs on the root logger, every call, that a shape pre-processing pass might
+    help: advice for static quantisation (dynamic quantisation needs none); any other record passes."""
+    return not str(record.msg).startswith("Please consider to run pre-processing")
 
 
 def down_projections(path: Path) -> list[str]:
@@ -196,10 +192,21 @@ class OnnxGraph:
             self.session = ort.InferenceSession(str(path), so, providers=options.providers())
         except Exception as exc:  # ORT raises its own pybind exception types (Fail, InvalidProtobuf...)
             raise CorruptAdapterError(f"{path.name} is not a loadable ONNX graph: {exc}") from exc
-        inputs = [i.name for i in self.session.get_inputs()]
+        inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
         if sorted(inputs) != sorted(INPUTS):
-            raise IncompatibleAdapterError(f"{path.name} takes {inputs}, not {list(INPUTS)}")
+            raise IncompatibleAdapterError(f"{path.name} takes {sorted(inputs)}, not {list(INPUTS)}")
+        for name, arg in inputs.items():
+            # Token ids of any batch and length: int64, two axes, both symbolic (a graph exported
+            # without dynamic axes would only take the export sample's shape).
+            if (
+                arg.type != "tensor(int64)"
+                or len(arg.shape) != 2
+                or not all(isinstance(d, str) for d in arg.shape)
+            ):
+                raise IncompatibleAdapterError(
+                    f"{path.name}: input {name} is {arg.type} {arg.shape}, int64 [batch, tokens] needed"
+                )
         if set(outputs) != set(widths):
             raise IncompatibleAdapterError(
                 f"{path.name} answers {sorted(outputs)}, the manifest {sorted(widths)}"
@@ -212,12 +219,15 @@ class OnnxGraph:
                 )
         self.outputs = list(widths)
         self.widths = dict(widths)
-        self.provider = self.session.get_providers()[0]
+        self.provider = self.session.get_providers()[0]  # what runs it (CPU when CUDA was not taken)
 
     def run(self, enc: Any) -> dict[str, np.ndarray]:
         """Every output's probabilities for a tokenised batch (numpy ``input_ids``/``attention_mask``)."""
         feeds = {name: np.asarray(enc[name], dtype=np.int64) for name in INPUTS}
-        values = self.session.run(self.outputs, feeds)
+        try:
+            values = self.session.run(self.outputs, feeds)
+        except Exception as exc:  # ORT's own exception types derive from Exception only
+            raise IncompatibleAdapterError(f"{self.path.name} failed to run: {exc}") from exc
         return {name: np.asarray(v, dtype=np.float32) for name, v in zip(self.outputs, values, strict=True)}
 
 
@@ -250,7 +260,8 @@ def widths_of(module: IntentClassifier) -> dict[str, int]:
 
 def max_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
     """The largest absolute difference between two answers, over every output and row."""
-    return max(float(np.abs(a[name] - b[name]).max(initial=0.0)) for name in a)
+    diffs = [np.abs(a[name] - b[name]).max(initial=0.0) for name in a]
+    return float(np.max(diffs)) if diffs else 0.0  # np.max, not max(): a NaN anywhere is the answer
 
 
 def check_graph(
@@ -264,8 +275,7 @@ def check_graph(
     """Refuse a graph that does not answer like ``module`` on the probe queries within
     ``tolerance`` (a graph of another version, or one edited after export) nor, when the export
     ``recorded`` its answers to them (int8), like it did then; returns the largest difference."""
-    device = next(module.parameters()).device
-    want = head_probabilities(module, tokenizer, PROBE, device=device, lock=lock)
+    want = fp32_probabilities(module, tokenizer, PROBE, lock)
     got = graph_probabilities(graph, tokenizer, PROBE, module.input_format, lock=lock)
     diff = max_difference(got, want)
     if not np.isfinite(diff) or diff > tolerance:
@@ -286,6 +296,19 @@ def check_graph(
     return diff
 
 
+def fp32_probabilities(
+    module: IntentClassifier, tokenizer: Any, texts: Sequence[str], lock: threading.Lock
+) -> dict[str, np.ndarray]:
+    """PyTorch's answers in fp32 on the module's device, without the bf16 autocast serving uses
+    on CUDA: the reference a graph (fp32 or int8 of fp32 weights) is held to."""
+    device = next(module.parameters()).device
+    with lock:
+        enc = tokenize(tokenizer, texts, module.input_format, batch=True)
+    with torch.inference_mode():
+        logits = module.forward_heads(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+    return {d: torch.softmax(v.float(), dim=-1).cpu().numpy() for d, v in logits.items()}
+
+
 def probe_answers(
     graph: OnnxGraph, tokenizer: Any, fmt: InputFormat, lock: threading.Lock
 ) -> list[list[float]]:
@@ -295,14 +318,20 @@ def probe_answers(
 
 
 # ---------------------------------------------------------------------------------------- export
+Rows = Sequence[tuple[str, str]]  # (text, label) held-out rows
+
+
 def export_version(
     adapter_dir: Path,
     base: FrozenBase,
-    held_out: Sequence[tuple[str, str]],
+    held_out: Rows,
     settings: ExportSettings,
+    head_rows: Mapping[str, Rows] | None = None,
 ) -> dict[str, Any]:
     """Export the saved (not yet published) version in ``adapter_dir`` and check it on ``held_out``
-    (text, label) rows: writes the graphs that pass and the manifest's ``onnx`` section; returns it.
+    (text, label) rows of the category and ``head_rows`` of each extra head: writes the graphs that
+    pass and the manifest's ``onnx`` section; returns it. A failure of the export itself is
+    recorded as a reason like a failed check (the version still publishes, PyTorch serves it).
 
     ``base`` must be on the CPU: the reference is PyTorch in fp32, what the graph computes.
     """
@@ -310,39 +339,34 @@ def export_version(
 
     import onnxruntime as ort
 
-    from trainer.artifact import MANIFEST, load_adapter
+    from trainer.artifact import MANIFEST, load_version
 
     manifest_path = adapter_dir / MANIFEST
     manifest = json.loads(manifest_path.read_text())
-    module = load_adapter(base, adapter_dir, manifest)
+    module, fused = load_version(base, adapter_dir, manifest)
     rows = list(held_out)[: settings.parity_rows] or [(t, "") for t in PROBE]
-    texts = [t for t, _ in rows]
+    heads = {
+        d: list(r)[: settings.parity_rows] for d, r in (head_rows or {}).items() if r and d in module.heads
+    }
     lock = threading.Lock()
-    reference = head_probabilities(
-        module, base.tokenizer, texts, device=base.device, lock=lock, batch_size=64
-    )
     section: dict[str, Any] = {
         "opset": OPSET,
         "exporter": f"torch {torch.__version__} (TorchScript)",
         "runtime": f"onnxruntime {ort.__version__}",
-        "held_out_rows": len(texts),
+        "held_out_rows": len(rows),
+        **({"head_rows": {d: len(r) for d, r in heads.items()}} if heads else {}),
     }
     fp32_path = adapter_dir / GRAPH
+    check = _Check(module, fused, base.tokenizer, rows, heads, lock)
     try:
+        reference = check.answers(lambda texts: fp32_probabilities(module, base.tokenizer, texts, lock))
         export_graph(module, base.tokenizer, fp32_path)
-        fp32 = graph_probabilities(
-            OnnxGraph(fp32_path, widths_of(module)),
-            base.tokenizer,
-            texts,
-            module.input_format,
-            lock=lock,
-            batch_size=64,
-        )
-    except (ModelError, RuntimeError, ValueError, TypeError) as exc:
+        fp32 = check.answers(check.graph(OnnxGraph(fp32_path, widths_of(module))))
+    except Exception as exc:  # the exporter, onnx and ORT raise many types; none may fail the run
         fp32_path.unlink(missing_ok=True)
         section["fp32"] = {"published": False, "reason": f"export failed: {type(exc).__name__}: {exc}"[:500]}
         return _record(manifest_path, manifest, section)
-    diff = max_difference(fp32, reference)
+    diff = max_difference(_flat(fp32), _flat(reference))
     section["fp32"] = {"published": True, "file": GRAPH, "max_abs_diff": float(f"{diff:.3g}")}
     if not diff <= settings.fp32_tolerance:
         fp32_path.unlink()
@@ -353,67 +377,119 @@ def export_version(
         }
         return _record(manifest_path, manifest, section)
     if settings.int8:
-        section["int8"] = _export_int8(adapter_dir, module, base.tokenizer, rows, fp32, settings, lock)
+        section["int8"] = _export_int8(adapter_dir, check, fp32, settings)
     return _record(manifest_path, manifest, section)
 
 
-def _export_int8(
-    adapter_dir: Path,
-    module: IntentClassifier,
-    tokenizer: Any,
-    rows: list[tuple[str, str]],
-    fp32: dict[str, np.ndarray],
-    settings: ExportSettings,
-    lock: threading.Lock,
-) -> dict[str, Any]:
-    """Quantise by each recipe in turn, score the held-out rows, and publish the first int8
-    graph within the F1 budget; none: no int8 graph, and every attempt's figures and the reason."""
-    labels = module.labels
-    # The rows' own labels when they have them; a version published without held-out rows (a
-    # synthetic one) is judged against the fp32 graph's answers instead, which the record says.
-    truth = [y for _, y in rows]
-    against = "held-out labels"
-    fp32_answers = [labels[int(i)] for i in fp32[CATEGORY].argmax(axis=1)]
-    if not all(y in labels for y in truth):
-        truth, against = fp32_answers, "fp32 graph's answers"
-    f1_fp32 = macro_f1(truth, fp32_answers)
+# Every output on the category's rows, and each extra head's output on that head's own rows.
+Answers = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
+
+
+def _flat(answers: Answers) -> dict[str, np.ndarray]:
+    """Every matrix of an answer under one key each (a head's own rows apart from the category's)."""
+    return {**answers[0], **{f"{d} (own rows)": v for d, v in answers[1].items()}}
+
+
+@dataclass
+class _Check:
+    """The held-out rows an export is judged on, and how a model's answers to them are scored."""
+
+    module: IntentClassifier
+    fused: Any  # FusedMembers of a fused version (its answers are the fusion's), else None
+    tokenizer: Any
+    rows: list[tuple[str, str]]
+    heads: dict[str, list[tuple[str, str]]]
+    lock: threading.Lock
+
+    def graph(self, graph: OnnxGraph) -> Any:
+        fmt = self.module.input_format
+        return lambda texts: graph_probabilities(
+            graph, self.tokenizer, texts, fmt, lock=self.lock, batch_size=64
+        )
+
+    def answers(self, run: Any) -> Answers:
+        """``run`` (texts -> every output's probabilities) on the category rows and each head's."""
+        return run([t for t, _ in self.rows]), {d: run([t for t, _ in r])[d] for d, r in self.heads.items()}
+
+    def f1s(self, answers: Answers, reference: Answers) -> dict[str, tuple[float, str]]:
+        """Macro-F1 of ``answers`` per dimension (of the fusion's answers for a fused version),
+        against the rows' labels, or ``reference``'s answers where the rows have none."""
+        out = {}
+        for dimension, rows, probs, ref in [
+            (CATEGORY, self.rows, self._category(answers), self._category(reference)),
+            *((d, self.heads[d], answers[1][d], reference[1][d]) for d in self.heads),
+        ]:
+            labels = self.module.labels if dimension == CATEGORY else self.module.head_labels[dimension]
+            truth, against = [y for _, y in rows], "held-out labels"
+            if not all(y in labels for y in truth):
+                truth, against = [labels[int(i)] for i in ref.argmax(axis=1)], "fp32 graph's answers"
+            out[dimension] = (macro_f1(truth, [labels[int(i)] for i in probs.argmax(axis=1)]), against)
+        return out
+
+    def _category(self, answers: Answers) -> np.ndarray:
+        probs = answers[0][CATEGORY]
+        if self.fused is None:
+            return probs
+        return np.asarray(self.fused.score([t for t, _ in self.rows], probs).probs)
+
+
+def _export_int8(adapter_dir: Path, check: _Check, fp32: Answers, settings: ExportSettings) -> dict[str, Any]:
+    """Quantise by each recipe in turn and publish the first int8 graph whose macro-F1 stays within
+    the budget of the fp32 graph's in every dimension (the fusion's, for a fused version) and that
+    passes the check a worker will run on it; none: no int8 graph, every attempt and the reason."""
     path = adapter_dir / GRAPH_INT8
+    base_f1 = check.f1s(fp32, fp32)
     tried: list[dict[str, Any]] = []
     for recipe in INT8_RECIPES:
         try:
             keep = down_projections(adapter_dir / GRAPH) if recipe == "down projections fp32" else []
             quantize_graph(adapter_dir / GRAPH, path, keep_fp32=keep)
-            graph = OnnxGraph(path, widths_of(module))
-            int8 = graph_probabilities(
-                graph, tokenizer, [t for t, _ in rows], module.input_format, lock=lock, batch_size=64
-            )
-        except (ModelError, RuntimeError, ValueError, TypeError) as exc:
+            graph = OnnxGraph(path, widths_of(check.module))
+            int8 = check.answers(check.graph(graph))
+            probe = probe_answers(graph, check.tokenizer, check.module.input_format, check.lock)
+        except Exception as exc:  # the quantiser, onnx or ONNX Runtime
             path.unlink(missing_ok=True)
-            return {"published": False, "reason": f"quantisation failed: {type(exc).__name__}: {exc}"[:500]}
-        f1_int8 = macro_f1(truth, [labels[int(i)] for i in int8[CATEGORY].argmax(axis=1)])
-        loss = f1_fp32 - f1_int8
+            tried.append({"recipe": recipe, "reason": f"{type(exc).__name__}: {exc}"[:300]})
+            continue
+        f1 = check.f1s(int8, fp32)
+        losses = {d: base_f1[d][0] - f1[d][0] for d in f1}
+        category = fp32[0][CATEGORY]
         record = {
             "recipe": recipe,
-            "macro_f1": round(f1_int8, 4),
-            "fp32_macro_f1": round(f1_fp32, 4),
-            "f1_loss": round(loss, 4),
-            "against": against,
-            "agreement": round(float((int8[CATEGORY].argmax(1) == fp32[CATEGORY].argmax(1)).mean()), 4),
-            "max_abs_diff": float(f"{max_difference(int8, fp32):.3g}"),
+            "macro_f1": round(f1[CATEGORY][0], 4),
+            "fp32_macro_f1": round(base_f1[CATEGORY][0], 4),
+            "f1_loss": round(losses[CATEGORY], 4),
+            "against": base_f1[CATEGORY][1] + (" (the fusion's answers)" if check.fused is not None else ""),
+            "agreement": round(float((int8[0][CATEGORY].argmax(1) == category.argmax(1)).mean()), 4),
+            "max_abs_diff": float(f"{max_difference(int8[0], fp32[0]):.3g}"),
+            **(
+                {"head_f1_loss": {d: round(v, 4) for d, v in losses.items() if d != CATEGORY}}
+                if check.heads
+                else {}
+            ),
         }
-        if loss <= settings.max_int8_f1_loss:
-            probe = probe_answers(graph, tokenizer, module.input_format, lock)
-            return {**record, "file": GRAPH_INT8, "published": True, "probe": probe, "tried": tried}
+        worst = max(losses, key=lambda d: losses[d])
+        if losses[worst] <= settings.max_int8_f1_loss:
+            try:  # what a worker will check it by: publish nothing it would not serve
+                check_graph(graph, check.module, check.tokenizer, check.lock, INT8_LOAD_TOLERANCE, probe)
+                return {**record, "file": GRAPH_INT8, "published": True, "probe": probe, "tried": tried}
+            except ModelError as exc:
+                record["reason"] = f"a worker would not serve it: {exc}"
+        else:
+            record["reason"] = (
+                f"{worst} macro-F1 {f1[worst][0]:.4f} vs fp32 {base_f1[worst][0]:.4f} "
+                f"loses {losses[worst] * 100:.2f} points"
+            )
         tried.append(record)
-    path.unlink()
-    reason = "; ".join(
-        f"{r['recipe']}: macro-F1 {r['macro_f1']:.4f} vs fp32 {f1_fp32:.4f} loses "
-        f"{r['f1_loss'] * 100:.2f} points"
-        for r in tried
+        path.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+    reason = "; ".join(f"{r['recipe']}: {r['reason']}" for r in tried)
+    reason = (
+        f"on {len(check.rows)} rows ({base_f1[CATEGORY][1]}) {reason} > {settings.max_int8_f1_loss * 100:g}"
     )
-    reason = f"on {len(rows)} rows ({against}) {reason} > {settings.max_int8_f1_loss * 100:g}"
     log.warning("int8 graph not published: %s", reason)
-    return {**tried[-1], "file": None, "published": False, "reason": reason, "tried": tried}
+    last = tried[-1] if tried else {}
+    return {**last, "file": None, "published": False, "reason": reason, "tried": tried}
 
 
 def _record(manifest_path: Path, manifest: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:

@@ -320,7 +320,9 @@ def _export(job: _Run, adapter_dir: Path, data: Snapshot) -> None:
 
     t = time.monotonic()
     base = FrozenBase(job.base_dir, "cpu")  # the reference is fp32 PyTorch, what the graph computes
-    section = export_version(adapter_dir, base, [(e.text, e.label) for e in data.val], job.train.export)
+    heads = {d: [(e.text, e.label) for e in rows.val] for d, rows in data.heads.items()}
+    rows = [(e.text, e.label) for e in data.val]
+    section = export_version(adapter_dir, base, rows, job.train.export, head_rows=heads)
     published = [k for k in ("fp32", "int8") if (section.get(k) or {}).get("published")]
     log.info("ONNX export in %.1fs: %s published", time.monotonic() - t, published or "nothing")
 
@@ -348,6 +350,7 @@ def _record_failure(job: _Run, exc: BaseException, started: float) -> None:
 _NOT_FIT = {
     "gate",
     "fusion",  # fitted after the last epoch, from its result: never part of what an epoch computes
+    "export",  # the ONNX graphs, exported after the last epoch too
     "schedule",
     "poll_s",
     "runs_dir",

@@ -202,7 +202,8 @@ def _promote_under_load(
     promoted_at: list[float] = []
     seen: dict[str, set[str]] = {}
     try:
-        workers = [env.worker(f"bench-swap-{k}", port) for k, port in enumerate(ports)]
+        for k, port in enumerate(ports):  # one by one: a later failure still stops the earlier ones
+            workers.append(env.worker(f"bench-swap-{k}", port))
         env.promote(versions[0], "bench swap: start")
         for port, proc in zip(ports, workers, strict=True):
             wait_until(_serves(port, versions[0]), timeout_s=120, what="first version", proc=proc)

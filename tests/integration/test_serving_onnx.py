@@ -106,7 +106,11 @@ def _worker(env: dict[str, str], port: int, name: str, tmp_path: Path) -> Worker
     w = WorkerProcess(
         ["worker", "serve", "--port", str(port), "--worker-id", name], env, tmp_path / f"{name}.log"
     )
-    wait_until(http_ready(f"http://127.0.0.1:{port}/healthz"), timeout_s=90, what=f"{name} up", proc=w)
+    try:
+        wait_until(http_ready(f"http://127.0.0.1:{port}/healthz"), timeout_s=90, what=f"{name} up", proc=w)
+    except BaseException:
+        w.stop()  # never leave a worker holding its port after the test
+        raise
     return w
 
 
@@ -174,9 +178,11 @@ def test_two_onnx_workers_hot_swap_under_load_and_refuse_a_damaged_graph(
     )
     ports = [free_port(), free_port()]
     registry = RedisRegistry(redis_url, prefix=redis_prefix)
-    workers = [_worker(env, port, f"w{i}", tmp_path) for i, port in enumerate(ports, 1)]
+    workers: list[WorkerProcess] = []
     load = Load(ports)
     try:
+        for i, port in enumerate(ports, 1):
+            workers.append(_worker(env, port, f"w{i}", tmp_path))
         promote(db, registry, v1, actor="test", reason="first")
         _all_serve(ports, workers, v1)
         load.start()

@@ -2,7 +2,9 @@
 version keeps serving), and a fused version's encoder member runs on its graph."""
 
 import json
+import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +70,10 @@ DAMAGES = [
     pytest.param(GRAPH, "fp32", "truncated", INTEGRITY, UNLOADABLE, id="fp32-truncated"),
     pytest.param(GRAPH, "fp32", "other", INCOMPATIBLE, FOREIGN, id="fp32-of-another-version"),
     pytest.param(GRAPH, "fp32", "widths", INCOMPATIBLE, "4 labels needed", id="fp32-of-other-labels"),
+    pytest.param(
+        GRAPH, "fp32", "static", INCOMPATIBLE, "int64 [batch, tokens] needed", id="fp32-static-shape"
+    ),
     pytest.param(GRAPH_INT8, "int8", "garbage", INTEGRITY, UNLOADABLE, id="int8-garbage"),
-    # refused by the loose check against PyTorch or by the recorded probe answers, whichever sees it
-    pytest.param(GRAPH_INT8, "int8", "other", INCOMPATIBLE, "", id="int8-of-another-version"),
 ]
 
 
@@ -94,6 +97,7 @@ def test_a_damaged_or_foreign_graph_is_refused(
         "truncated": original[: len(original) // 2],
         "other": _graph_bytes(store, b, name),
         "widths": _other_labels_graph(store, tiny_encoder_dir) if source == "widths" else b"",
+        "static": _static_shape_graph(bases["torch"], store, a, tmp_path) if source == "static" else b"",
     }[source]
     damaged = republish_with_files(store, a, tmp_path, {name: data})
     assert damaged != a
@@ -106,6 +110,30 @@ def test_a_damaged_or_foreign_graph_is_refused(
     assert name in refused.value.reason
 
 
+def _count_runs(adapter: Adapter) -> list[int]:
+    """The batch sizes the adapter's graph session is run on from now on (it must be what answers)."""
+    assert adapter.graph is not None
+    session, calls = adapter.graph.session, []
+    run = session.run
+
+    def counted(outputs, feeds, *args, **kwargs):
+        calls.append(len(feeds["input_ids"]))
+        return run(outputs, feeds, *args, **kwargs)
+
+    object.__setattr__(adapter.graph, "session", _Wrapped(session, counted))
+    return calls
+
+
+class _Wrapped:
+    """A session whose ``run`` is counted; everything else is the session's."""
+
+    def __init__(self, session, run) -> None:
+        self._session, self.run = session, run
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
 def _edited_copy(store: ArtifactStore, version: str, tmp: Path, edit) -> ArtifactStore:
     """A store holding ``version`` with its published manifest's ONNX record edited in place."""
     copy = ArtifactStore(tmp / "edited")
@@ -115,6 +143,31 @@ def _edited_copy(store: ArtifactStore, version: str, tmp: Path, edit) -> Artifac
     edit(manifest[SECTION]["int8"])
     manifest_path.write_text(json.dumps(manifest))
     return copy
+
+
+def _static_shape_graph(base: SharedBase, store: ArtifactStore, version: str, tmp: Path) -> bytes:
+    """``version``'s own model exported without dynamic axes: it loads, has the right outputs and
+    widths, and would fail on any batch but the sample's shape."""
+    import torch
+
+    from trainer.inputs import tokenize
+    from trainer.onnx_graph import INPUTS, _Probabilities, output_names
+
+    module = _build(base, store, version).module
+    sample = tokenize(base.tokenizer, ["a sample query"], module.input_format, batch=True)
+    path = tmp / "static.onnx"
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and the tracer's notes
+        torch.onnx.export(
+            _Probabilities(module).eval(),
+            tuple(sample[n] for n in INPUTS),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=list(INPUTS),
+            output_names=output_names(module),
+        )
+    return path.read_bytes()
 
 
 def _nudge_probe(record: dict) -> None:
@@ -132,18 +185,42 @@ def _drop_probe(record: dict) -> None:
         (_drop_probe, "no recorded probe answers"),
     ],
 )
-def test_an_int8_graph_not_matching_its_recorded_probe_answers_is_refused(
-    store: ArtifactStore, exported: list[str], bases: dict[str, SharedBase], tmp_path: Path, edit, says: str
+def test_an_int8_graph_not_matching_its_recorded_probe_answers_gives_way_to_fp32(
+    store: ArtifactStore,
+    exported: list[str],
+    bases: dict[str, SharedBase],
+    tmp_path: Path,
+    edit,
+    says: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Not the graph the export checked (or another CPU's int8 kernels answering otherwise): the
+    version serves from its fp32 graph, checked against PyTorch, and the worker says why."""
     a = exported[0]
     edited = _edited_copy(store, a, tmp_path, edit)
     # The ONNX record is not one of the manifest's hashed content fields: the store cannot see the
     # edit, only the check against the recorded answers can.
-    path, manifest = edited.fetch(a)
+    with caplog.at_level(logging.WARNING, logger="serving.adapters"):
+        adapter = _build(bases["int8"], edited, a)
+    assert adapter.backend == "onnx-fp32" and adapter.graph is not None
+    assert adapter.graph.path.name == GRAPH
+    assert says in caplog.text and "served by its fp32 graph" in caplog.text
+
+
+def test_another_versions_int8_graph_gives_way_to_fp32_or_is_refused_without_one(
+    store: ArtifactStore, exported: list[str], bases: dict[str, SharedBase], tmp_path: Path
+) -> None:
+    a, b = exported
+    foreign = _graph_bytes(store, b, GRAPH_INT8)
+    with_fp32 = republish_with_files(store, a, tmp_path, {GRAPH_INT8: foreign})
+    adapter = _build(bases["int8"], store, with_fp32)
+    assert adapter.backend == "onnx-fp32" and adapter.graph is not None
+    want = bases["torch"].predict_proba(_build(bases["torch"], store, a), TEXTS)
+    np.testing.assert_allclose(bases["int8"].predict_proba(adapter, TEXTS), want, atol=1e-3, rtol=0)
+    alone = republish_with_files(store, a, tmp_path, {GRAPH_INT8: foreign, GRAPH: None})
     with pytest.raises(AdapterRefusedError) as refused:
-        bases["int8"].build(a, path, manifest)
-    assert refused.value.kind == RefusalKind.INCOMPATIBLE and says in refused.value.reason
-    assert _build(bases["fp32"], edited, a).backend == "onnx-fp32"  # fp32 never reads the probe
+        _build(bases["int8"], store, alone)
+    assert refused.value.kind == INCOMPATIBLE and GRAPH_INT8 in refused.value.reason
 
 
 def test_the_host_keeps_serving_when_a_damaged_graph_is_assigned(
@@ -181,7 +258,9 @@ def test_a_fused_versions_encoder_member_runs_on_its_graph(
     assert on_graph.fused is not None and on_graph.graph is not None and on_graph.backend == "onnx-fp32"
     assert on_torch.graph is None
     texts = [*TEXTS, "x", "best grocery kit", "a gift for a friend who likes home decor and cooking"]
+    calls = _count_runs(on_graph)
     got, want = bases["fp32"].score(on_graph, texts), bases["torch"].score(on_torch, texts)
+    assert calls == [len(texts)]  # the graph answered the encoder member, once, for every row
     np.testing.assert_allclose(got.probs, want.probs, atol=1e-3, rtol=0)
     assert set(got.members) == set(want.members) and len(got.members) == 3
     for name in want.members:
