@@ -78,16 +78,20 @@ class AliasWatcher(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            self.flush_counts()  # independent of Redis: a registry outage must not hold counts back
             try:
+                # The aliases first: a promotion hint is acted on before the counts' Postgres commit,
+                # which a disk busy writing artifacts stalled for a second (bench swap, issue 18).
                 self.reconcile()
+                self.flush_counts()
                 self._wait_for_hint()
             except StoreUnavailableError as exc:
                 log.warning("registry unreachable (%s); still serving %s", exc, self._host.served())
+                self.flush_counts()  # independent of Redis: a registry outage must not hold counts back
                 self._close_pubsub()
                 self._stop_event.wait(self._interval_s)
             except Exception:
                 log.exception("watcher error; still serving %s", self._host.served())
+                self.flush_counts()
                 self._close_pubsub()
                 self._stop_event.wait(self._interval_s)
         self._close_pubsub()

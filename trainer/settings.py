@@ -178,7 +178,7 @@ class ExportSettings(BaseModel):
     onnx: bool = Field(
         default=True,
         description="export the merged model (encoder with its adapter merged, pooling, every head) as "
-        "an ONNX graph into each published version; workers served MiniLM's at 1.7x (fp32) and 2.1x "
+        "an ONNX graph into each published version; workers served MiniLM's at 1.7x (fp32) and 2.7x "
         "(int8) the queries/s of raw eager PyTorch (docs/serving-backends.md). Off: the version "
         "serves on the torch backend only",
     )

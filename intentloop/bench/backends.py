@@ -112,9 +112,13 @@ def fitted_versions(
     ]
 
 
-def labelled_queries(seed: int, n: int = 3000) -> Labelled:
+def labelled_queries(seed: int, n: int = 6000) -> Labelled:
     """The (query, category) items of ``n`` simulated searches, split by a stable hash of the
-    query (not by sorted order, whose neighbours are near-duplicates: "bike lock" / "bike loc")."""
+    query (not by sorted order, whose neighbours are near-duplicates: "bike lock" / "bike loc").
+
+    6,000 searches give about 1,100 rows each to the export's check and to the report, 12 per
+    category: with 3,000 (600 rows) one flipped row moved macro-F1 by 0.1-0.2 point, and an int8
+    graph agreeing with fp32 on 99.3% of rows lost exactly the 0.5-point budget."""
     import hashlib
 
     items = sorted(simulate(SimConfig(seed=seed, n_searches=n)).truth.items())
