@@ -362,9 +362,11 @@ def _evaluate_served(
                     samples.append(
                         {"query": pred["query"], "top": pred["labels"], "intent_type": intent, "truth": want}
                     )
+        backends = client.get("/readyz").json().get("backends", {})  # torch, onnx-fp32 or onnx-int8
     labels = sorted(set(gold))
     out: dict[str, Any] = {
         "answered_by": sorted(versions),
+        "backend": {v: backends.get(v) for v in sorted(versions)},
         "held_out_queries": len(held_out),
         "accuracy": round(accuracy(gold, predicted), 3),
         "macro_f1": round(macro_f1(gold, predicted), 3),
@@ -457,8 +459,8 @@ def _print_summary(s: dict[str, Any], echo: Echo) -> None:
     for line in _fusion_lines(tr["gate"]):
         echo(line)
     echo(
-        f"  served by           {', '.join(sv['answered_by'])} (before promotion: "
-        f"{sv['version_before_promotion'] or 'nothing'})"
+        f"  served by           {', '.join(f'{v} ({b})' for v, b in sv['backend'].items())} (before "
+        f"promotion: {sv['version_before_promotion'] or 'nothing'})"
     )
     echo(
         f"  held-out queries    {sv['held_out_queries']:>8}  accuracy {sv['accuracy']:.1%}, macro-F1 "
