@@ -219,13 +219,15 @@ def head_probabilities(
     device: torch.device,
     lock: threading.Lock,
     batch_size: int | None = None,
+    fp32: bool = False,
 ) -> dict[str, np.ndarray]:
     """Probabilities of every head, one row per text (dimension -> rows): the one inference call of
     evaluation and serving, every head from one encoder pass per batch.
 
     ``batch_size``: texts per forward pass (``None``: all in one, the caller bounds the batch, as the
     inference workers' micro-batcher does). ``lock`` serialises the tokenizer calls of threads
-    sharing ``tokenizer``; the forward passes run unlocked.
+    sharing ``tokenizer``; the forward passes run unlocked. ``fp32``: without the bf16 autocast of
+    CUDA (the reference an ONNX graph is held to).
     """
     dims = [CATEGORY, *module.heads]
     widths = {CATEGORY: len(module.labels), **{d: len(lab) for d, lab in module.head_labels.items()}}
@@ -233,7 +235,7 @@ def head_probabilities(
         return {d: np.zeros((0, widths[d]), dtype=np.float32) for d in dims}
     step = batch_size or len(texts)
     out: dict[str, list[np.ndarray]] = {d: [] for d in dims}
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode(), contextlib.nullcontext() if fp32 else autocast(device):
         for i in range(0, len(texts), step):
             with lock:
                 enc = tokenize(tokenizer, texts[i : i + step], module.input_format, batch=True)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from store.dimensions import CATEGORY
-from trainer.classifier import FrozenBase, IntentClassifier
+from trainer.classifier import FrozenBase, IntentClassifier, head_probabilities
 from trainer.exceptions import CorruptAdapterError, IncompatibleAdapterError, ModelError
 from trainer.inputs import InputFormat, tokenize
 from trainer.metrics import macro_f1
@@ -302,11 +302,9 @@ def fp32_probabilities(
     """PyTorch's answers in fp32 on the module's device, without the bf16 autocast serving uses
     on CUDA: the reference a graph (fp32 or int8 of fp32 weights) is held to."""
     device = next(module.parameters()).device
-    with lock:
-        enc = tokenize(tokenizer, texts, module.input_format, batch=True)
-    with torch.inference_mode():
-        logits = module.forward_heads(enc["input_ids"].to(device), enc["attention_mask"].to(device))
-    return {d: torch.softmax(v.float(), dim=-1).cpu().numpy() for d, v in logits.items()}
+    return head_probabilities(
+        module, tokenizer, list(texts), device=device, lock=lock, batch_size=64, fp32=True
+    )
 
 
 def probe_answers(
